@@ -1,0 +1,12 @@
+import type { Command } from 'commander';
+import { registerAppend } from './append.js';
+import { registerDb } from './db.js';
+import { registerDumpMigrations } from './dumpMigrations.js';
+import { registerMigrate } from './migrate.js';
+import { registerRead } from './read.js';
+
+/**
+ * Every command, in help order. Command files only declare flags and help; they import the library
+ * inside their action, so `es --help` loads nothing heavy.
+ */
+export const commands: ((program: Command) => void)[] = [registerMigrate, registerDumpMigrations, registerAppend, registerRead, registerDb];

@@ -1,0 +1,33 @@
+/** beckett: event store, subscriptions and operations on PostgreSQL. */
+export { defineConfig, message } from './config/types.js';
+export type {
+  BeckettConfig,
+  DatabaseConfig,
+  GroupConfig,
+  HandlerContext,
+  MessageDefinition,
+  MessageOf,
+  ResolvedConfig,
+  SubscriptionConfig,
+  UnmappedTypePolicy,
+} from './config/types.js';
+export type { StandardSchemaV1 } from './config/standardSchema.js';
+export { loadConfig } from './config/load.js';
+export { resolveConfig } from './config/validate.js';
+export { createMessageStore, MessageStore } from './store/messageStore.js';
+export type { AppendOptions, MessageStoreOptions, StreamAppend } from './store/messageStore.js';
+export type {
+  AppendResult,
+  ExpectedVersion,
+  LogPosition,
+  Metadata,
+  NewMessage,
+  ReadLogOptions,
+  ReadLogResult,
+  ReadStreamOptions,
+  RecordedMessage,
+} from './store/types.js';
+export { LOG_START } from './store/types.js';
+export { migrate, migrationStatus } from './db/migrate.js';
+export { dumpMigrationsSql } from './db/migrations.js';
+export * from './errors.js';

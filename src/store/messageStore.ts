@@ -1,0 +1,263 @@
+import type pg from 'pg';
+import type { MessageDefinition } from '../config/types.js';
+import { assertSafeSchemaName, escapeIdentifier } from '../db/identifier.js';
+import { createPool } from '../db/pool.js';
+import { type Queryable, type SqlContext } from '../db/queryable.js';
+import { InvalidInputError } from '../errors.js';
+import { appendToStream, type PreparedMessage, TAG_SEPARATOR_CHAR } from './appendToStream.js';
+import { upcast, validateData } from './messageTypes.js';
+import { Notifier } from './notifications.js';
+import { readCategory, readLog } from './readLog.js';
+import { readStream, streamVersion } from './readStream.js';
+import type {
+  AppendResult,
+  ExpectedVersion,
+  Metadata,
+  NewMessage,
+  ReadLogOptions,
+  ReadLogResult,
+  ReadStreamOptions,
+  RecordedMessage,
+} from './types.js';
+import { uuidv7 } from './uuidv7.js';
+
+export interface MessageStoreOptions {
+  /** A pool you own (it stays open on close()). Give this or `connectionString`. */
+  pool?: pg.Pool;
+  connectionString?: string;
+  /** Default `beckett`. */
+  schema?: string;
+  /** Message type mappings (validators on append, upcasters on read). */
+  messages?: Record<string, MessageDefinition>;
+  /** Default true. Turn off behind PgBouncer in transaction mode. */
+  preparedStatements?: boolean;
+  /** Connections when the store creates its pool. Default 10. */
+  poolSize?: number;
+}
+
+export interface AppendOptions {
+  /** Default `'any'`. */
+  expectedVersion?: ExpectedVersion;
+}
+
+export interface StreamAppend {
+  stream: string;
+  messages: NewMessage | NewMessage[];
+  expectedVersion?: ExpectedVersion;
+}
+
+interface Shared {
+  pool: pg.Pool;
+  ownsPool: boolean;
+  ctx: SqlContext;
+  defs: Record<string, MessageDefinition>;
+  notifier: Notifier;
+}
+
+const MAX_STREAM_NAME = 500;
+
+export function assertStreamName(stream: unknown): asserts stream is string {
+  if (typeof stream !== 'string' || stream.length === 0 || stream.length > MAX_STREAM_NAME || /[\s\u0000-\u001f]/.test(stream)) {
+    throw new InvalidInputError(
+      `Invalid stream name ${JSON.stringify(stream)}: use 1-${MAX_STREAM_NAME} characters without spaces or control characters.`,
+      'Stream names look like category-id, for example order-123.',
+    );
+  }
+}
+
+/** Throws InvalidInputError for a stream name the store would refuse. */
+export function checkStreamName(stream: string): void {
+  assertStreamName(stream);
+}
+
+function assertExpectedVersion(v: unknown): asserts v is ExpectedVersion {
+  if (v === 'any' || v === 'no_stream' || v === 'stream_exists') return;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return;
+  throw new InvalidInputError(
+    `Invalid expected version ${JSON.stringify(v)}.`,
+    'Use "any", "no_stream", "stream_exists" or a stream version (an integer >= 0).',
+  );
+}
+
+/**
+ * The message store: append with optimistic concurrency, read streams, categories and the
+ * gap-safe log. Create one per process with createMessageStore() and share it.
+ */
+export class MessageStore {
+  readonly #shared: Shared;
+  /** Set when bound to a caller's transaction: no BEGIN/COMMIT, no notification (caller commits). */
+  readonly #client: pg.PoolClient | undefined;
+  readonly #inherited: Metadata | undefined;
+
+  /** @internal use createMessageStore() */
+  constructor(shared: Shared, client?: pg.PoolClient, inherited?: Metadata) {
+    this.#shared = shared;
+    this.#client = client;
+    this.#inherited = inherited;
+  }
+
+  get pool(): pg.Pool {
+    return this.#shared.pool;
+  }
+
+  get schema(): string {
+    return this.#shared.ctx.schema;
+  }
+
+  /** @internal SQL context for library modules. */
+  get sqlContext(): SqlContext {
+    return this.#shared.ctx;
+  }
+
+  get messageDefinitions(): Record<string, MessageDefinition> {
+    return this.#shared.defs;
+  }
+
+  get #db(): Queryable {
+    return this.#client ?? this.#shared.pool;
+  }
+
+  /** A store whose appends run on `client`, inside the caller's transaction. */
+  withTransaction(client: pg.PoolClient): MessageStore {
+    return new MessageStore(this.#shared, client, this.#inherited);
+  }
+
+  /**
+   * A store whose appends inherit correlation and causation from `cause`: the correlation id is
+   * carried over, the causation id is the cause's id.
+   */
+  causedBy(cause: Pick<RecordedMessage, 'id' | 'metadata'>): MessageStore {
+    return new MessageStore(this.#shared, this.#client, {
+      correlationId: cause.metadata.correlationId ?? cause.id,
+      causationId: cause.id,
+    });
+  }
+
+  async #prepare(messages: NewMessage[]): Promise<PreparedMessage[]> {
+    if (messages.length === 0) throw new InvalidInputError('Nothing to append: the message list is empty.');
+    const out: PreparedMessage[] = [];
+    for (const m of messages) {
+      if (typeof m !== 'object' || m === null || typeof m.type !== 'string' || m.type.length === 0) {
+        throw new InvalidInputError(`Invalid message ${JSON.stringify(m)}: a message needs a non-empty string "type".`);
+      }
+      if (m.data === undefined) throw new InvalidInputError(`Message of type "${m.type}" has no data.`, 'Pass data: {} for a message without payload.');
+      const tags = m.tags ?? [];
+      if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string' || t.length === 0 || t.includes(TAG_SEPARATOR_CHAR))) {
+        throw new InvalidInputError(`Invalid tags on a "${m.type}" message: tags are non-empty strings such as "course:c1".`);
+      }
+      const id = m.id ?? uuidv7();
+      const data = await validateData(this.#shared.defs, m.type, m.data);
+      const metadata: Metadata = { ...this.#inherited, ...m.metadata };
+      if (metadata.correlationId === undefined) metadata.correlationId = id;
+      out.push({ id, type: m.type, data, metadata, tags });
+    }
+    return out;
+  }
+
+  /**
+   * Append one or more messages to a stream. Throws WrongExpectedVersionError (and writes nothing)
+   * when the stream's version does not match `expectedVersion`.
+   */
+  async append(stream: string, messages: NewMessage | NewMessage[], opts: AppendOptions = {}): Promise<AppendResult> {
+    assertStreamName(stream);
+    const expected = opts.expectedVersion ?? 'any';
+    assertExpectedVersion(expected);
+    const prepared = await this.#prepare(Array.isArray(messages) ? messages : [messages]);
+    const result = await appendToStream(this.#db, this.#shared.ctx, stream, expected, prepared);
+    if (!this.#client) this.#shared.notifier.notify();
+    return result;
+  }
+
+  /**
+   * Append to several streams atomically: every stream's expected version must match, or nothing
+   * is written. Streams are locked in name order, so concurrent multi-stream appends cannot deadlock.
+   */
+  async appendMultiple(appends: StreamAppend[]): Promise<Map<string, AppendResult>> {
+    if (appends.length === 0) throw new InvalidInputError('Nothing to append: no streams given.');
+    const seen = new Set<string>();
+    const prepared: { stream: string; expected: ExpectedVersion; messages: PreparedMessage[] }[] = [];
+    for (const a of appends) {
+      assertStreamName(a.stream);
+      if (seen.has(a.stream)) throw new InvalidInputError(`Stream "${a.stream}" appears twice in one multi-stream append: merge its messages.`);
+      seen.add(a.stream);
+      const expected = a.expectedVersion ?? 'any';
+      assertExpectedVersion(expected);
+      prepared.push({ stream: a.stream, expected, messages: await this.#prepare(Array.isArray(a.messages) ? a.messages : [a.messages]) });
+    }
+    prepared.sort((x, y) => (x.stream < y.stream ? -1 : x.stream > y.stream ? 1 : 0));
+    const run = async (db: Queryable) => {
+      const results = new Map<string, AppendResult>();
+      for (const p of prepared) results.set(p.stream, await appendToStream(db, this.#shared.ctx, p.stream, p.expected, p.messages));
+      return results;
+    };
+    if (this.#client) return run(this.#client);
+    const client = await this.#shared.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const results = await run(client);
+      await client.query('COMMIT');
+      this.#shared.notifier.notify();
+      return results;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Messages of one stream in order (or reverse with direction: 'backward'). */
+  async readStream(stream: string, opts: ReadStreamOptions = {}): Promise<RecordedMessage[]> {
+    assertStreamName(stream);
+    return upcast(this.#shared.defs, await readStream(this.#db, this.#shared.ctx, stream, opts));
+  }
+
+  /** The stream's version (last position; 0 when it does not exist). */
+  async streamVersion(stream: string): Promise<number> {
+    assertStreamName(stream);
+    return streamVersion(this.#db, this.#shared.ctx, stream);
+  }
+
+  /** A category's messages in log order, gap-safe. */
+  async readCategory(category: string, opts: ReadLogOptions = {}): Promise<ReadLogResult> {
+    if (typeof category !== 'string' || category === '' || category.includes('-')) {
+      throw new InvalidInputError(`Invalid category ${JSON.stringify(category)}: a category is the stream name's part before the first "-".`);
+    }
+    const r = await readCategory(this.#db, this.#shared.ctx, category, opts);
+    upcast(this.#shared.defs, r.messages);
+    return r;
+  }
+
+  /** The whole log, gap-safe: what this returns can never be preceded by a later commit. */
+  async readAll(opts: ReadLogOptions = {}): Promise<ReadLogResult> {
+    const r = await readLog(this.#db, this.#shared.ctx, opts);
+    upcast(this.#shared.defs, r.messages);
+    return r;
+  }
+
+  /** Send a (coalesced) wake-up to subscribers now; for appends made in your own transaction, after commit. */
+  notify(): void {
+    this.#shared.notifier.notify();
+  }
+
+  /** Close the pool if the store created it. Idempotent. */
+  async close(): Promise<void> {
+    this.#shared.notifier.close();
+    await this.#shared.notifier.flush();
+    if (this.#shared.ownsPool) {
+      this.#shared.ownsPool = false;
+      await this.#shared.pool.end();
+    }
+  }
+}
+
+/** Create a message store on a pool you give, or on a new pool from a connection string. */
+export function createMessageStore(opts: MessageStoreOptions): MessageStore {
+  const schema = assertSafeSchemaName(opts.schema ?? 'beckett');
+  if (!opts.pool && !opts.connectionString) {
+    throw new InvalidInputError('createMessageStore needs a pool or a connectionString.');
+  }
+  const pool = opts.pool ?? createPool(opts.connectionString!, { max: opts.poolSize ?? 10 });
+  const ctx: SqlContext = { schema, s: escapeIdentifier(schema), prepared: opts.preparedStatements ?? true };
+  return new MessageStore({ pool, ownsPool: !opts.pool, ctx, defs: opts.messages ?? {}, notifier: new Notifier(pool, ctx) });
+}

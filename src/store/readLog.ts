@@ -1,0 +1,105 @@
+import type { Queryable, SqlContext } from '../db/queryable.js';
+import { statement } from '../db/queryable.js';
+import { MESSAGE_COLUMNS, type MessageRow, rowToMessage } from './rowToMessage.js';
+import { LOG_START, type LogPosition, type ReadLogOptions, type ReadLogResult } from './types.js';
+
+/*
+ * The gap-safe read. Positions are assigned at INSERT but become visible at COMMIT, so a reader
+ * ordered by global_position alone can pass a position whose transaction commits later and never
+ * see it. Ordering by (transaction_id, global_position) and reading only transactions older than
+ * the oldest one still running (the snapshot's xmin) makes everything read final: nothing can
+ * later appear before the returned position.
+ */
+const logSql = (ctx: SqlContext, filter: string) =>
+  `SELECT ${MESSAGE_COLUMNS} FROM ${ctx.s}.messages
+    WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
+      AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      ${filter}
+    ORDER BY transaction_id, global_position
+    LIMIT $3`;
+
+const CATEGORY_FILTER = `AND split_part(stream_name, '-', 1) = $4`;
+const TYPES_FILTER = 'AND type = ANY($4::text[])';
+const CATEGORY_TYPES_FILTER = `AND split_part(stream_name, '-', 1) = $4 AND type = ANY($5::text[])`;
+
+function finish(rows: MessageRow[], after: LogPosition): ReadLogResult {
+  const messages = rows.map(rowToMessage);
+  const last = messages[messages.length - 1];
+  return {
+    messages,
+    position: last ? { transactionId: last.transactionId, globalPosition: last.globalPosition } : after,
+  };
+}
+
+/** Read the whole log, gap-safe, after a position. */
+export async function readLog(db: Queryable, ctx: SqlContext, opts: ReadLogOptions = {}): Promise<ReadLogResult> {
+  const after = opts.after ?? LOG_START;
+  const limit = opts.limit ?? 1000;
+  const q = opts.types?.length
+    ? statement(ctx, 'read_log_types', logSql(ctx, TYPES_FILTER), [after.transactionId, after.globalPosition, limit, opts.types])
+    : statement(ctx, 'read_log', logSql(ctx, ''), [after.transactionId, after.globalPosition, limit]);
+  const { rows } = await db.query<MessageRow>(q);
+  return finish(rows, after);
+}
+
+/** Read one category (the stream name's prefix before the first `-`), gap-safe. */
+export async function readCategory(db: Queryable, ctx: SqlContext, category: string, opts: ReadLogOptions = {}): Promise<ReadLogResult> {
+  const after = opts.after ?? LOG_START;
+  const limit = opts.limit ?? 1000;
+  const q = opts.types?.length
+    ? statement(ctx, 'read_category_types', logSql(ctx, CATEGORY_TYPES_FILTER), [
+        after.transactionId,
+        after.globalPosition,
+        limit,
+        category,
+        opts.types,
+      ])
+    : statement(ctx, 'read_category', logSql(ctx, CATEGORY_FILTER), [after.transactionId, after.globalPosition, limit, category]);
+  const { rows } = await db.query<MessageRow>(q);
+  return finish(rows, after);
+}
+
+const headSql = (ctx: SqlContext) =>
+  `SELECT coalesce(max(global_position), 0) AS head FROM ${ctx.s}.messages`;
+
+/** The highest global position written so far (committed). */
+export async function logHead(db: Queryable, ctx: SqlContext): Promise<number> {
+  const { rows } = await db.query<{ head: number }>(headSql(ctx));
+  return rows[0]?.head ?? 0;
+}
+
+/** The log position at the end of what is readable now (for starting at the end). */
+export async function logEnd(db: Queryable, ctx: SqlContext): Promise<LogPosition> {
+  const { rows } = await db.query<{ transaction_id: string; global_position: number }>(
+    `SELECT transaction_id::text AS transaction_id, global_position FROM ${ctx.s}.messages
+      WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY transaction_id DESC, global_position DESC LIMIT 1`,
+  );
+  const row = rows[0];
+  return row ? { transactionId: row.transaction_id, globalPosition: row.global_position } : LOG_START;
+}
+
+/** The oldest open transaction in the cluster holding gap-safe readers back, if any. */
+export interface BlockingTransaction {
+  pid: number;
+  ageSeconds: number;
+  state: string;
+  query: string;
+  applicationName: string;
+  database: string | null;
+}
+
+export async function oldestOpenTransaction(db: Queryable, minAgeSeconds = 0): Promise<BlockingTransaction | undefined> {
+  const { rows } = await db.query<{ pid: number; age: number; state: string; query: string; application_name: string; datname: string | null }>(
+    `SELECT pid, extract(epoch FROM now() - xact_start)::float8 AS age, state, query, application_name, datname
+       FROM pg_stat_activity
+      WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+        AND now() - xact_start >= make_interval(secs => $1)
+      ORDER BY xact_start LIMIT 1`,
+    [minAgeSeconds],
+  );
+  const r = rows[0];
+  return r
+    ? { pid: r.pid, ageSeconds: r.age, state: r.state, query: r.query, applicationName: r.application_name, database: r.datname }
+    : undefined;
+}
