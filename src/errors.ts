@@ -23,7 +23,11 @@ export class BeckettError extends Error {
   readonly code: string;
   readonly exitCode: number;
   readonly hint: string | undefined;
-  constructor(code: string, message: string, opts: { exitCode?: number; hint?: string; cause?: unknown } = {}) {
+  constructor(
+    code: string,
+    message: string,
+    opts: { exitCode?: number; hint?: string; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
@@ -100,7 +104,10 @@ export class WrongExpectedVersionError extends BeckettError {
     super(
       'WRONG_EXPECTED_VERSION',
       `Wrong expected version for stream "${stream}": expected ${describeExpected(expected)}, actual version is ${actual}${actual === 0 ? ' (no stream)' : ''}.`,
-      { exitCode: ExitCode.conflict, hint: 'Reload the stream and decide again, or append with expected version "any".' },
+      {
+        exitCode: ExitCode.conflict,
+        hint: 'Reload the stream and decide again, or append with expected version "any".',
+      },
     );
     this.stream = stream;
     this.expected = expected;

@@ -1,5 +1,7 @@
 /** beckett: event store, subscriptions and operations on PostgreSQL. */
-export { defineConfig, message } from './config/types.js';
+
+export { loadConfig } from './config/load.js';
+export type { StandardSchemaV1 } from './config/standardSchema.js';
 export type {
   BeckettConfig,
   DatabaseConfig,
@@ -11,11 +13,13 @@ export type {
   SubscriptionConfig,
   UnmappedTypePolicy,
 } from './config/types.js';
-export type { StandardSchemaV1 } from './config/standardSchema.js';
-export { loadConfig } from './config/load.js';
+export { defineConfig, message } from './config/types.js';
 export { resolveConfig } from './config/validate.js';
-export { createMessageStore, MessageStore } from './store/messageStore.js';
+export { migrate, migrationStatus } from './db/migrate.js';
+export { dumpMigrationsSql } from './db/migrations.js';
+export * from './errors.js';
 export type { AppendOptions, MessageStoreOptions, StreamAppend } from './store/messageStore.js';
+export { createMessageStore, MessageStore } from './store/messageStore.js';
 export type {
   AppendResult,
   ExpectedVersion,
@@ -28,6 +32,3 @@ export type {
   RecordedMessage,
 } from './store/types.js';
 export { LOG_START } from './store/types.js';
-export { migrate, migrationStatus } from './db/migrate.js';
-export { dumpMigrationsSql } from './db/migrations.js';
-export * from './errors.js';

@@ -27,7 +27,10 @@ export interface CommandContext {
 }
 
 /** Which URL to use: --database-url, then DATABASE_URL, then the config; undefined means embedded. */
-export function chooseUrl(opts: GlobalOptions, config: ResolvedConfig): { url: string | undefined; source: CommandContext['source'] } {
+export function chooseUrl(
+  opts: GlobalOptions,
+  config: ResolvedConfig,
+): { url: string | undefined; source: CommandContext['source'] } {
   if (opts.databaseUrl) return { url: opts.databaseUrl, source: 'flag' };
   if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL, source: 'env' };
   if (config.database.url) return { url: config.database.url, source: 'config' };
@@ -35,8 +38,14 @@ export function chooseUrl(opts: GlobalOptions, config: ResolvedConfig): { url: s
 }
 
 /** Load the config, pick the database (starting the embedded one if needed) and open a pool. */
-export async function openContext(opts: GlobalOptions, need: { config?: boolean; poolSize?: number } = {}): Promise<CommandContext> {
-  const config = await loadConfig({ ...(opts.config ? { path: opts.config } : {}), required: need.config ?? false });
+export async function openContext(
+  opts: GlobalOptions,
+  need: { config?: boolean; poolSize?: number } = {},
+): Promise<CommandContext> {
+  const config = await loadConfig({
+    ...(opts.config ? { path: opts.config } : {}),
+    required: need.config ?? false,
+  });
   const schema = assertSafeSchemaName(opts.schema ?? config.database.schema);
   let { url, source } = chooseUrl(opts, config);
   if (!url) {
@@ -46,14 +55,22 @@ export async function openContext(opts: GlobalOptions, need: { config?: boolean;
       `es: using the embedded PostgreSQL (${server.dataDir}, port ${server.port}${server.started ? ', just started' : ''}); set DATABASE_URL or --database-url to use your own server.\n`,
     );
   }
-  const pool = createPool(url, { max: need.poolSize ?? config.database.poolSize, applicationName: 'beckett-cli' });
+  const pool = createPool(url, {
+    max: need.poolSize ?? config.database.poolSize,
+    applicationName: 'beckett-cli',
+  });
   try {
     await assertReachable(pool, url);
   } catch (err) {
     await pool.end().catch(() => undefined);
     throw err;
   }
-  const store = createMessageStore({ pool, schema, messages: config.messages, preparedStatements: config.database.preparedStatements });
+  const store = createMessageStore({
+    pool,
+    schema,
+    messages: config.messages,
+    preparedStatements: config.database.preparedStatements,
+  });
   let closed = false;
   return {
     config,
@@ -74,7 +91,11 @@ export async function openContext(opts: GlobalOptions, need: { config?: boolean;
 /** Turn "relation does not exist" into the actionable "run es migrate". */
 export function explainDatabaseError(err: unknown, schema: string): unknown {
   const state = sqlStateOf(err);
-  if (state === SqlState.undefinedTable || state === SqlState.invalidSchemaName || state === SqlState.undefinedFunction) {
+  if (
+    state === SqlState.undefinedTable ||
+    state === SqlState.invalidSchemaName ||
+    state === SqlState.undefinedFunction
+  ) {
     return new NotMigratedError(schema);
   }
   return err;

@@ -20,8 +20,14 @@ export function buildProgram(): Command {
   const program = new Command('es')
     .description('beckett: event store, subscription workers and operations on PostgreSQL')
     .version(process.env.npm_package_version ?? '0.1.0', '-V, --version')
-    .option('-c, --config <path>', 'config file (default: beckett.config.ts found from the working directory up)')
-    .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL, then the config, then the embedded server)')
+    .option(
+      '-c, --config <path>',
+      'config file (default: beckett.config.ts found from the working directory up)',
+    )
+    .option(
+      '--database-url <url>',
+      'PostgreSQL URL (default: DATABASE_URL, then the config, then the embedded server)',
+    )
     .option('--schema <name>', 'schema holding beckett tables (default: the config, then "beckett")')
     .addHelpText('after', EXAMPLES)
     .showHelpAfterError('(run es --help for usage)')
@@ -50,7 +56,12 @@ export async function run(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      if (
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help'
+      )
+        return 0;
       // commander already printed the problem.
       return ExitCode.usage;
     }

@@ -2,7 +2,8 @@ import { InvalidInputError } from '../errors.js';
 import type { ExpectedVersion } from '../store/types.js';
 
 export function parseNonNegativeInt(value: string, flag: string): number {
-  if (!/^\d+$/.test(value)) throw new InvalidInputError(`${flag} must be an integer >= 0, got ${JSON.stringify(value)}.`);
+  if (!/^\d+$/.test(value))
+    throw new InvalidInputError(`${flag} must be an integer >= 0, got ${JSON.stringify(value)}.`);
   return Number(value);
 }
 

@@ -5,7 +5,12 @@ import { ConfigError, toError } from '../errors.js';
 import type { ResolvedConfig } from './types.js';
 import { resolveConfig } from './validate.js';
 
-export const CONFIG_FILES = ['beckett.config.ts', 'beckett.config.mts', 'beckett.config.js', 'beckett.config.mjs'];
+export const CONFIG_FILES = [
+  'beckett.config.ts',
+  'beckett.config.mts',
+  'beckett.config.js',
+  'beckett.config.mjs',
+];
 
 /** `beckett` inside a user's config resolves to this very package, wherever it is installed. */
 function selfEntry(): string {
@@ -16,7 +21,11 @@ function selfEntry(): string {
 /** Loads TypeScript configs, and the TS modules they import, with jiti. */
 async function loadWithJiti(filepath: string): Promise<unknown> {
   const { createJiti } = await import('jiti');
-  const jiti = createJiti(import.meta.url, { alias: { beckett: selfEntry() }, moduleCache: true, fsCache: false });
+  const jiti = createJiti(import.meta.url, {
+    alias: { beckett: selfEntry() },
+    moduleCache: true,
+    fsCache: false,
+  });
   return jiti.import(filepath, { default: true });
 }
 
@@ -45,7 +54,10 @@ export async function loadConfig(opts: LoadConfigOptions = {}): Promise<Resolved
   if (opts.path) {
     const file = resolve(cwd, opts.path);
     if (!existsSync(file)) {
-      throw new ConfigError(`Config file not found: ${file}`, 'Check the --config path, or run es init to create beckett.config.ts.');
+      throw new ConfigError(
+        `Config file not found: ${file}`,
+        'Check the --config path, or run es init to create beckett.config.ts.',
+      );
     }
     result = await explorer.load(file).catch((err: unknown) => {
       throw loadFailure(file, err);
@@ -69,5 +81,9 @@ export async function loadConfig(opts: LoadConfigOptions = {}): Promise<Resolved
 
 function loadFailure(where: string, err: unknown): ConfigError {
   const e = toError(err);
-  return new ConfigError(`Could not load the config ${where}: ${e.message}`, 'Fix the error above in the config file (or a module it imports).', err);
+  return new ConfigError(
+    `Could not load the config ${where}: ${e.message}`,
+    'Fix the error above in the config file (or a module it imports).',
+    err,
+  );
 }

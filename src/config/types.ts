@@ -17,7 +17,9 @@ export interface MessageDefinition<Data = unknown> {
 }
 
 /** Declare a message type: `message<{ orderId: string }>()` or `message(zodSchema)`. */
-export function message<Data>(opts?: { upcast?: (data: unknown, metadata: Metadata) => Data }): MessageDefinition<Data>;
+export function message<Data>(opts?: {
+  upcast?: (data: unknown, metadata: Metadata) => Data;
+}): MessageDefinition<Data>;
 export function message<S extends StandardSchemaV1>(
   schema: S,
   opts?: { upcast?: (data: unknown, metadata: Metadata) => InferOutput<S> },

@@ -1,7 +1,14 @@
 import { resolve } from 'node:path';
 import { assertSafeSchemaName } from '../db/identifier.js';
 import { BeckettError, ConfigError } from '../errors.js';
-import type { BeckettConfig, MessageDefinition, ResolvedConfig, ResolvedGroup, ResolvedSubscription, SubscriptionConfig } from './types.js';
+import type {
+  BeckettConfig,
+  MessageDefinition,
+  ResolvedConfig,
+  ResolvedGroup,
+  ResolvedSubscription,
+  SubscriptionConfig,
+} from './types.js';
 
 function describe(value: unknown): string {
   if (value === undefined) return 'undefined';
@@ -20,14 +27,16 @@ class Problems {
   }
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
 const isNonNegativeInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 const NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,99}$/;
 
 function checkKeys(p: Problems, obj: Record<string, unknown>, path: string, allowed: string[]): void {
   for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) p.list.push(`${path ? `${path}.` : ''}${key}: unknown key (allowed: ${allowed.join(', ')})`);
+    if (!allowed.includes(key))
+      p.list.push(`${path ? `${path}.` : ''}${key}: unknown key (allowed: ${allowed.join(', ')})`);
   }
 }
 
@@ -58,23 +67,37 @@ function resolveSubscription(
     'onUnmappedType',
   ]);
   if (!NAME.test(name)) p.add(path, 'a subscription name of letters, digits, "_", "-" or "."', name);
-  if (s.handler === undefined && s.batchHandler === undefined) p.add(`${path}.handler`, 'a function (or give batchHandler)', undefined);
-  if (s.handler !== undefined && typeof s.handler !== 'function') p.add(`${path}.handler`, 'a function', s.handler);
-  if (s.batchHandler !== undefined && typeof s.batchHandler !== 'function') p.add(`${path}.batchHandler`, 'a function', s.batchHandler);
-  if (s.handler !== undefined && s.batchHandler !== undefined) p.list.push(`${path}: give handler or batchHandler, not both`);
-  if (s.types !== undefined && (!Array.isArray(s.types) || s.types.some((t) => typeof t !== 'string' || t === ''))) {
+  if (s.handler === undefined && s.batchHandler === undefined)
+    p.add(`${path}.handler`, 'a function (or give batchHandler)', undefined);
+  if (s.handler !== undefined && typeof s.handler !== 'function')
+    p.add(`${path}.handler`, 'a function', s.handler);
+  if (s.batchHandler !== undefined && typeof s.batchHandler !== 'function')
+    p.add(`${path}.batchHandler`, 'a function', s.batchHandler);
+  if (s.handler !== undefined && s.batchHandler !== undefined)
+    p.list.push(`${path}: give handler or batchHandler, not both`);
+  if (
+    s.types !== undefined &&
+    (!Array.isArray(s.types) || s.types.some((t) => typeof t !== 'string' || t === ''))
+  ) {
     p.add(`${path}.types`, 'an array of message type names', s.types);
   }
-  if (s.category !== undefined && (typeof s.category !== 'string' || s.category === '' || s.category.includes('-'))) {
+  if (
+    s.category !== undefined &&
+    (typeof s.category !== 'string' || s.category === '' || s.category.includes('-'))
+  ) {
     p.add(`${path}.category`, 'a category name (no "-")', s.category);
   }
-  if (s.stream !== undefined && (typeof s.stream !== 'string' || s.stream === '')) p.add(`${path}.stream`, 'a stream name', s.stream);
+  if (s.stream !== undefined && (typeof s.stream !== 'string' || s.stream === ''))
+    p.add(`${path}.stream`, 'a stream name', s.stream);
   if (s.startFrom !== undefined && s.startFrom !== 'beginning' && s.startFrom !== 'end') {
     p.add(`${path}.startFrom`, '"beginning" or "end"', s.startFrom);
   }
-  if (s.maxRetries !== undefined && !isNonNegativeInt(s.maxRetries)) p.add(`${path}.maxRetries`, 'an integer >= 0', s.maxRetries);
-  if (s.batchSize !== undefined && !isPositiveInt(s.batchSize)) p.add(`${path}.batchSize`, 'an integer >= 1', s.batchSize);
-  if (s.transactional !== undefined && typeof s.transactional !== 'boolean') p.add(`${path}.transactional`, 'true or false', s.transactional);
+  if (s.maxRetries !== undefined && !isNonNegativeInt(s.maxRetries))
+    p.add(`${path}.maxRetries`, 'an integer >= 0', s.maxRetries);
+  if (s.batchSize !== undefined && !isPositiveInt(s.batchSize))
+    p.add(`${path}.batchSize`, 'an integer >= 1', s.batchSize);
+  if (s.transactional !== undefined && typeof s.transactional !== 'boolean')
+    p.add(`${path}.transactional`, 'true or false', s.transactional);
   if (s.onUnmappedType !== undefined && !['fail', 'skip', 'raw'].includes(s.onUnmappedType)) {
     p.add(`${path}.onUnmappedType`, '"fail", "skip" or "raw"', s.onUnmappedType);
   }
@@ -82,8 +105,10 @@ function resolveSubscription(
     if (!isRecord(s.backoff)) p.add(`${path}.backoff`, 'an object { initialMs, maxMs }', s.backoff);
     else {
       checkKeys(p, s.backoff, `${path}.backoff`, ['initialMs', 'maxMs']);
-      if (s.backoff.initialMs !== undefined && !isPositiveInt(s.backoff.initialMs)) p.add(`${path}.backoff.initialMs`, 'milliseconds >= 1', s.backoff.initialMs);
-      if (s.backoff.maxMs !== undefined && !isPositiveInt(s.backoff.maxMs)) p.add(`${path}.backoff.maxMs`, 'milliseconds >= 1', s.backoff.maxMs);
+      if (s.backoff.initialMs !== undefined && !isPositiveInt(s.backoff.initialMs))
+        p.add(`${path}.backoff.initialMs`, 'milliseconds >= 1', s.backoff.initialMs);
+      if (s.backoff.maxMs !== undefined && !isPositiveInt(s.backoff.maxMs))
+        p.add(`${path}.backoff.maxMs`, 'milliseconds >= 1', s.backoff.maxMs);
     }
   }
   const declared = Object.keys(messages);
@@ -109,17 +134,27 @@ function resolveSubscription(
  * Check a raw config (from a file or code) and apply defaults. Throws one ConfigError naming the
  * file and every key that is wrong.
  */
-export function resolveConfig(raw: unknown, opts: { path?: string; projectDir?: string } = {}): ResolvedConfig {
+export function resolveConfig(
+  raw: unknown,
+  opts: { path?: string; projectDir?: string } = {},
+): ResolvedConfig {
   const p = new Problems();
   const where = opts.path ?? 'config';
   const projectDir = opts.projectDir ?? process.cwd();
   if (!isRecord(raw)) {
-    throw new ConfigError(`${where}: expected the default export to be a config object (use defineConfig({...})), got ${describe(raw)}`);
+    throw new ConfigError(
+      `${where}: expected the default export to be a config object (use defineConfig({...})), got ${describe(raw)}`,
+    );
   }
   const cfg = raw as BeckettConfig & Record<string, unknown>;
   checkKeys(p, cfg, '', ['database', 'messages', 'groups']);
 
-  const database: ResolvedConfig['database'] = { url: undefined, schema: 'beckett', preparedStatements: true, poolSize: 10 };
+  const database: ResolvedConfig['database'] = {
+    url: undefined,
+    schema: 'beckett',
+    preparedStatements: true,
+    poolSize: 10,
+  };
   if (cfg.database !== undefined) {
     if (!isRecord(cfg.database)) p.add('database', 'an object { url, schema }', cfg.database);
     else {
@@ -137,7 +172,8 @@ export function resolveConfig(raw: unknown, opts: { path?: string; projectDir?: 
         }
       }
       if (d.preparedStatements !== undefined) {
-        if (typeof d.preparedStatements !== 'boolean') p.add('database.preparedStatements', 'true or false', d.preparedStatements);
+        if (typeof d.preparedStatements !== 'boolean')
+          p.add('database.preparedStatements', 'true or false', d.preparedStatements);
         else database.preparedStatements = d.preparedStatements;
       }
       if (d.poolSize !== undefined) {
@@ -159,10 +195,14 @@ export function resolveConfig(raw: unknown, opts: { path?: string; projectDir?: 
         }
         checkKeys(p, def, path, ['schema', 'upcast']);
         const schema = def.schema as unknown;
-        if (schema !== undefined && !(isRecord(schema) || typeof schema === 'function') || (schema !== undefined && !('~standard' in (schema as object)))) {
+        if (
+          (schema !== undefined && !(isRecord(schema) || typeof schema === 'function')) ||
+          (schema !== undefined && !('~standard' in (schema as object)))
+        ) {
           p.add(`${path}.schema`, 'a Standard Schema validator (zod, valibot, arktype, ...)', schema);
         }
-        if (def.upcast !== undefined && typeof def.upcast !== 'function') p.add(`${path}.upcast`, 'a function', def.upcast);
+        if (def.upcast !== undefined && typeof def.upcast !== 'function')
+          p.add(`${path}.upcast`, 'a function', def.upcast);
         messages[type] = def as MessageDefinition;
       }
     }
@@ -180,13 +220,18 @@ export function resolveConfig(raw: unknown, opts: { path?: string; projectDir?: 
           continue;
         }
         checkKeys(p, g, path, ['subscriptions', 'concurrency']);
-        if (g.concurrency !== undefined && !isPositiveInt(g.concurrency)) p.add(`${path}.concurrency`, 'an integer >= 1', g.concurrency);
+        if (g.concurrency !== undefined && !isPositiveInt(g.concurrency))
+          p.add(`${path}.concurrency`, 'an integer >= 1', g.concurrency);
         const subs = new Map<string, ResolvedSubscription>();
         for (const [subName, sub] of Object.entries(g.subscriptions)) {
           const r = resolveSubscription(p, name, subName, sub, messages);
           if (r) subs.set(subName, r);
         }
-        groups.set(name, { name, concurrency: (g.concurrency as number | undefined) ?? 4, subscriptions: subs });
+        groups.set(name, {
+          name,
+          concurrency: (g.concurrency as number | undefined) ?? 4,
+          subscriptions: subs,
+        });
       }
     }
   }

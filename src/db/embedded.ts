@@ -1,6 +1,16 @@
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, chownSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  chownSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -45,11 +55,15 @@ async function binaries(): Promise<Binaries> {
   try {
     return (await import(pkg)) as Binaries;
   } catch (err) {
-    throw new BeckettError('EMBEDDED_UNAVAILABLE', `The embedded PostgreSQL binaries (${pkg}) are not installed.`, {
-      exitCode: ExitCode.databaseUnreachable,
-      hint: 'Run npm install, or point es at a server with --database-url or DATABASE_URL.',
-      cause: err,
-    });
+    throw new BeckettError(
+      'EMBEDDED_UNAVAILABLE',
+      `The embedded PostgreSQL binaries (${pkg}) are not installed.`,
+      {
+        exitCode: ExitCode.databaseUnreachable,
+        hint: 'Run npm install, or point es at a server with --database-url or DATABASE_URL.',
+        cause: err,
+      },
+    );
   }
 }
 
@@ -121,7 +135,11 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function isRunning(bin: Binaries, dataDir: string, user: { uid: number; gid: number } | undefined): Promise<boolean> {
+async function isRunning(
+  bin: Binaries,
+  dataDir: string,
+  user: { uid: number; gid: number } | undefined,
+): Promise<boolean> {
   if (!existsSync(join(dataDir, 'PG_VERSION'))) return false;
   try {
     await run(bin.pg_ctl, ['status', '-D', dataDir], user ?? {});
@@ -154,10 +172,14 @@ async function withLock<T>(home: string, fn: () => Promise<T>): Promise<T> {
         continue;
       }
       if (Date.now() > deadline) {
-        throw new BeckettError('EMBEDDED_LOCKED', `Timed out waiting for another es process to start the embedded database (${lock}).`, {
-          exitCode: ExitCode.databaseUnreachable,
-          hint: `If no es process is running, remove ${lock}.`,
-        });
+        throw new BeckettError(
+          'EMBEDDED_LOCKED',
+          `Timed out waiting for another es process to start the embedded database (${lock}).`,
+          {
+            exitCode: ExitCode.databaseUnreachable,
+            hint: `If no es process is running, remove ${lock}.`,
+          },
+        );
       }
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -178,7 +200,12 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-async function initialise(bin: Binaries, home: string, dataDir: string, user: { uid: number; gid: number } | undefined): Promise<void> {
+async function initialise(
+  bin: Binaries,
+  home: string,
+  dataDir: string,
+  user: { uid: number; gid: number } | undefined,
+): Promise<void> {
   mkdirSync(dataDir, { recursive: true });
   if (user) chownSync(dataDir, user.uid, user.gid);
   const pwfile = join(home, 'pwfile');
@@ -186,22 +213,39 @@ async function initialise(bin: Binaries, home: string, dataDir: string, user: { 
   try {
     await run(
       bin.initdb,
-      [`--pgdata=${dataDir}`, '--auth=scram-sha-256', `--username=${USER}`, `--pwfile=${pwfile}`, '--encoding=UTF8', '--no-sync'],
+      [
+        `--pgdata=${dataDir}`,
+        '--auth=scram-sha-256',
+        `--username=${USER}`,
+        `--pwfile=${pwfile}`,
+        '--encoding=UTF8',
+        '--no-sync',
+      ],
       { ...(user ?? {}), env: { ...process.env, LC_ALL: 'C' } },
     );
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr ?? '';
-    throw new BeckettError('EMBEDDED_INIT_FAILED', `Could not initialise the embedded database in ${dataDir}: ${stderr.trim() || String(err)}`, {
-      exitCode: ExitCode.databaseUnreachable,
-      hint: `Remove ${dataDir} and try again, or use your own server with --database-url.`,
-      cause: err,
-    });
+    throw new BeckettError(
+      'EMBEDDED_INIT_FAILED',
+      `Could not initialise the embedded database in ${dataDir}: ${stderr.trim() || String(err)}`,
+      {
+        exitCode: ExitCode.databaseUnreachable,
+        hint: `Remove ${dataDir} and try again, or use your own server with --database-url.`,
+        cause: err,
+      },
+    );
   } finally {
     rmSync(pwfile, { force: true });
   }
 }
 
-async function startServer(bin: Binaries, home: string, dataDir: string, port: number, user: { uid: number; gid: number } | undefined): Promise<void> {
+async function startServer(
+  bin: Binaries,
+  home: string,
+  dataDir: string,
+  port: number,
+  user: { uid: number; gid: number } | undefined,
+): Promise<void> {
   const logFile = join(home, 'postgres.log');
   if (user && !existsSync(logFile)) {
     writeFileSync(logFile, '');
@@ -248,7 +292,8 @@ export async function ensureEmbedded(projectDir: string): Promise<EmbeddedServer
   }
   return withLock(home, async () => {
     const port = readPort(home);
-    if (port !== undefined && (await isRunning(bin, dataDir, user))) return { url: urlFor(port), port, dataDir, started: false };
+    if (port !== undefined && (await isRunning(bin, dataDir, user)))
+      return { url: urlFor(port), port, dataDir, started: false };
     if (!existsSync(join(dataDir, 'PG_VERSION'))) await initialise(bin, home, dataDir, user);
     let lastError: unknown;
     for (const candidate of [port, await freePort(), await freePort()]) {
@@ -261,11 +306,15 @@ export async function ensureEmbedded(projectDir: string): Promise<EmbeddedServer
         lastError = err;
       }
     }
-    throw new BeckettError('EMBEDDED_START_FAILED', `Could not start the embedded database in ${dataDir}: ${String(lastError)}`, {
-      exitCode: ExitCode.databaseUnreachable,
-      hint: `See ${join(home, 'postgres.log')}, or use your own server with --database-url.`,
-      cause: lastError,
-    });
+    throw new BeckettError(
+      'EMBEDDED_START_FAILED',
+      `Could not start the embedded database in ${dataDir}: ${String(lastError)}`,
+      {
+        exitCode: ExitCode.databaseUnreachable,
+        hint: `See ${join(home, 'postgres.log')}, or use your own server with --database-url.`,
+        cause: lastError,
+      },
+    );
   });
 }
 
@@ -276,7 +325,13 @@ export async function embeddedStatus(projectDir: string): Promise<EmbeddedStatus
   const port = readPort(home);
   const bin = await binaries();
   const running = initialised && (await isRunning(bin, dataDir, await serverUser()));
-  return { running, initialised, port, dataDir, url: running && port !== undefined ? urlFor(port) : undefined };
+  return {
+    running,
+    initialised,
+    port,
+    dataDir,
+    url: running && port !== undefined ? urlFor(port) : undefined,
+  };
 }
 
 /** Stop the project's embedded server (fast shutdown: open sessions are disconnected). */

@@ -1,7 +1,13 @@
 import type pg from 'pg';
 import { DatabaseAheadError, MigrationChecksumError } from '../errors.js';
 import { escapeIdentifier } from './identifier.js';
-import { loadMigrations, type Migration, recordMigrationSql, renderMigration, schemaMigrationsDdl } from './migrations.js';
+import {
+  loadMigrations,
+  type Migration,
+  recordMigrationSql,
+  renderMigration,
+  schemaMigrationsDdl,
+} from './migrations.js';
 
 export interface MigrateResult {
   applied: { version: number; name: string }[];
@@ -18,7 +24,11 @@ export interface MigrationStatus {
  * time; each file applies in its own transaction with its checksum recorded. Refuses a changed
  * checksum and a database that has migrations this code does not know.
  */
-export async function migrate(pool: pg.Pool, schema: string, migrations: Migration[] = loadMigrations()): Promise<MigrateResult> {
+export async function migrate(
+  pool: pg.Pool,
+  schema: string,
+  migrations: Migration[] = loadMigrations(),
+): Promise<MigrateResult> {
   const client = await pool.connect();
   const lockKey = `beckett.migrate:${schema}`;
   try {
@@ -52,7 +62,9 @@ export async function migrate(pool: pg.Pool, schema: string, migrations: Migrati
       }
       return { applied, alreadyApplied: rows.length };
     } finally {
-      await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockKey]).catch(() => undefined);
+      await client
+        .query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lockKey])
+        .catch(() => undefined);
     }
   } finally {
     client.release();
@@ -60,7 +72,11 @@ export async function migrate(pool: pg.Pool, schema: string, migrations: Migrati
 }
 
 /** Which migrations are applied and which are pending, without changing anything. */
-export async function migrationStatus(pool: pg.Pool, schema: string, migrations: Migration[] = loadMigrations()): Promise<MigrationStatus> {
+export async function migrationStatus(
+  pool: pg.Pool,
+  schema: string,
+  migrations: Migration[] = loadMigrations(),
+): Promise<MigrationStatus> {
   const exists = await pool.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [
     `${escapeIdentifier(schema)}.schema_migrations`,
   ]);
@@ -74,6 +90,8 @@ export async function migrationStatus(pool: pg.Pool, schema: string, migrations:
   const done = new Set(rows.map((r) => r.version));
   return {
     applied: rows.map((r) => ({ version: r.version, name: r.name, appliedAt: r.applied_at })),
-    pending: migrations.filter((m) => !done.has(m.version)).map((m) => ({ version: m.version, name: m.name })),
+    pending: migrations
+      .filter((m) => !done.has(m.version))
+      .map((m) => ({ version: m.version, name: m.name })),
   };
 }

@@ -47,8 +47,16 @@ export async function assertReachable(pool: pg.Pool, url: string): Promise<void>
 export function toReachabilityError(err: unknown, url: string): Error {
   const state = sqlStateOf(err);
   const e = toError(err);
-  if (isConnectionError(err) || state === SqlState.invalidCatalogName || state === SqlState.invalidPassword || state === SqlState.invalidAuthorization) {
-    const reason = (e.message || (e as NodeJS.ErrnoException).code || 'connection failed').replaceAll(url, maskUrl(url));
+  if (
+    isConnectionError(err) ||
+    state === SqlState.invalidCatalogName ||
+    state === SqlState.invalidPassword ||
+    state === SqlState.invalidAuthorization
+  ) {
+    const reason = (e.message || (e as NodeJS.ErrnoException).code || 'connection failed').replaceAll(
+      url,
+      maskUrl(url),
+    );
     return new DatabaseUnreachableError(maskUrl(url), reason, err);
   }
   return e;

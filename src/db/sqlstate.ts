@@ -24,18 +24,36 @@ export function sqlStateOf(err: unknown): string | undefined {
   return undefined;
 }
 
-const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'EPIPE']);
+const CONNECTION_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ETIMEDOUT',
+  'EPIPE',
+]);
 
 /** True when the error means the connection or server went away (retry after a pause). */
 export function isConnectionError(err: unknown): boolean {
   const state = sqlStateOf(err);
-  if (state && (state.startsWith('08') || state === SqlState.adminShutdown || state === SqlState.crashShutdown || state === SqlState.cannotConnectNow)) return true;
+  if (
+    state &&
+    (state.startsWith('08') ||
+      state === SqlState.adminShutdown ||
+      state === SqlState.crashShutdown ||
+      state === SqlState.cannotConnectNow)
+  )
+    return true;
   if (typeof err === 'object' && err !== null) {
     const code = (err as { code?: unknown }).code;
     if (typeof code === 'string' && CONNECTION_ERRNOS.has(code)) return true;
     const message = (err as { message?: unknown }).message;
     // node-postgres raises these without a code when the socket closes under it.
-    if (typeof message === 'string' && /Connection terminated|Client has encountered a connection error|not queryable/.test(message)) return true;
+    if (
+      typeof message === 'string' &&
+      /Connection terminated|Client has encountered a connection error|not queryable/.test(message)
+    )
+      return true;
   }
   return false;
 }

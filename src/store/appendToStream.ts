@@ -1,7 +1,7 @@
-import { WrongExpectedVersionError } from '../errors.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
-import { sqlStateOf, SqlState } from '../db/sqlstate.js';
+import { SqlState, sqlStateOf } from '../db/sqlstate.js';
+import { WrongExpectedVersionError } from '../errors.js';
 import type { AppendResult, ExpectedVersion, Metadata } from './types.js';
 
 /** Raised by append_to_stream() on a version mismatch; DETAIL carries the actual version. */
@@ -23,7 +23,8 @@ export function expectedVersionCode(expected: ExpectedVersion): number {
   return expected;
 }
 
-const sql = (ctx: SqlContext) => `SELECT stream_version, last_global_position FROM ${ctx.s}.append_to_stream($1, $2, $3, $4, $5, $6, $7)`;
+const sql = (ctx: SqlContext) =>
+  `SELECT stream_version, last_global_position FROM ${ctx.s}.append_to_stream($1, $2, $3, $4, $5, $6, $7)`;
 
 /**
  * Append messages to one stream in one round trip (see append_to_stream() in the first
@@ -57,7 +58,10 @@ export async function appendToStream(
       throw new WrongExpectedVersionError(stream, expected, Number((err as { detail?: string }).detail ?? 0));
     }
     // A writer that bypasses append_to_stream() and its lock can still win the race for a position.
-    if (state === SqlState.uniqueViolation && (err as { constraint?: string }).constraint === 'messages_stream_position_key') {
+    if (
+      state === SqlState.uniqueViolation &&
+      (err as { constraint?: string }).constraint === 'messages_stream_position_key'
+    ) {
       throw new WrongExpectedVersionError(stream, expected, -1);
     }
     throw err;

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { MessageDefinition } from '../config/types.js';
 import { assertSafeSchemaName, escapeIdentifier } from '../db/identifier.js';
 import { createPool } from '../db/pool.js';
-import { type Queryable, type SqlContext } from '../db/queryable.js';
+import type { Queryable, SqlContext } from '../db/queryable.js';
 import { InvalidInputError } from '../errors.js';
 import { appendToStream, type PreparedMessage, TAG_SEPARATOR_CHAR } from './appendToStream.js';
 import { upcast, validateData } from './messageTypes.js';
@@ -57,7 +57,12 @@ interface Shared {
 const MAX_STREAM_NAME = 500;
 
 export function assertStreamName(stream: unknown): asserts stream is string {
-  if (typeof stream !== 'string' || stream.length === 0 || stream.length > MAX_STREAM_NAME || /[\s\u0000-\u001f]/.test(stream)) {
+  if (
+    typeof stream !== 'string' ||
+    stream.length === 0 ||
+    stream.length > MAX_STREAM_NAME ||
+    /[\s\u0000-\u001f]/.test(stream)
+  ) {
     throw new InvalidInputError(
       `Invalid stream name ${JSON.stringify(stream)}: use 1-${MAX_STREAM_NAME} characters without spaces or control characters.`,
       'Stream names look like category-id, for example order-123.',
@@ -138,12 +143,23 @@ export class MessageStore {
     const out: PreparedMessage[] = [];
     for (const m of messages) {
       if (typeof m !== 'object' || m === null || typeof m.type !== 'string' || m.type.length === 0) {
-        throw new InvalidInputError(`Invalid message ${JSON.stringify(m)}: a message needs a non-empty string "type".`);
+        throw new InvalidInputError(
+          `Invalid message ${JSON.stringify(m)}: a message needs a non-empty string "type".`,
+        );
       }
-      if (m.data === undefined) throw new InvalidInputError(`Message of type "${m.type}" has no data.`, 'Pass data: {} for a message without payload.');
+      if (m.data === undefined)
+        throw new InvalidInputError(
+          `Message of type "${m.type}" has no data.`,
+          'Pass data: {} for a message without payload.',
+        );
       const tags = m.tags ?? [];
-      if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string' || t.length === 0 || t.includes(TAG_SEPARATOR_CHAR))) {
-        throw new InvalidInputError(`Invalid tags on a "${m.type}" message: tags are non-empty strings such as "course:c1".`);
+      if (
+        !Array.isArray(tags) ||
+        tags.some((t) => typeof t !== 'string' || t.length === 0 || t.includes(TAG_SEPARATOR_CHAR))
+      ) {
+        throw new InvalidInputError(
+          `Invalid tags on a "${m.type}" message: tags are non-empty strings such as "course:c1".`,
+        );
       }
       const id = m.id ?? uuidv7();
       const data = await validateData(this.#shared.defs, m.type, m.data);
@@ -158,7 +174,11 @@ export class MessageStore {
    * Append one or more messages to a stream. Throws WrongExpectedVersionError (and writes nothing)
    * when the stream's version does not match `expectedVersion`.
    */
-  async append(stream: string, messages: NewMessage | NewMessage[], opts: AppendOptions = {}): Promise<AppendResult> {
+  async append(
+    stream: string,
+    messages: NewMessage | NewMessage[],
+    opts: AppendOptions = {},
+  ): Promise<AppendResult> {
     assertStreamName(stream);
     const expected = opts.expectedVersion ?? 'any';
     assertExpectedVersion(expected);
@@ -178,16 +198,24 @@ export class MessageStore {
     const prepared: { stream: string; expected: ExpectedVersion; messages: PreparedMessage[] }[] = [];
     for (const a of appends) {
       assertStreamName(a.stream);
-      if (seen.has(a.stream)) throw new InvalidInputError(`Stream "${a.stream}" appears twice in one multi-stream append: merge its messages.`);
+      if (seen.has(a.stream))
+        throw new InvalidInputError(
+          `Stream "${a.stream}" appears twice in one multi-stream append: merge its messages.`,
+        );
       seen.add(a.stream);
       const expected = a.expectedVersion ?? 'any';
       assertExpectedVersion(expected);
-      prepared.push({ stream: a.stream, expected, messages: await this.#prepare(Array.isArray(a.messages) ? a.messages : [a.messages]) });
+      prepared.push({
+        stream: a.stream,
+        expected,
+        messages: await this.#prepare(Array.isArray(a.messages) ? a.messages : [a.messages]),
+      });
     }
     prepared.sort((x, y) => (x.stream < y.stream ? -1 : x.stream > y.stream ? 1 : 0));
     const run = async (db: Queryable) => {
       const results = new Map<string, AppendResult>();
-      for (const p of prepared) results.set(p.stream, await appendToStream(db, this.#shared.ctx, p.stream, p.expected, p.messages));
+      for (const p of prepared)
+        results.set(p.stream, await appendToStream(db, this.#shared.ctx, p.stream, p.expected, p.messages));
       return results;
     };
     if (this.#client) return run(this.#client);
@@ -221,7 +249,9 @@ export class MessageStore {
   /** A category's messages in log order, gap-safe. */
   async readCategory(category: string, opts: ReadLogOptions = {}): Promise<ReadLogResult> {
     if (typeof category !== 'string' || category === '' || category.includes('-')) {
-      throw new InvalidInputError(`Invalid category ${JSON.stringify(category)}: a category is the stream name's part before the first "-".`);
+      throw new InvalidInputError(
+        `Invalid category ${JSON.stringify(category)}: a category is the stream name's part before the first "-".`,
+      );
     }
     const r = await readCategory(this.#db, this.#shared.ctx, category, opts);
     upcast(this.#shared.defs, r.messages);
@@ -259,5 +289,11 @@ export function createMessageStore(opts: MessageStoreOptions): MessageStore {
   }
   const pool = opts.pool ?? createPool(opts.connectionString!, { max: opts.poolSize ?? 10 });
   const ctx: SqlContext = { schema, s: escapeIdentifier(schema), prepared: opts.preparedStatements ?? true };
-  return new MessageStore({ pool, ownsPool: !opts.pool, ctx, defs: opts.messages ?? {}, notifier: new Notifier(pool, ctx) });
+  return new MessageStore({
+    pool,
+    ownsPool: !opts.pool,
+    ctx,
+    defs: opts.messages ?? {},
+    notifier: new Notifier(pool, ctx),
+  });
 }

@@ -32,18 +32,32 @@ function finish(rows: MessageRow[], after: LogPosition): ReadLogResult {
 }
 
 /** Read the whole log, gap-safe, after a position. */
-export async function readLog(db: Queryable, ctx: SqlContext, opts: ReadLogOptions = {}): Promise<ReadLogResult> {
+export async function readLog(
+  db: Queryable,
+  ctx: SqlContext,
+  opts: ReadLogOptions = {},
+): Promise<ReadLogResult> {
   const after = opts.after ?? LOG_START;
   const limit = opts.limit ?? 1000;
   const q = opts.types?.length
-    ? statement(ctx, 'read_log_types', logSql(ctx, TYPES_FILTER), [after.transactionId, after.globalPosition, limit, opts.types])
+    ? statement(ctx, 'read_log_types', logSql(ctx, TYPES_FILTER), [
+        after.transactionId,
+        after.globalPosition,
+        limit,
+        opts.types,
+      ])
     : statement(ctx, 'read_log', logSql(ctx, ''), [after.transactionId, after.globalPosition, limit]);
   const { rows } = await db.query<MessageRow>(q);
   return finish(rows, after);
 }
 
 /** Read one category (the stream name's prefix before the first `-`), gap-safe. */
-export async function readCategory(db: Queryable, ctx: SqlContext, category: string, opts: ReadLogOptions = {}): Promise<ReadLogResult> {
+export async function readCategory(
+  db: Queryable,
+  ctx: SqlContext,
+  category: string,
+  opts: ReadLogOptions = {},
+): Promise<ReadLogResult> {
   const after = opts.after ?? LOG_START;
   const limit = opts.limit ?? 1000;
   const q = opts.types?.length
@@ -54,7 +68,12 @@ export async function readCategory(db: Queryable, ctx: SqlContext, category: str
         category,
         opts.types,
       ])
-    : statement(ctx, 'read_category', logSql(ctx, CATEGORY_FILTER), [after.transactionId, after.globalPosition, limit, category]);
+    : statement(ctx, 'read_category', logSql(ctx, CATEGORY_FILTER), [
+        after.transactionId,
+        after.globalPosition,
+        limit,
+        category,
+      ]);
   const { rows } = await db.query<MessageRow>(q);
   return finish(rows, after);
 }
@@ -89,8 +108,18 @@ export interface BlockingTransaction {
   database: string | null;
 }
 
-export async function oldestOpenTransaction(db: Queryable, minAgeSeconds = 0): Promise<BlockingTransaction | undefined> {
-  const { rows } = await db.query<{ pid: number; age: number; state: string; query: string; application_name: string; datname: string | null }>(
+export async function oldestOpenTransaction(
+  db: Queryable,
+  minAgeSeconds = 0,
+): Promise<BlockingTransaction | undefined> {
+  const { rows } = await db.query<{
+    pid: number;
+    age: number;
+    state: string;
+    query: string;
+    application_name: string;
+    datname: string | null;
+  }>(
     `SELECT pid, extract(epoch FROM now() - xact_start)::float8 AS age, state, query, application_name, datname
        FROM pg_stat_activity
       WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
@@ -100,6 +129,13 @@ export async function oldestOpenTransaction(db: Queryable, minAgeSeconds = 0): P
   );
   const r = rows[0];
   return r
-    ? { pid: r.pid, ageSeconds: r.age, state: r.state, query: r.query, applicationName: r.application_name, database: r.datname }
+    ? {
+        pid: r.pid,
+        ageSeconds: r.age,
+        state: r.state,
+        query: r.query,
+        applicationName: r.application_name,
+        database: r.datname,
+      }
     : undefined;
 }

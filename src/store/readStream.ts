@@ -14,7 +14,12 @@ const backwardSql = (ctx: SqlContext) =>
     ORDER BY stream_position DESC LIMIT $3`;
 
 /** Messages of one stream, in stream order (or reverse). Committed messages only. */
-export async function readStream(db: Queryable, ctx: SqlContext, stream: string, opts: ReadStreamOptions = {}): Promise<RecordedMessage[]> {
+export async function readStream(
+  db: Queryable,
+  ctx: SqlContext,
+  stream: string,
+  opts: ReadStreamOptions = {},
+): Promise<RecordedMessage[]> {
   const limit = opts.limit ?? 1000;
   const backward = opts.direction === 'backward';
   const from = opts.from ?? (backward ? Number.MAX_SAFE_INTEGER : 1);
@@ -30,6 +35,8 @@ const versionSql = (ctx: SqlContext) =>
 
 /** The stream's version: its last position, 0 when it does not exist. */
 export async function streamVersion(db: Queryable, ctx: SqlContext, stream: string): Promise<number> {
-  const { rows } = await db.query<{ version: number }>(statement(ctx, 'stream_version', versionSql(ctx), [stream]));
+  const { rows } = await db.query<{ version: number }>(
+    statement(ctx, 'stream_version', versionSql(ctx), [stream]),
+  );
   return rows[0]?.version ?? 0;
 }

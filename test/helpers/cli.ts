@@ -1,5 +1,5 @@
-import { execa, type Result } from 'execa';
 import { fileURLToPath } from 'node:url';
+import { execa, type Result } from 'execa';
 
 export const ES_BIN = fileURLToPath(new URL('../../bin/es.js', import.meta.url));
 

@@ -3,8 +3,8 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import { createPool } from '../../src/db/pool.js';
-import { createMessageStore, type MessageStore } from '../../src/store/messageStore.js';
 import type { MessageStoreOptions } from '../../src/store/messageStore.js';
+import { createMessageStore, type MessageStore } from '../../src/store/messageStore.js';
 
 export const databaseUrl = (): string => inject('databaseUrl');
 

@@ -16,7 +16,11 @@ export function registerAppend(program: Command): void {
     .argument('<type>', 'message type, such as order_item_added')
     .argument('<data>', 'message data as JSON')
     .description('append one message to a stream')
-    .option('--expected-version <v>', 'any | no_stream | stream_exists | N (the stream version it must have)', 'any')
+    .option(
+      '--expected-version <v>',
+      'any | no_stream | stream_exists | N (the stream version it must have)',
+      'any',
+    )
     .option('--metadata <json>', 'metadata as JSON (correlationId, causationId, ...)')
     .option('--tag <key:value>', 'tag for queries (repeatable)', collect)
     .option('--json', 'print the result as JSON')
@@ -37,7 +41,10 @@ fails the schema declared for the type in the config.`,
       const expectedVersion = parseExpectedVersion(opts.expectedVersion ?? 'any');
       const payload = parseJson(data, 'The message data');
       const metadata = opts.metadata === undefined ? undefined : parseJson(opts.metadata, '--metadata');
-      if (metadata !== undefined && (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))) {
+      if (
+        metadata !== undefined &&
+        (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))
+      ) {
         const { InvalidInputError } = await import('../../errors.js');
         throw new InvalidInputError('--metadata must be a JSON object.');
       }
@@ -47,12 +54,21 @@ fails the schema declared for the type in the config.`,
       await withContext(globals, { poolSize: 2 }, async (ctx) => {
         const r = await ctx.store.append(
           stream,
-          { type, data: payload, ...(metadata ? { metadata: metadata as Record<string, unknown> } : {}), ...(opts.tag ? { tags: opts.tag } : {}) },
+          {
+            type,
+            data: payload,
+            ...(metadata ? { metadata: metadata as Record<string, unknown> } : {}),
+            ...(opts.tag ? { tags: opts.tag } : {}),
+          },
           { expectedVersion },
         );
         await ctx.store.close();
-        if (opts.json) print(JSON.stringify({ stream, streamVersion: r.streamVersion, globalPosition: r.globalPosition }));
-        else print(`appended ${type} to ${stream} at version ${r.streamVersion} (global position ${r.globalPosition})`);
+        if (opts.json)
+          print(JSON.stringify({ stream, streamVersion: r.streamVersion, globalPosition: r.globalPosition }));
+        else
+          print(
+            `appended ${type} to ${stream} at version ${r.streamVersion} (global position ${r.globalPosition})`,
+          );
       });
     });
 }

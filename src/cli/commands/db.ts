@@ -40,6 +40,8 @@ Examples:
       const globals = program.opts<{ config?: string }>();
       const config = await loadConfig(globals.config ? { path: globals.config } : {});
       const stopped = await stopEmbedded(config.projectDir);
-      process.stdout.write(stopped ? 'stopped the embedded PostgreSQL\n' : 'the embedded PostgreSQL was not running\n');
+      process.stdout.write(
+        stopped ? 'stopped the embedded PostgreSQL\n' : 'the embedded PostgreSQL was not running\n',
+      );
     });
 }

@@ -9,4 +9,10 @@ import { registerRead } from './read.js';
  * Every command, in help order. Command files only declare flags and help; they import the library
  * inside their action, so `es --help` loads nothing heavy.
  */
-export const commands: ((program: Command) => void)[] = [registerMigrate, registerDumpMigrations, registerAppend, registerRead, registerDb];
+export const commands: ((program: Command) => void)[] = [
+  registerMigrate,
+  registerDumpMigrations,
+  registerAppend,
+  registerRead,
+  registerDb,
+];

@@ -25,14 +25,19 @@ migrations this version does not know.`,
       await withContext(globals, { poolSize: 2 }, async (ctx) => {
         if (opts.status) {
           const s = await migrationStatus(ctx.pool, ctx.schema);
-          for (const a of s.applied) print(`applied  ${String(a.version).padStart(4, '0')}_${a.name}  ${a.appliedAt.toISOString()}`);
+          for (const a of s.applied)
+            print(`applied  ${String(a.version).padStart(4, '0')}_${a.name}  ${a.appliedAt.toISOString()}`);
           for (const p of s.pending) print(`pending  ${String(p.version).padStart(4, '0')}_${p.name}`);
           return;
         }
         const r = await migrate(ctx.pool, ctx.schema);
-        if (r.applied.length === 0) print(`Schema "${ctx.schema}" is up to date (${r.alreadyApplied} migrations applied).`);
+        if (r.applied.length === 0)
+          print(`Schema "${ctx.schema}" is up to date (${r.alreadyApplied} migrations applied).`);
         for (const a of r.applied) print(`applied ${String(a.version).padStart(4, '0')}_${a.name}`);
-        if (r.applied.length > 0) print(`Schema "${ctx.schema}" migrated: ${r.applied.length} applied, ${r.alreadyApplied} already there.`);
+        if (r.applied.length > 0)
+          print(
+            `Schema "${ctx.schema}" migrated: ${r.applied.length} applied, ${r.alreadyApplied} already there.`,
+          );
       });
     });
 }

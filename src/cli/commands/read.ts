@@ -42,7 +42,8 @@ Examples:
         });
         const color = useColor();
         for (const m of messages) print(opts.json ? messageToJson(m) : formatMessage(m, color));
-        if (messages.length === 0 && !opts.json) process.stderr.write(`es: stream "${stream}" has no messages${from ? ` from ${from}` : ''}.\n`);
+        if (messages.length === 0 && !opts.json)
+          process.stderr.write(`es: stream "${stream}" has no messages${from ? ` from ${from}` : ''}.\n`);
       });
     });
 }
