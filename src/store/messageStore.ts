@@ -61,6 +61,7 @@ export function assertStreamName(stream: unknown): asserts stream is string {
     typeof stream !== 'string' ||
     stream.length === 0 ||
     stream.length > MAX_STREAM_NAME ||
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
     /[\s\u0000-\u001f]/.test(stream)
   ) {
     throw new InvalidInputError(
