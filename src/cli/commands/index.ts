@@ -4,6 +4,7 @@ import { registerDb } from './db.js';
 import { registerDumpMigrations } from './dumpMigrations.js';
 import { registerMigrate } from './migrate.js';
 import { registerRead } from './read.js';
+import { registerTail } from './tail.js';
 
 /**
  * Every command, in help order. Command files only declare flags and help; they import the library
@@ -14,5 +15,6 @@ export const commands: ((program: Command) => void)[] = [
   registerDumpMigrations,
   registerAppend,
   registerRead,
+  registerTail,
   registerDb,
 ];
