@@ -1,0 +1,176 @@
+/**
+ * append.single: single-message appends with an expected version, 1 writer then 16 writers, each
+ * writer on its own streams. Ours: createMessageStore().append. Baseline: raw pg 1-row INSERT per
+ * commit into a copy of the messages table (same columns, constraints and indexes), same pool size.
+ * Peer: Emmett's appendToStream with expected version, in its own database on the same server.
+ */
+import type pg from 'pg';
+import { escapeIdentifier } from '../src/db/identifier.js';
+import { createMessageStore } from '../src/store/messageStore.js';
+import { uuidv7 } from '../src/store/uuidv7.js';
+import {
+  baselineSchema,
+  benchDatabaseUrl,
+  createDatabase,
+  describeUrl,
+  dropDatabase,
+  dropSchemas,
+  migratedSchema,
+  openPool,
+  withDatabase,
+} from './lib/db.js';
+import { scaled } from './lib/env.js';
+import { printMeasurements, ratioLine } from './lib/format.js';
+import { emmettInstallHint, loadEmmett } from './lib/peers.js';
+import type { Measurement } from './lib/stats.js';
+import { type AppendFn, runWriters, type WriterPlan } from './lib/writers.js';
+
+const STREAMS_PER_WRITER = 10;
+const payload = (i: number) => ({ orderId: `o-${i}`, sku: 'SKU-42', quantity: 3, price: 19.99 });
+
+interface Variant {
+  label: string;
+  setup(poolSize: number): Promise<{ append: AppendFn; close(): Promise<void> }>;
+}
+
+async function main(): Promise<void> {
+  const url = await benchDatabaseUrl();
+  console.log(`append.single on ${describeUrl(url)}`);
+  const admin = await openPool(url, 1);
+  const schemas: string[] = [];
+  const emmett = await loadEmmett();
+  let emmettDb: string | undefined;
+  let seq = 0;
+
+  const ours: Variant = {
+    label: 'beckett append',
+    async setup(poolSize) {
+      const pool = await openPool(url, poolSize);
+      const schema = await migratedSchema(pool, 'bench_single');
+      schemas.push(schema);
+      const store = createMessageStore({ pool, schema });
+      return {
+        append: async (_w, stream, version) => {
+          await store.append(
+            stream,
+            { type: 'OrderPlaced', data: payload(seq++) },
+            { expectedVersion: version },
+          );
+        },
+        close: async () => {
+          await store.close();
+          await pool.end();
+        },
+      };
+    },
+  };
+
+  const raw: Variant = {
+    label: 'raw 1-row INSERT',
+    async setup(poolSize) {
+      const pool = await openPool(url, poolSize);
+      const schema = await baselineSchema(pool, 'bench_single_raw');
+      schemas.push(schema);
+      const text = `INSERT INTO ${escapeIdentifier(schema)}.messages (id, stream_name, stream_position, type, data, metadata, tags)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+      return {
+        append: async (_w, stream, version) => {
+          const id = uuidv7();
+          await pool.query({
+            name: `raw_insert_${schema}`,
+            text,
+            values: [
+              id,
+              stream,
+              version + 1,
+              'OrderPlaced',
+              JSON.stringify(payload(seq++)),
+              JSON.stringify({ correlationId: id }),
+              [],
+            ],
+          });
+        },
+        close: () => pool.end(),
+      };
+    },
+  };
+
+  const variants: Variant[] = [raw, ours];
+  if (emmett) {
+    emmettDb = await createDatabase(url, 'bench_emmett');
+    const emmettUrl = withDatabase(url, emmettDb);
+    variants.push({
+      label: 'emmett appendToStream',
+      async setup(poolSize) {
+        const pool: pg.Pool = await openPool(emmettUrl, poolSize);
+        const store = emmett.getPostgreSQLEventStore(emmettUrl, {
+          connectionOptions: { pooled: true, pool },
+        });
+        await store.schema.migrate();
+        return {
+          append: async (_w, stream, version) => {
+            await store.appendToStream(stream, [{ type: 'OrderPlaced', data: payload(seq++) }], {
+              expectedStreamVersion: BigInt(version),
+            });
+          },
+          close: async () => {
+            await store.close();
+            await pool.end().catch(() => undefined);
+          },
+        };
+      },
+    });
+  } else {
+    console.log(`(Emmett not installed: ${emmettInstallHint})`);
+  }
+
+  const plans: { name: string; plan: WriterPlan }[] = [
+    { name: '1w', plan: { writers: 1, appends: scaled(5_000, 100), streamsPerWriter: STREAMS_PER_WRITER } },
+    {
+      name: '16w',
+      plan: { writers: 16, appends: scaled(20_000, 320), streamsPerWriter: STREAMS_PER_WRITER },
+    },
+  ];
+  const summary: string[] = [];
+  try {
+    for (const { name, plan } of plans) {
+      const results: Measurement[] = [];
+      for (const v of variants) {
+        const { append, close } = await v.setup(plan.writers);
+        try {
+          // Warm-up on separate streams: prepared statements, caches, JIT.
+          await runWriters(
+            'warmup',
+            `warm${name}`,
+            { ...plan, appends: Math.min(plan.appends, 50 * plan.writers) },
+            append,
+          );
+          results.push(await runWriters(v.label, `bench${name}`, plan, append));
+        } finally {
+          await close();
+        }
+      }
+      const [rawM, oursM, emmettM] = results as [Measurement, Measurement, Measurement | undefined];
+      printMeasurements(
+        `${plan.writers} writer(s), ${oursM.messages} single-message appends each`,
+        results,
+        rawM,
+      );
+      summary.push(
+        ratioLine(`append.single.${name}`, oursM, rawM, {
+          extra: emmettM ? { emmett: `${Math.round(emmettM.messages / emmettM.seconds)}/s` } : {},
+        }),
+      );
+      if (emmettM)
+        summary.push(ratioLine(`append.single.${name}.vs_emmett`, oursM, emmettM, { baseKey: 'emmett' }));
+    }
+  } finally {
+    await dropSchemas(admin, schemas);
+    await admin.end();
+    if (emmettDb) await dropDatabase(url, emmettDb);
+  }
+  console.log('');
+  for (const line of summary) console.log(line);
+}
+
+await main();

@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { ensureEmbedded } from '../../src/db/embedded.js';
+import { escapeIdentifier } from '../../src/db/identifier.js';
+import { migrate } from '../../src/db/migrate.js';
+import { createPool } from '../../src/db/pool.js';
+import { REPO_ROOT } from './env.js';
+
+let cachedUrl: string | undefined;
+
+/** DATABASE_URL when set, else the embedded server (project dir `.beckett/bench`), started on demand. */
+export async function benchDatabaseUrl(): Promise<string> {
+  if (cachedUrl) return cachedUrl;
+  const fromEnv = process.env.DATABASE_URL;
+  if (fromEnv) {
+    cachedUrl = fromEnv;
+  } else {
+    const server = await ensureEmbedded(join(REPO_ROOT, '.beckett', 'bench'));
+    cachedUrl = server.url;
+  }
+  return cachedUrl;
+}
+
+/** Where the benchmark ran, for the header (no password). */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || 5432}${u.pathname}${process.env.DATABASE_URL ? '' : ' (embedded)'}`;
+  } catch {
+    return 'database';
+  }
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+}
+
+/** A pool of exactly `size` connections, opened up front so connection setup is not timed. */
+export async function openPool(
+  url: string,
+  size: number,
+  applicationName = 'beckett-bench',
+): Promise<pg.Pool> {
+  const pool = createPool(url, { max: size, applicationName });
+  const clients = await Promise.all(Array.from({ length: size }, () => pool.connect()));
+  for (const c of clients) c.release();
+  return pool;
+}
+
+/** A new schema migrated with beckett's migrations. */
+export async function migratedSchema(pool: pg.Pool, prefix: string): Promise<string> {
+  const schema = uniqueName(prefix);
+  await migrate(pool, schema);
+  return schema;
+}
+
+/**
+ * The `messages` table of the first migration, with all its constraints and indexes, but nothing
+ * else (no function): the table shape the raw baselines write to. Taken from the migration file
+ * itself so the baseline cannot drift from the real table.
+ */
+export function messagesTableDdl(schema: string): string {
+  const text = readFileSync(join(REPO_ROOT, 'migrations', '0001_message_store.sql'), 'utf8');
+  const cut = text.indexOf('CREATE FUNCTION');
+  const ddl = cut >= 0 ? text.slice(0, cut) : text;
+  return ddl.replaceAll('__SCHEMA__', escapeIdentifier(schema));
+}
+
+/** A new schema holding only a copy of the messages table (for raw baselines). */
+export async function baselineSchema(pool: pg.Pool, prefix: string): Promise<string> {
+  const schema = uniqueName(prefix);
+  await pool.query(`CREATE SCHEMA ${escapeIdentifier(schema)}`);
+  await pool.query(messagesTableDdl(schema));
+  return schema;
+}
+
+export async function dropSchemas(pool: pg.Pool, schemas: string[]): Promise<void> {
+  for (const s of schemas) await pool.query(`DROP SCHEMA IF EXISTS ${escapeIdentifier(s)} CASCADE`);
+}
+
+/** The URL of another database on the same server. */
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** Create a fresh database on the same server (for peers that only work in `public`). */
+export async function createDatabase(url: string, prefix: string): Promise<string> {
+  const name = uniqueName(prefix);
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(`CREATE DATABASE ${escapeIdentifier(name)}`);
+  } finally {
+    await c.end();
+  }
+  return name;
+}
+
+export async function dropDatabase(url: string, name: string): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Run `n` workers `fn(i)` concurrently and wait for all. */
+export async function parallel(n: number, fn: (i: number) => Promise<void>): Promise<void> {
+  await Promise.all(Array.from({ length: n }, (_, i) => fn(i)));
+}
