@@ -10,6 +10,8 @@ export type {
   MessageDefinition,
   MessageOf,
   ResolvedConfig,
+  RetentionConfig,
+  RetentionPolicy,
   SubscriptionConfig,
   UnmappedTypePolicy,
 } from './config/types.js';

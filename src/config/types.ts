@@ -102,12 +102,40 @@ export interface DatabaseConfig {
   poolSize?: number;
 }
 
+/**
+ * A retention policy: which old messages `es retention apply` deletes. Give `category` or `stream`,
+ * and `maxAge`, `maxCount` or both. The newest message of a stream is always kept, so the stream's
+ * version (and optimistic concurrency on it) survives.
+ */
+export interface RetentionPolicy {
+  /** Shown in reports. Default: the category or stream pattern. */
+  name?: string;
+  /** Streams of this category (the stream name's prefix before the first `-`). */
+  category?: string;
+  /** A stream name pattern; `*` matches any characters, e.g. `session-*` or `tmp-*-draft`. */
+  stream?: string;
+  /** Delete messages older than this: milliseconds, or a duration such as `'90d'`, `'12h'`, `'30m'`. */
+  maxAge?: number | string;
+  /** Keep only the newest N messages of each matching stream (N >= 1). */
+  maxCount?: number;
+}
+
+export interface RetentionConfig {
+  policies: RetentionPolicy[];
+  /** Messages deleted per statement, so no delete holds locks for long. Default 1000. */
+  batchSize?: number;
+  /** Workers apply the policies this often (ms or a duration such as `'1h'`). Default: never. */
+  interval?: number | string;
+}
+
 export interface BeckettConfig<M extends MessagesMap = MessagesMap> {
   database?: DatabaseConfig;
   /** Message type mappings: name -> data type, validator, upcaster. */
   messages?: M;
   /** Subscription groups, run by `es worker --group NAME`. */
   groups?: Record<string, GroupConfig<M>>;
+  /** Retention policies, applied by `es retention apply` (and by workers when `interval` is set). */
+  retention?: RetentionConfig;
 }
 
 /** Identity function that gives your config its types. */
@@ -146,4 +174,21 @@ export interface ResolvedConfig {
   database: { url: string | undefined; schema: string; preparedStatements: boolean; poolSize: number };
   messages: Record<string, MessageDefinition>;
   groups: Map<string, ResolvedGroup>;
+  /** Retention policies; no policies when the config has no `retention` key. */
+  retention: ResolvedRetention;
+}
+
+export interface ResolvedRetentionPolicy {
+  name: string;
+  category: string | undefined;
+  /** A stream name pattern (`*` wildcards). */
+  stream: string | undefined;
+  maxAgeMs: number | undefined;
+  maxCount: number | undefined;
+}
+
+export interface ResolvedRetention {
+  policies: ResolvedRetentionPolicy[];
+  batchSize: number;
+  intervalMs: number | undefined;
 }

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { assertSafeSchemaName } from '../db/identifier.js';
 import { BeckettError, ConfigError } from '../errors.js';
+import { resolveRetention } from '../retention/resolveRetention.js';
 import type {
   BeckettConfig,
   MessageDefinition,
@@ -147,7 +148,7 @@ export function resolveConfig(
     );
   }
   const cfg = raw as BeckettConfig & Record<string, unknown>;
-  checkKeys(p, cfg, '', ['database', 'messages', 'groups']);
+  checkKeys(p, cfg, '', ['database', 'messages', 'groups', 'retention']);
 
   const database: ResolvedConfig['database'] = {
     url: undefined,
@@ -236,11 +237,15 @@ export function resolveConfig(
     }
   }
 
+  const retention = resolveRetention(cfg.retention, (key, expected, got) =>
+    p.list.push(`${key}: expected ${expected}, got ${got}`),
+  );
+
   if (p.list.length > 0) {
     throw new ConfigError(
       `${where} is invalid:\n${p.list.map((l) => `  - ${l}`).join('\n')}`,
       'Fix the keys above; defineConfig() in your editor shows what each one takes.',
     );
   }
-  return { path: opts.path, projectDir: resolve(projectDir), database, messages, groups };
+  return { path: opts.path, projectDir: resolve(projectDir), database, messages, groups, retention };
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerAppend } from './append.js';
 import { registerDb } from './db.js';
 import { registerDumpMigrations } from './dumpMigrations.js';
+import { registerInit } from './init.js';
 import { registerMigrate } from './migrate.js';
 import { registerRead } from './read.js';
 import { registerTail } from './tail.js';
@@ -11,6 +12,7 @@ import { registerTail } from './tail.js';
  * inside their action, so `es --help` loads nothing heavy.
  */
 export const commands: ((program: Command) => void)[] = [
+  registerInit,
   registerMigrate,
   registerDumpMigrations,
   registerAppend,

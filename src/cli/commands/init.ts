@@ -1,0 +1,64 @@
+import type { Command } from 'commander';
+
+interface InitFlags {
+  force?: boolean;
+  json?: boolean;
+}
+
+/** Template file -> the path it is written to, relative to the working directory. */
+const FILES: [string, string][] = [
+  ['beckett.config.ts', 'beckett.config.ts'],
+  ['handlers/greet.ts', 'handlers/greet.ts'],
+];
+
+export function registerInit(program: Command): void {
+  program
+    .command('init')
+    .description('create beckett.config.ts and an example handler in the working directory')
+    .option('--force', 'overwrite files that already exist')
+    .option('--json', 'print the written files as JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ es init                   beckett.config.ts + handlers/greet.ts
+  $ es init --force           overwrite them
+
+Refuses (exit 2) to overwrite an existing file unless --force is given.`,
+    )
+    .action(async (opts: InitFlags) => {
+      const { existsSync } = await import('node:fs');
+      const { mkdir, readFile, writeFile } = await import('node:fs/promises');
+      const { dirname, resolve } = await import('node:path');
+      const { InvalidInputError } = await import('../../errors.js');
+      const { print } = await import('../output.js');
+      const templates = new URL('../../../templates/', import.meta.url);
+      const cwd = process.cwd();
+      const existing = FILES.map(([, to]) => to).filter((to) => existsSync(resolve(cwd, to)));
+      if (existing.length > 0 && !opts.force) {
+        throw new InvalidInputError(
+          `Refusing to overwrite ${existing.join(', ')} in ${cwd}.`,
+          'Run es init --force to overwrite, or run it in another folder.',
+        );
+      }
+      const written: string[] = [];
+      for (const [from, to] of FILES) {
+        const text = await readFile(new URL(from, templates), 'utf8');
+        const target = resolve(cwd, to);
+        await mkdir(dirname(target), { recursive: true });
+        await writeFile(target, text);
+        written.push(to);
+      }
+      if (opts.json) {
+        print(JSON.stringify({ directory: cwd, files: written, overwritten: existing }));
+        return;
+      }
+      for (const f of written) print(`${existing.includes(f) ? 'overwrote' : 'created'} ${f}`);
+      print(`
+Next:
+  es migrate                                          create the tables
+  es worker --group Greetings                         run the example subscription
+  es append person-ada person_arrived '{"name":"Ada"}'
+  es tail greeting                                    watch what the handler writes`);
+    });
+}
