@@ -110,7 +110,15 @@ function stateFile(home: string): string {
   return join(home, 'embedded.json');
 }
 
+/** The port of the running server, from its postmaster.pid (4th line), else the last one used. */
 function readPort(home: string): number | undefined {
+  try {
+    const pidLines = readFileSync(join(home, 'postgres', 'postmaster.pid'), 'utf8').split('\n');
+    const port = Number(pidLines[3]);
+    if (Number.isInteger(port) && port > 0) return port;
+  } catch {
+    // not running, or never started
+  }
   try {
     const port = (JSON.parse(readFileSync(stateFile(home), 'utf8')) as { port?: unknown }).port;
     return typeof port === 'number' ? port : undefined;
@@ -275,7 +283,6 @@ async function startServer(
         fail(new Error(`pg_ctl start exited with ${code}: ${stderr.trim()} ${tail}`.trim()));
       }
     });
-    child.unref();
   });
 }
 
