@@ -34,7 +34,12 @@ export async function allocate(_m: unknown, _ctx: HandlerContext): Promise<void>
     expect(cfg.database.schema).toBe('shop');
     const sub = cfg.groups.get('Inventory')?.subscriptions.get('allocate');
     expect(typeof sub?.handler).toBe('function');
-    expect(sub).toMatchObject({ maxRetries: 3, startFrom: 'beginning', batchSize: 100, types: ['order_item_added'] });
+    expect(sub).toMatchObject({
+      maxRetries: 3,
+      startFrom: 'beginning',
+      batchSize: 100,
+      types: ['order_item_added'],
+    });
     expect(cfg.groups.get('Inventory')?.concurrency).toBe(2);
   });
 
@@ -50,7 +55,9 @@ export async function allocate(_m: unknown, _ctx: HandlerContext): Promise<void>
     expect(cfg.path).toBeUndefined();
     expect(cfg.database.schema).toBe('beckett');
     await expect(loadConfig({ cwd: dir, required: true })).rejects.toThrow(/No beckett config found/);
-    await expect(loadConfig({ cwd: dir, path: 'missing.ts' })).rejects.toThrow(/Config file not found: .*missing\.ts/);
+    await expect(loadConfig({ cwd: dir, path: 'missing.ts' })).rejects.toThrow(
+      /Config file not found: .*missing\.ts/,
+    );
   });
 
   it('names the file when the config does not compile', async () => {

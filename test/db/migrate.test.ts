@@ -17,7 +17,9 @@ afterAll(async () => pool.end());
 /** Everything about a schema that migrations create, with the schema name taken out. */
 async function catalog(p: pg.Pool | pg.Client, schema: string): Promise<Record<string, string[]>> {
   const q = async (sql: string) =>
-    (await p.query<{ x: string }>(sql, [schema])).rows.map((r) => r.x.replaceAll(`"${schema}"`, 'S').replaceAll(`${schema}.`, 'S.')).sort();
+    (await p.query<{ x: string }>(sql, [schema])).rows
+      .map((r) => r.x.replaceAll(`"${schema}"`, 'S').replaceAll(`${schema}.`, 'S.'))
+      .sort();
   return {
     columns: await q(
       `SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '') || ' ' || is_identity AS x
@@ -31,7 +33,9 @@ async function catalog(p: pg.Pool | pg.Client, schema: string): Promise<Record<s
     functions: await q(
       `SELECT pg_get_functiondef(p.oid) AS x FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1`,
     ),
-    migrations: await q(`SELECT version || ' ' || name || ' ' || checksum AS x FROM ${pg.escapeIdentifier(schema)}.schema_migrations WHERE $1 = $1`),
+    migrations: await q(
+      `SELECT version || ' ' || name || ' ' || checksum AS x FROM ${pg.escapeIdentifier(schema)}.schema_migrations WHERE $1 = $1`,
+    ),
   };
 }
 
@@ -66,7 +70,9 @@ describe('migrate', () => {
   it('refuses a database that has migrations the code does not know', async () => {
     const schema = uniqueSchema('miga');
     await migrate(pool, schema);
-    await pool.query(`INSERT INTO ${schema}.schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')`);
+    await pool.query(
+      `INSERT INTO ${schema}.schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')`,
+    );
     const err = await migrate(pool, schema).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DatabaseAheadError);
     expect((err as Error).message).toContain('9999');
@@ -75,7 +81,15 @@ describe('migrate', () => {
   it('applies each file in its own transaction: a failing file leaves the earlier ones applied and nothing of itself', async () => {
     const schema = uniqueSchema('migf');
     const good = loadMigrations();
-    const bad = [...good, { version: 9000, name: 'broken', template: 'CREATE TABLE __SCHEMA__.half (id int); SELECT 1/0;', checksum: 'b' }];
+    const bad = [
+      ...good,
+      {
+        version: 9000,
+        name: 'broken',
+        template: 'CREATE TABLE __SCHEMA__.half (id int); SELECT 1/0;',
+        checksum: 'b',
+      },
+    ];
     await expect(migrate(pool, schema, bad)).rejects.toThrow(/division by zero/);
     const status = await migrationStatus(pool, schema, bad);
     expect(status.applied.map((a) => a.version)).toEqual(good.map((m) => m.version));
@@ -97,7 +111,10 @@ describe('dump-migrations', () => {
       const sql = dumpMigrationsSql(schema);
       let applied = false;
       try {
-        execFileSync('psql', [url.toString(), '-v', 'ON_ERROR_STOP=1', '-q', '-f', '-'], { input: sql, stdio: ['pipe', 'pipe', 'pipe'] });
+        execFileSync('psql', [url.toString(), '-v', 'ON_ERROR_STOP=1', '-q', '-f', '-'], {
+          input: sql,
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
         applied = true;
       } catch (err) {
         // Only a missing psql binary falls back to sending the script over the wire; a psql error fails.

@@ -16,7 +16,9 @@ const item = (n: number) => ({ type: 'item_added', data: { n } });
 async function settle<T>(ps: Promise<T>[]): Promise<{ ok: T[]; errors: unknown[] }> {
   const rs = await Promise.allSettled(ps);
   return {
-    ok: rs.filter((r): r is PromiseFulfilledResult<Awaited<T>> => r.status === 'fulfilled').map((r) => r.value),
+    ok: rs
+      .filter((r): r is PromiseFulfilledResult<Awaited<T>> => r.status === 'fulfilled')
+      .map((r) => r.value),
     errors: rs.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason),
   };
 }
@@ -42,8 +44,12 @@ describe('append with expected version', () => {
     const err = await db.store.append('order-a2', item(3), { expectedVersion: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WrongExpectedVersionError);
     expect(err).toMatchObject({ stream: 'order-a2', expected: 1, actual: 2, exitCode: 7 });
-    await expect(db.store.append('order-a2', item(3), { expectedVersion: 'no_stream' })).rejects.toMatchObject({ actual: 2 });
-    await expect(db.store.append('order-a3', item(1), { expectedVersion: 'stream_exists' })).rejects.toMatchObject({ actual: 0 });
+    await expect(
+      db.store.append('order-a2', item(3), { expectedVersion: 'no_stream' }),
+    ).rejects.toMatchObject({ actual: 2 });
+    await expect(
+      db.store.append('order-a3', item(1), { expectedVersion: 'stream_exists' }),
+    ).rejects.toMatchObject({ actual: 0 });
     expect(await db.store.streamVersion('order-a2')).toBe(2);
     expect(await db.store.streamVersion('order-a3')).toBe(0);
   });
@@ -62,7 +68,9 @@ describe('append with expected version', () => {
 
   it('lets exactly one of 20 concurrent "no_stream" appenders create the stream', async () => {
     const { ok, errors } = await settle(
-      Array.from({ length: 20 }, (_, i) => db.store.append('race-2', item(i), { expectedVersion: 'no_stream' })),
+      Array.from({ length: 20 }, (_, i) =>
+        db.store.append('race-2', item(i), { expectedVersion: 'no_stream' }),
+      ),
     );
     expect(ok).toHaveLength(1);
     expect(errors.every((e) => e instanceof WrongExpectedVersionError)).toBe(true);
@@ -78,7 +86,9 @@ describe('append with expected version', () => {
       }),
     );
     const stream = await db.store.readStream('race-3');
-    expect(stream.map((m) => m.streamPosition)).toEqual(Array.from({ length: writers * each }, (_, i) => i + 1));
+    expect(stream.map((m) => m.streamPosition)).toEqual(
+      Array.from({ length: writers * each }, (_, i) => i + 1),
+    );
     expect(new Set(stream.map((m) => (m.data as { n: number }).n)).size).toBe(writers * each);
   });
 });
@@ -140,7 +150,11 @@ describe('message ids, metadata and validation', () => {
   });
 
   it('carries correlation and causation from the message that caused an append', async () => {
-    await db.store.append('meta-2', { type: 'placed', data: {}, metadata: { correlationId: 'corr-1', tenant: 't1' } });
+    await db.store.append('meta-2', {
+      type: 'placed',
+      data: {},
+      metadata: { correlationId: 'corr-1', tenant: 't1' },
+    });
     const [cause] = await db.store.readStream('meta-2');
     await db.store.causedBy(cause!).append('meta-3', { type: 'reacted', data: {} });
     const [effect] = await db.store.readStream('meta-3');
@@ -150,7 +164,9 @@ describe('message ids, metadata and validation', () => {
 
   it('validates data against the declared schema and writes nothing when it fails', async () => {
     const store = db.makeStore({
-      messages: { order_item_added: message(z.object({ orderId: z.string(), quantity: z.number().int().positive() })) },
+      messages: {
+        order_item_added: message(z.object({ orderId: z.string(), quantity: z.number().int().positive() })),
+      },
     });
     const err = await store
       .append('order-v1', { type: 'order_item_added', data: { orderId: 1, quantity: -2 } })
@@ -166,7 +182,11 @@ describe('message ids, metadata and validation', () => {
   it('upcasts stored data on read', async () => {
     await db.store.append('legacy-1', { type: 'renamed', data: { full_name: 'Ada' } });
     const store = db.makeStore({
-      messages: { renamed: message<{ name: string }>({ upcast: (d) => ({ name: (d as { full_name: string }).full_name }) }) },
+      messages: {
+        renamed: message<{ name: string }>({
+          upcast: (d) => ({ name: (d as { full_name: string }).full_name }),
+        }),
+      },
     });
     const [m] = await store.readStream('legacy-1');
     expect(m!.data).toEqual({ name: 'Ada' });
@@ -176,8 +196,12 @@ describe('message ids, metadata and validation', () => {
     await expect(db.store.append('', item(1))).rejects.toBeInstanceOf(InvalidInputError);
     await expect(db.store.append('has space', item(1))).rejects.toBeInstanceOf(InvalidInputError);
     await expect(db.store.append('ok-1', [])).rejects.toBeInstanceOf(InvalidInputError);
-    await expect(db.store.append('ok-1', item(1), { expectedVersion: -3 as number })).rejects.toBeInstanceOf(InvalidInputError);
-    await expect(db.store.append('ok-1', { type: 'x', data: {}, tags: ['a\u001fb'] })).rejects.toBeInstanceOf(InvalidInputError);
+    await expect(db.store.append('ok-1', item(1), { expectedVersion: -3 as number })).rejects.toBeInstanceOf(
+      InvalidInputError,
+    );
+    await expect(db.store.append('ok-1', { type: 'x', data: {}, tags: ['a\u001fb'] })).rejects.toBeInstanceOf(
+      InvalidInputError,
+    );
     expect(await db.store.streamVersion('ok-1')).toBe(0);
   });
 
@@ -202,8 +226,12 @@ describe('reads', () => {
   it('reads a stream backward and from a position', async () => {
     await db.store.append('read-1', [item(1), item(2), item(3), item(4)]);
     expect((await db.store.readStream('read-1', { from: 3 })).map((m) => m.streamPosition)).toEqual([3, 4]);
-    expect((await db.store.readStream('read-1', { direction: 'backward', limit: 2 })).map((m) => m.streamPosition)).toEqual([4, 3]);
-    expect((await db.store.readStream('read-1', { direction: 'backward', from: 2 })).map((m) => m.streamPosition)).toEqual([2, 1]);
+    expect(
+      (await db.store.readStream('read-1', { direction: 'backward', limit: 2 })).map((m) => m.streamPosition),
+    ).toEqual([4, 3]);
+    expect(
+      (await db.store.readStream('read-1', { direction: 'backward', from: 2 })).map((m) => m.streamPosition),
+    ).toEqual([2, 1]);
   });
 
   it('reads a category across its streams in log order, resumably', async () => {

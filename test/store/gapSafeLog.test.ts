@@ -17,7 +17,9 @@ async function openTransaction(): Promise<{ client: pg.Client; store: MessageSto
   return { client, store: db.store.withTransaction(client as unknown as pg.PoolClient) };
 }
 
-async function readEverything(after: LogPosition): Promise<{ messages: RecordedMessage[]; position: LogPosition }> {
+async function readEverything(
+  after: LogPosition,
+): Promise<{ messages: RecordedMessage[]; position: LogPosition }> {
   const all: RecordedMessage[] = [];
   let position = after;
   for (;;) {
@@ -94,7 +96,11 @@ describe('gap-safe log', () => {
         if (r.messages.length === 0) await new Promise((res) => setTimeout(res, 5));
       }
       // One more read: nothing beyond the expected messages may show up.
-      seen.push(...(await db.store.readAll({ after: position })).messages.filter((m) => m.streamName.startsWith('tail-')));
+      seen.push(
+        ...(await db.store.readAll({ after: position })).messages.filter((m) =>
+          m.streamName.startsWith('tail-'),
+        ),
+      );
     })();
     await Promise.all(
       Array.from({ length: writers }, async (_, w) => {
@@ -136,7 +142,11 @@ describe('wake-up notifications', () => {
     });
     await listener.query(`LISTEN beckett_${db.schema}`);
     const appends = 200;
-    await Promise.all(Array.from({ length: appends }, (_, i) => db.store.append(`notify-${i % 10}`, { type: 'n', data: { i } })));
+    await Promise.all(
+      Array.from({ length: appends }, (_, i) =>
+        db.store.append(`notify-${i % 10}`, { type: 'n', data: { i } }),
+      ),
+    );
     const lastAppendAt = Date.now();
     // Let the coalesced NOTIFY in flight (and the one queued behind it) arrive.
     for (let i = 0; i < 100 && lastAt < lastAppendAt; i++) await new Promise((r) => setTimeout(r, 20));
