@@ -5,6 +5,7 @@ import { registerDumpMigrations } from './dumpMigrations.js';
 import { registerInit } from './init.js';
 import { registerMigrate } from './migrate.js';
 import { registerRead } from './read.js';
+import { registerRetention } from './retention.js';
 import { registerTail } from './tail.js';
 
 /**
@@ -18,5 +19,6 @@ export const commands: ((program: Command) => void)[] = [
   registerAppend,
   registerRead,
   registerTail,
+  registerRetention,
   registerDb,
 ];
