@@ -34,3 +34,4 @@ export type {
   RecordedMessage,
 } from './store/types.js';
 export { LOG_START } from './store/types.js';
+export * from './consistency/index.js';

@@ -1,0 +1,290 @@
+import { SqlState, sqlStateOf } from '../db/sqlstate.js';
+import { AppendConditionFailedError, InvalidInputError, WrongExpectedVersionError } from '../errors.js';
+import type { MessageStore } from '../store/messageStore.js';
+import type { ExpectedVersion, LogPosition, NewMessage, RecordedMessage } from '../store/types.js';
+import { LOG_START } from '../store/types.js';
+import { appendWithCondition } from './conditionalAppend.js';
+import type { Boundary, DecidedMessage, Decider } from './decider.js';
+import { readAllByQuery } from './readByQuery.js';
+import { loadSnapshot, saveSnapshot } from './snapshots.js';
+
+export interface CommandExecutorOptions {
+  /** Most attempts per command (the first try included). Default 5. */
+  maxAttempts?: number;
+  /** First retry waits up to this many ms (full jitter), doubling per attempt. Default 10. */
+  baseDelayMs?: number;
+  /** Upper bound of a retry's wait. Default 500. */
+  maxDelayMs?: number;
+}
+
+/** A decider's state as loaded from its boundary. */
+export interface LoadedState<State> {
+  state: State;
+  /** Stream boundary: the stream's version. */
+  version?: number;
+  /** Several streams: each stream's version. */
+  versions?: Map<string, number>;
+  /** Query boundary: the log position read up to. */
+  position?: LogPosition;
+  /** Messages folded in this load (the tail after the snapshot, if one was used). */
+  folded: number;
+  /** Messages the state includes in all (snapshot + tail). */
+  messageCount: number;
+  /** True when the load started from a snapshot. */
+  fromSnapshot: boolean;
+}
+
+export interface ExecuteResult<State> {
+  /** The state the decision was made on. */
+  state: State;
+  /** What was appended, per stream (empty when the decider emitted nothing). */
+  appended: { stream: string; messages: NewMessage[] }[];
+  /** Attempts used (1 when there was no conflict). */
+  attempts: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Version conflicts and failed conditions: decide again on fresh state. */
+export function isRetryableConflict(err: unknown): boolean {
+  if (err instanceof WrongExpectedVersionError || err instanceof AppendConditionFailedError) return true;
+  const state = sqlStateOf(err);
+  return state === SqlState.deadlockDetected || state === SqlState.serializationFailure;
+}
+
+function snapshotKey(decider: Decider<unknown, unknown>, boundary: string): string {
+  return `${decider.name}|${boundary}`;
+}
+
+const PAGE = 1000;
+
+/**
+ * Runs commands through deciders: load the state (snapshot + tail), decide, append guarded by
+ * the boundary's versions or condition, and on a conflict load and decide again, up to
+ * `maxAttempts`, waiting a jittered, growing delay between attempts.
+ */
+export class CommandExecutor {
+  readonly #store: MessageStore;
+  readonly #maxAttempts: number;
+  readonly #baseDelayMs: number;
+  readonly #maxDelayMs: number;
+
+  constructor(store: MessageStore, opts: CommandExecutorOptions = {}) {
+    this.#store = store;
+    this.#maxAttempts = opts.maxAttempts ?? 5;
+    this.#baseDelayMs = opts.baseDelayMs ?? 10;
+    this.#maxDelayMs = opts.maxDelayMs ?? 500;
+    if (!Number.isInteger(this.#maxAttempts) || this.#maxAttempts < 1)
+      throw new InvalidInputError(`maxAttempts must be an integer >= 1, got ${opts.maxAttempts}.`);
+  }
+
+  /** Load, decide, append; retry on conflict. Domain errors thrown by decide() are not retried. */
+  async execute<State, Command>(
+    decider: Decider<State, Command>,
+    command: Command,
+    boundary: Boundary,
+  ): Promise<ExecuteResult<State>> {
+    checkDecider(decider);
+    for (let attempt = 1; ; attempt++) {
+      const loaded = await this.load(decider, boundary);
+      const decided = await decider.decide(command, loaded.state);
+      try {
+        const appended = await this.#append(decided, boundary, loaded);
+        return { state: loaded.state, appended, attempts: attempt };
+      } catch (err) {
+        if (!isRetryableConflict(err) || attempt >= this.#maxAttempts) throw err;
+        const cap = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (attempt - 1));
+        await sleep(Math.random() * cap);
+      }
+    }
+  }
+
+  /** Build the decider's state for a boundary (using and saving snapshots when configured). */
+  async load<State, Command>(
+    decider: Decider<State, Command>,
+    boundary: Boundary,
+  ): Promise<LoadedState<State>> {
+    checkDecider(decider);
+    if ('stream' in boundary) return this.#loadStream(decider, boundary.stream);
+    if ('streams' in boundary) return this.#loadStreams(decider, boundary.streams);
+    if ('query' in boundary) return this.#loadQuery(decider, boundary);
+    throw new InvalidInputError('A boundary is { stream }, { streams } or { query }.');
+  }
+
+  async #loadStream<State>(decider: Decider<State, unknown>, stream: string): Promise<LoadedState<State>> {
+    const policy = decider.snapshots;
+    const key = snapshotKey(decider as Decider<unknown, unknown>, `stream:${stream}`);
+    const snap = policy
+      ? await loadSnapshot(this.#store.pool, this.#store.sqlContext, key, policy.stateVersion)
+      : undefined;
+    let state = snap ? deserialize(decider, snap.state) : decider.initialState();
+    let version = snap?.position ?? 0;
+    let folded = 0;
+    for (;;) {
+      const page = await this.#store.readStream(stream, { from: version + 1, limit: PAGE });
+      for (const m of page) state = decider.evolve(state, m);
+      folded += page.length;
+      version += page.length;
+      if (page.length < PAGE) break;
+    }
+    const messageCount = (snap?.messageCount ?? 0) + folded;
+    if (policy && folded >= policy.every)
+      await saveSnapshot(this.#store.pool, this.#store.sqlContext, {
+        key,
+        stateVersion: policy.stateVersion,
+        position: version,
+        transactionId: null,
+        messageCount,
+        state: serialize(decider, state),
+      });
+    return { state, version, folded, messageCount, fromSnapshot: snap !== undefined };
+  }
+
+  async #loadStreams<State>(
+    decider: Decider<State, unknown>,
+    streams: string[],
+  ): Promise<LoadedState<State>> {
+    if (!Array.isArray(streams) || streams.length === 0)
+      throw new InvalidInputError('A { streams } boundary needs at least one stream.');
+    const versions = new Map<string, number>();
+    const all: RecordedMessage[] = [];
+    for (const stream of streams) {
+      let version = 0;
+      for (;;) {
+        const page = await this.#store.readStream(stream, { from: version + 1, limit: PAGE });
+        all.push(...page);
+        version += page.length;
+        if (page.length < PAGE) break;
+      }
+      versions.set(stream, version);
+    }
+    // Streams are consistent each on its own; across them, fold in the order they were written.
+    all.sort((a, b) => a.globalPosition - b.globalPosition);
+    let state = decider.initialState();
+    for (const m of all) state = decider.evolve(state, m);
+    return { state, versions, folded: all.length, messageCount: all.length, fromSnapshot: false };
+  }
+
+  async #loadQuery<State>(
+    decider: Decider<State, unknown>,
+    boundary: Extract<Boundary, { query: unknown }>,
+  ): Promise<LoadedState<State>> {
+    const policy = decider.snapshots;
+    const key = snapshotKey(decider as Decider<unknown, unknown>, `query:${boundary.query.toString()}`);
+    const snap = policy
+      ? await loadSnapshot(this.#store.pool, this.#store.sqlContext, key, policy.stateVersion)
+      : undefined;
+    let state = snap ? deserialize(decider, snap.state) : decider.initialState();
+    const after: LogPosition =
+      snap?.transactionId != null
+        ? { transactionId: snap.transactionId, globalPosition: snap.position }
+        : LOG_START;
+    const tail = await readAllByQuery(this.#store, boundary.query, { after, pageSize: PAGE });
+    for (const m of tail.messages) state = decider.evolve(state, m);
+    const folded = tail.messages.length;
+    const messageCount = (snap?.messageCount ?? 0) + folded;
+    // Only a gap-safe read position is saved: nothing can later appear before it.
+    if (policy && folded >= policy.every)
+      await saveSnapshot(this.#store.pool, this.#store.sqlContext, {
+        key,
+        stateVersion: policy.stateVersion,
+        position: tail.position.globalPosition,
+        transactionId: tail.position.transactionId,
+        messageCount,
+        state: serialize(decider, state),
+      });
+    return { state, position: tail.position, folded, messageCount, fromSnapshot: snap !== undefined };
+  }
+
+  async #append<State>(
+    decided: DecidedMessage[],
+    boundary: Boundary,
+    loaded: LoadedState<State>,
+  ): Promise<{ stream: string; messages: NewMessage[] }[]> {
+    if (!Array.isArray(decided))
+      throw new InvalidInputError('decide() must return an array of messages (empty for none).');
+    if (decided.length === 0) return [];
+    const single = 'stream' in boundary ? boundary.stream : undefined;
+    const byStream = new Map<string, NewMessage[]>();
+    for (const { stream, ...message } of decided) {
+      const target = stream ?? single;
+      if (target === undefined)
+        throw new InvalidInputError(
+          `decide() returned a "${message.type}" message without a stream: with several streams or a query, set its stream.`,
+        );
+      if ('streams' in boundary && !boundary.streams.includes(target))
+        throw new InvalidInputError(
+          `decide() returned a message for stream "${target}", which is not in the boundary: ${boundary.streams.join(', ')}.`,
+        );
+      const list = byStream.get(target) ?? [];
+      list.push(message);
+      byStream.set(target, list);
+    }
+    const appended = [...byStream].map(([stream, messages]) => ({ stream, messages }));
+    if ('query' in boundary) {
+      await appendWithCondition(this.#store, appended, {
+        failIfEventsMatch: boundary.query,
+        after: loaded.position ?? LOG_START,
+      });
+      return appended;
+    }
+    const expectedOf = (stream: string): ExpectedVersion => {
+      if (stream === single) return loaded.version ?? 'any';
+      return loaded.versions?.get(stream) ?? 'any';
+    };
+    if (appended.length === 1 && single !== undefined) {
+      const only = appended[0]!;
+      await this.#store.append(only.stream, only.messages, { expectedVersion: expectedOf(only.stream) });
+    } else {
+      await this.#store.appendMultiple(
+        appended.map((a) => ({
+          stream: a.stream,
+          messages: a.messages,
+          expectedVersion: expectedOf(a.stream),
+        })),
+      );
+    }
+    return appended;
+  }
+}
+
+function checkDecider(decider: Decider<any, any>): void {
+  if (
+    typeof decider !== 'object' ||
+    decider === null ||
+    typeof decider.initialState !== 'function' ||
+    typeof decider.evolve !== 'function' ||
+    typeof decider.decide !== 'function'
+  )
+    throw new InvalidInputError(
+      'A decider needs initialState(), evolve(state, message) and decide(command, state).',
+    );
+  const p = decider.snapshots;
+  if (p) {
+    if (!decider.name)
+      throw new InvalidInputError('A decider with snapshots needs a name (it keys the snapshots).');
+    if (!Number.isInteger(p.every) || p.every < 1)
+      throw new InvalidInputError(`snapshots.every must be an integer >= 1, got ${p.every}.`);
+    if (!Number.isInteger(p.stateVersion))
+      throw new InvalidInputError(`snapshots.stateVersion must be an integer, got ${p.stateVersion}.`);
+  }
+}
+
+function serialize<State>(decider: Decider<State, unknown>, state: State): unknown {
+  return decider.snapshots?.serialize ? decider.snapshots.serialize(state) : state;
+}
+
+function deserialize<State>(decider: Decider<State, unknown>, json: unknown): State {
+  return decider.snapshots?.deserialize ? decider.snapshots.deserialize(json) : (json as State);
+}
+
+/** Run one command (a CommandExecutor with the given options). */
+export function execute<State, Command>(
+  store: MessageStore,
+  decider: Decider<State, Command>,
+  command: Command,
+  boundary: Boundary,
+  opts: CommandExecutorOptions = {},
+): Promise<ExecuteResult<State>> {
+  return new CommandExecutor(store, opts).execute(decider, command, boundary);
+}

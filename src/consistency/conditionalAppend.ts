@@ -1,0 +1,209 @@
+import type { MessageDefinition } from '../config/types.js';
+import type { Queryable, SqlContext } from '../db/queryable.js';
+import { statement } from '../db/queryable.js';
+import { sqlStateOf } from '../db/sqlstate.js';
+import { AppendConditionFailedError, InvalidInputError, WrongExpectedVersionError } from '../errors.js';
+import { expectedVersionCode, TAG_SEPARATOR_CHAR } from '../store/appendToStream.js';
+import { checkStreamName, type MessageStore } from '../store/messageStore.js';
+import { validateData } from '../store/messageTypes.js';
+import type { ExpectedVersion, LogPosition, Metadata, NewMessage } from '../store/types.js';
+import { uuidv7 } from '../store/uuidv7.js';
+import { appendLockKeys } from './lockKeys.js';
+import { Query } from './query.js';
+
+/** Messages for one stream in a conditional append. */
+export interface ConditionalStreamAppend {
+  stream: string;
+  messages: NewMessage | NewMessage[];
+  /** Default `'any'`: in a DCB append the condition, not the stream version, guards the decision. */
+  expectedVersion?: ExpectedVersion;
+}
+
+/** Fail the append if a message matching `failIfEventsMatch` exists after `after`. */
+export interface AppendCondition {
+  failIfEventsMatch: Query;
+  /**
+   * The log position the decision was made at: the `position` returned by the (gap-safe)
+   * readByQuery that built the decider's state, or the global position of the last message it
+   * read. Undefined: no matching message may exist at all.
+   */
+  after?: LogPosition | number;
+}
+
+export interface ConditionalAppendResult {
+  /** Per stream: its version after the append and the global position of its last message. */
+  streams: Map<string, { streamVersion: number; globalPosition: number }>;
+  /** Log position of the last appended message. */
+  position: LogPosition;
+}
+
+const CONDITION_FAILED = 'BKC01';
+const WRONG_VERSION = 'BKV02';
+
+interface Prepared {
+  streams: string[];
+  expected: number[];
+  streamIdx: number[];
+  ids: string[];
+  types: string[];
+  data: string[];
+  metadata: string[];
+  tags: string[];
+  forLocks: { type: string; tags: string[] }[];
+}
+
+async function prepare(defs: Record<string, MessageDefinition>, appends: ConditionalStreamAppend[]) {
+  if (!Array.isArray(appends) || appends.length === 0)
+    throw new InvalidInputError('Nothing to append: no streams given.');
+  const p: Prepared = {
+    streams: [],
+    expected: [],
+    streamIdx: [],
+    ids: [],
+    types: [],
+    data: [],
+    metadata: [],
+    tags: [],
+    forLocks: [],
+  };
+  for (const a of appends) {
+    checkStreamName(a.stream);
+    if (p.streams.includes(a.stream))
+      throw new InvalidInputError(`Stream "${a.stream}" appears twice in one append: merge its messages.`);
+    const expected = a.expectedVersion ?? 'any';
+    if (
+      !(expected === 'any' || expected === 'no_stream' || expected === 'stream_exists') &&
+      !(typeof expected === 'number' && Number.isInteger(expected) && expected >= 0)
+    )
+      throw new InvalidInputError(`Invalid expected version ${JSON.stringify(expected)} for "${a.stream}".`);
+    p.streams.push(a.stream);
+    p.expected.push(expectedVersionCode(expected));
+    const messages = Array.isArray(a.messages) ? a.messages : [a.messages];
+    if (messages.length === 0)
+      throw new InvalidInputError(`Nothing to append to "${a.stream}": the message list is empty.`);
+    for (const m of messages) {
+      if (typeof m !== 'object' || m === null || typeof m.type !== 'string' || m.type.length === 0)
+        throw new InvalidInputError(
+          `Invalid message ${JSON.stringify(m)}: a message needs a non-empty string "type".`,
+        );
+      if (m.data === undefined)
+        throw new InvalidInputError(
+          `Message of type "${m.type}" has no data.`,
+          'Pass data: {} for a message without payload.',
+        );
+      const tags = m.tags ?? [];
+      if (
+        !Array.isArray(tags) ||
+        tags.some((t) => typeof t !== 'string' || t.length === 0 || t.includes(TAG_SEPARATOR_CHAR))
+      )
+        throw new InvalidInputError(
+          `Invalid tags on a "${m.type}" message: tags are non-empty strings such as "course:c1".`,
+        );
+      const id = m.id ?? uuidv7();
+      const metadata: Metadata = { ...m.metadata };
+      if (metadata.correlationId === undefined) metadata.correlationId = id;
+      p.streamIdx.push(p.streams.length);
+      p.ids.push(id);
+      p.types.push(m.type);
+      p.data.push(JSON.stringify(await validateData(defs, m.type, m.data)));
+      p.metadata.push(JSON.stringify(metadata));
+      p.tags.push(tags.join(TAG_SEPARATOR_CHAR));
+      p.forLocks.push({ type: m.type, tags });
+    }
+  }
+  return p;
+}
+
+const sql = (ctx: SqlContext) =>
+  `SELECT stream_name, stream_version, last_global_position, transaction_id
+     FROM ${ctx.s}.append_with_condition($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`;
+
+/**
+ * Append to one or more streams, atomically, unless a message matching the condition's query
+ * exists after the condition's position: then throw AppendConditionFailedError and write nothing.
+ *
+ * Race-free: appends whose messages could match each other's conditions are serialised by
+ * advisory locks before the check (see migrations/0003_consistency.sql); appends with disjoint
+ * conditions do not wait for each other. Without a condition, the append still takes the locks
+ * of its messages, so concurrent conditional appends see it; a plain `store.append` does not,
+ * so write messages that conditions may match through this function.
+ *
+ * Runs as one statement on the store's pool, or on `opts.db` (a client inside your transaction;
+ * then the locks are held, and the messages visible, until you commit).
+ */
+export async function appendWithCondition(
+  store: MessageStore,
+  appends: ConditionalStreamAppend[],
+  condition?: AppendCondition,
+  opts: { db?: Queryable } = {},
+): Promise<ConditionalAppendResult> {
+  if (condition !== undefined && !(condition.failIfEventsMatch instanceof Query))
+    throw new InvalidInputError(
+      'condition.failIfEventsMatch must be a Query (Query.of(...) or Query.all()).',
+    );
+  const after = condition?.after;
+  if (
+    after !== undefined &&
+    !(typeof after === 'number' && Number.isInteger(after) && after >= 0) &&
+    !(typeof after === 'object' && after !== null && typeof after.transactionId === 'string')
+  )
+    throw new InvalidInputError(
+      `Invalid condition position ${JSON.stringify(after)}: use a LogPosition or a global position.`,
+    );
+  const p = await prepare(store.messageDefinitions, appends);
+  const query = condition?.failIfEventsMatch;
+  const locks = appendLockKeys(query, p.forLocks);
+  // A query matching everything is checked as one item with no filter.
+  const items = query ? (query.matchesAll ? [{}] : query.items) : [];
+  const ctx = store.sqlContext;
+  const values = [
+    locks.keys,
+    locks.exclusive,
+    items.map((i) => (i.types ?? []).join(TAG_SEPARATOR_CHAR)),
+    items.map((i) => (i.tags ?? []).join(TAG_SEPARATOR_CHAR)),
+    typeof after === 'object' ? after.transactionId : null,
+    after === undefined ? null : typeof after === 'number' ? after : after.globalPosition,
+    p.streams,
+    p.expected,
+    p.streamIdx,
+    p.ids,
+    p.types,
+    p.data,
+    p.metadata,
+    p.tags,
+  ];
+  const db = opts.db ?? store.pool;
+  let rows: {
+    stream_name: string;
+    stream_version: number;
+    last_global_position: number;
+    transaction_id: string;
+  }[];
+  try {
+    ({ rows } = await db.query(statement(ctx, 'append_with_condition', sql(ctx), values)));
+  } catch (err) {
+    const state = sqlStateOf(err);
+    if (state === CONDITION_FAILED) {
+      throw new AppendConditionFailedError(typeof after === 'object' ? after.globalPosition : after);
+    }
+    if (state === WRONG_VERSION) {
+      const detail = JSON.parse((err as { detail?: string }).detail ?? '{}') as {
+        stream: string;
+        actual: number;
+      };
+      const i = p.streams.indexOf(detail.stream);
+      const given = appends[i]?.expectedVersion ?? 'any';
+      throw new WrongExpectedVersionError(detail.stream, given, detail.actual);
+    }
+    throw err;
+  }
+  if (!opts.db) store.notify();
+  const streams = new Map<string, { streamVersion: number; globalPosition: number }>();
+  let position: LogPosition = { transactionId: '0', globalPosition: 0 };
+  for (const r of rows) {
+    streams.set(r.stream_name, { streamVersion: r.stream_version, globalPosition: r.last_global_position });
+    if (r.last_global_position > position.globalPosition)
+      position = { transactionId: r.transaction_id, globalPosition: r.last_global_position };
+  }
+  return { streams, position };
+}

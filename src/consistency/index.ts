@@ -1,0 +1,15 @@
+/** Consistency models: tag queries, conditional (DCB) appends, deciders, snapshots. */
+export type { CommandExecutorOptions, ExecuteResult, LoadedState } from './commandExecutor.js';
+export { CommandExecutor, execute, isRetryableConflict } from './commandExecutor.js';
+export type {
+  AppendCondition,
+  ConditionalAppendResult,
+  ConditionalStreamAppend,
+} from './conditionalAppend.js';
+export { appendWithCondition } from './conditionalAppend.js';
+export type { Boundary, DecidedMessage, Decider, SnapshotPolicy } from './decider.js';
+export type { QueryItem } from './query.js';
+export { Query, tag } from './query.js';
+export type { ReadByQueryOptions, ReadByQueryResult } from './readByQuery.js';
+export { readAllByQuery, readStoreByQuery as readByQuery } from './readByQuery.js';
+export type { Snapshot } from './snapshots.js';

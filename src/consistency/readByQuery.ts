@@ -1,0 +1,131 @@
+import type { Queryable, SqlContext } from '../db/queryable.js';
+import { NotFoundError } from '../errors.js';
+import type { MessageStore } from '../store/messageStore.js';
+import { upcast } from '../store/messageTypes.js';
+import { MESSAGE_COLUMNS, type MessageRow, rowToMessage } from '../store/rowToMessage.js';
+import { LOG_START, type LogPosition, type RecordedMessage } from '../store/types.js';
+import type { Query } from './query.js';
+
+export interface ReadByQueryOptions {
+  /** Read messages after this log position (or after the message at this global position). */
+  after?: LogPosition | number;
+  /** Most messages to return. Default 1000. */
+  limit?: number;
+}
+
+export interface ReadByQueryResult {
+  messages: RecordedMessage[];
+  /**
+   * Where to continue from, and the position a decision based on these messages was made at
+   * (pass it as a condition's `after`). Unchanged when nothing was read.
+   */
+  position: LogPosition;
+}
+
+/**
+ * The query as SQL: items OR'd, each `tags @> $n` (the GIN index) and `type = ANY($m)`.
+ * Parameters start at `first`; returns the filter and its values.
+ */
+export function queryFilter(query: Query, first: number): { sql: string; values: unknown[] } {
+  if (query.matchesAll) return { sql: 'true', values: [] };
+  const values: unknown[] = [];
+  const parts = query.items.map((item) => {
+    const conds: string[] = [];
+    if (item.tags?.length) {
+      values.push(item.tags);
+      conds.push(`tags @> $${first + values.length - 1}::text[]`);
+    }
+    if (item.types?.length) {
+      values.push(item.types);
+      conds.push(`type = ANY($${first + values.length - 1}::text[])`);
+    }
+    return `(${conds.join(' AND ')})`;
+  });
+  return { sql: parts.length === 1 ? parts[0]! : `(${parts.join(' OR ')})`, values };
+}
+
+/*
+ * Gap-safe like readLog(): ordered by (transaction_id, global_position) and only below the oldest
+ * running transaction, so nothing can later appear before the returned position. That is what
+ * makes the position safe to use as a condition's `after`.
+ */
+const readSql = (ctx: SqlContext, filter: string) =>
+  `SELECT ${MESSAGE_COLUMNS} FROM ${ctx.s}.messages
+    WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
+      AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+      AND ${filter}
+    ORDER BY transaction_id, global_position
+    LIMIT $3`;
+
+/** The log position of the message at a global position (0: the start of the log). */
+export async function logPositionOf(
+  db: Queryable,
+  ctx: SqlContext,
+  globalPosition: number,
+): Promise<LogPosition> {
+  if (globalPosition === 0) return LOG_START;
+  const { rows } = await db.query<{ transaction_id: string }>(
+    `SELECT transaction_id::text AS transaction_id FROM ${ctx.s}.messages WHERE global_position = $1`,
+    [globalPosition],
+  );
+  const row = rows[0];
+  if (!row)
+    throw new NotFoundError(
+      `No message at global position ${globalPosition}.`,
+      'Continue from the global position of a message you read.',
+    );
+  return { transactionId: row.transaction_id, globalPosition };
+}
+
+/** Read the messages matching a query, in log order, gap-safe. */
+export async function readByQuery(
+  db: Queryable,
+  ctx: SqlContext,
+  query: Query,
+  opts: ReadByQueryOptions = {},
+): Promise<ReadByQueryResult> {
+  const after =
+    typeof opts.after === 'number' ? await logPositionOf(db, ctx, opts.after) : (opts.after ?? LOG_START);
+  const limit = opts.limit ?? 1000;
+  const filter = queryFilter(query, 4);
+  const { rows } = await db.query<MessageRow>(readSql(ctx, filter.sql), [
+    after.transactionId,
+    after.globalPosition,
+    limit,
+    ...filter.values,
+  ]);
+  const messages = rows.map(rowToMessage);
+  const last = messages[messages.length - 1];
+  return {
+    messages,
+    position: last ? { transactionId: last.transactionId, globalPosition: last.globalPosition } : after,
+  };
+}
+
+/** Read matching messages from a store (upcast by its message definitions). */
+export async function readStoreByQuery(
+  store: MessageStore,
+  query: Query,
+  opts: ReadByQueryOptions = {},
+): Promise<ReadByQueryResult> {
+  const r = await readByQuery(store.pool, store.sqlContext, query, opts);
+  upcast(store.messageDefinitions, r.messages);
+  return r;
+}
+
+/** Every matching message after a position, page by page, and the position read up to. */
+export async function readAllByQuery(
+  store: MessageStore,
+  query: Query,
+  opts: { after?: LogPosition; pageSize?: number } = {},
+): Promise<ReadByQueryResult> {
+  const pageSize = opts.pageSize ?? 1000;
+  const all: RecordedMessage[] = [];
+  let position = opts.after ?? LOG_START;
+  for (;;) {
+    const page = await readStoreByQuery(store, query, { after: position, limit: pageSize });
+    all.push(...page.messages);
+    position = page.position;
+    if (page.messages.length < pageSize) return { messages: all, position };
+  }
+}
