@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { MessageStore } from '../store/messageStore.js';
-import type { Metadata, RecordedMessage } from '../store/types.js';
+import type { Metadata, NewMessage, RecordedMessage } from '../store/types.js';
 import type { InferOutput, StandardSchemaV1 } from './standardSchema.js';
 
 /**
@@ -55,6 +55,14 @@ export interface HandlerContext {
   subscription: string;
   /** 1 on the first try, then 2, 3, ... on retries. */
   attempt: number;
+  /**
+   * Schedule a message for later (a saga's timeout). Returns its id, for cancelScheduled. Without
+   * `message.id`, the id is derived from the handled message, so a retried handler schedules once.
+   * Set by the worker.
+   */
+  schedule?: (stream: string, message: NewMessage, when: { at: Date } | { delay: number }) => Promise<string>;
+  /** Cancel a scheduled message: true when it was pending, false when delivered or unknown. Set by the worker. */
+  cancelScheduled?: (id: string) => Promise<boolean>;
 }
 
 /** What to do with a message whose type is not declared under `messages`. */
@@ -136,6 +144,29 @@ export interface BeckettConfig<M extends MessagesMap = MessagesMap> {
   groups?: Record<string, GroupConfig<M>>;
   /** Retention policies, applied by `es retention apply` (and by workers when `interval` is set). */
   retention?: RetentionConfig;
+  /** Messages appended on a cron schedule by the workers (each occurrence once, across all workers). */
+  recurring?: RecurringMessageConfig[];
+}
+
+/** A message appended on a cron schedule, e.g. `{ name: 'nightly-report', cron: '0 3 * * *', ... }`. */
+export interface RecurringMessageConfig {
+  /** Unique name (letters, digits, "_", "-", "."): one database row and one schedule per name. */
+  name: string;
+  /** Cron expression, 5 fields (minute precision) or 6 (seconds first), as croner reads it. */
+  cron: string;
+  /** IANA time zone the expression is read in, e.g. `Europe/Berlin`. Default `UTC`. */
+  timezone?: string;
+  /** Stream each occurrence is appended to. */
+  stream: string;
+  message: { type: string; data: unknown };
+}
+
+export interface ResolvedRecurringMessage {
+  name: string;
+  cron: string;
+  timezone: string;
+  stream: string;
+  message: { type: string; data: unknown };
 }
 
 /** Identity function that gives your config its types. */
@@ -176,6 +207,8 @@ export interface ResolvedConfig {
   groups: Map<string, ResolvedGroup>;
   /** Retention policies; no policies when the config has no `retention` key. */
   retention: ResolvedRetention;
+  /** Recurring messages; empty when the config has no `recurring` key. */
+  recurring: ResolvedRecurringMessage[];
 }
 
 export interface ResolvedRetentionPolicy {

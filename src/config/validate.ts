@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { assertSafeSchemaName } from '../db/identifier.js';
 import { BeckettError, ConfigError } from '../errors.js';
 import { resolveRetention } from '../retention/resolveRetention.js';
+import { resolveRecurring } from '../scheduling/resolveRecurring.js';
 import type {
   BeckettConfig,
   MessageDefinition,
@@ -148,7 +149,7 @@ export function resolveConfig(
     );
   }
   const cfg = raw as BeckettConfig & Record<string, unknown>;
-  checkKeys(p, cfg, '', ['database', 'messages', 'groups', 'retention']);
+  checkKeys(p, cfg, '', ['database', 'messages', 'groups', 'retention', 'recurring']);
 
   const database: ResolvedConfig['database'] = {
     url: undefined,
@@ -241,11 +242,21 @@ export function resolveConfig(
     p.list.push(`${key}: expected ${expected}, got ${got}`),
   );
 
+  const recurring = resolveRecurring(cfg.recurring, (line) => p.list.push(line));
+
   if (p.list.length > 0) {
     throw new ConfigError(
       `${where} is invalid:\n${p.list.map((l) => `  - ${l}`).join('\n')}`,
       'Fix the keys above; defineConfig() in your editor shows what each one takes.',
     );
   }
-  return { path: opts.path, projectDir: resolve(projectDir), database, messages, groups, retention };
+  return {
+    path: opts.path,
+    projectDir: resolve(projectDir),
+    database,
+    messages,
+    groups,
+    retention,
+    recurring,
+  };
 }

@@ -4,6 +4,7 @@ import { assertSafeSchemaName, escapeIdentifier } from '../db/identifier.js';
 import { createPool } from '../db/pool.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { InvalidInputError } from '../errors.js';
+import { Attr, currentTraceparent, SpanKind, withSpan } from '../telemetry/tracing.js';
 import { appendToStream, type PreparedMessage, TAG_SEPARATOR_CHAR } from './appendToStream.js';
 import { upcast, validateData } from './messageTypes.js';
 import { Notifier } from './notifications.js';
@@ -166,6 +167,11 @@ export class MessageStore {
       const data = await validateData(this.#shared.defs, m.type, m.data);
       const metadata: Metadata = { ...this.#inherited, ...m.metadata };
       if (metadata.correlationId === undefined) metadata.correlationId = id;
+      // The appending span, so a handler of this message continues the same trace.
+      if (metadata.traceparent === undefined) {
+        const traceparent = currentTraceparent();
+        if (traceparent) metadata.traceparent = traceparent;
+      }
       out.push({ id, type: m.type, data, metadata, tags });
     }
     return out;
@@ -183,10 +189,17 @@ export class MessageStore {
     assertStreamName(stream);
     const expected = opts.expectedVersion ?? 'any';
     assertExpectedVersion(expected);
-    const prepared = await this.#prepare(Array.isArray(messages) ? messages : [messages]);
-    const result = await appendToStream(this.#db, this.#shared.ctx, stream, expected, prepared);
-    if (!this.#client) this.#shared.notifier.notify();
-    return result;
+    const list = Array.isArray(messages) ? messages : [messages];
+    return withSpan(
+      `${stream} append`,
+      { kind: SpanKind.PRODUCER, attributes: spanAttributes('send', stream, list.length) },
+      async () => {
+        const prepared = await this.#prepare(list);
+        const result = await appendToStream(this.#db, this.#shared.ctx, stream, expected, prepared);
+        if (!this.#client) this.#shared.notifier.notify();
+        return result;
+      },
+    );
   }
 
   /**
@@ -195,6 +208,14 @@ export class MessageStore {
    */
   async appendMultiple(appends: StreamAppend[]): Promise<Map<string, AppendResult>> {
     if (appends.length === 0) throw new InvalidInputError('Nothing to append: no streams given.');
+    return withSpan(
+      'append multiple',
+      { kind: SpanKind.PRODUCER, attributes: spanAttributes('send', undefined, appends.length) },
+      () => this.#appendMultiple(appends),
+    );
+  }
+
+  async #appendMultiple(appends: StreamAppend[]): Promise<Map<string, AppendResult>> {
     const seen = new Set<string>();
     const prepared: { stream: string; expected: ExpectedVersion; messages: PreparedMessage[] }[] = [];
     for (const a of appends) {
@@ -238,7 +259,11 @@ export class MessageStore {
   /** Messages of one stream in order (or reverse with direction: 'backward'). */
   async readStream(stream: string, opts: ReadStreamOptions = {}): Promise<RecordedMessage[]> {
     assertStreamName(stream);
-    return upcast(this.#shared.defs, await readStream(this.#db, this.#shared.ctx, stream, opts));
+    return withSpan(
+      `${stream} read`,
+      { kind: SpanKind.CLIENT, attributes: spanAttributes('receive', stream) },
+      async () => upcast(this.#shared.defs, await readStream(this.#db, this.#shared.ctx, stream, opts)),
+    );
   }
 
   /** The stream's version (last position; 0 when it does not exist). */
@@ -254,16 +279,28 @@ export class MessageStore {
         `Invalid category ${JSON.stringify(category)}: a category is the stream name's part before the first "-".`,
       );
     }
-    const r = await readCategory(this.#db, this.#shared.ctx, category, opts);
-    upcast(this.#shared.defs, r.messages);
-    return r;
+    return withSpan(
+      `${category} read`,
+      { kind: SpanKind.CLIENT, attributes: { ...spanAttributes('receive'), [Attr.category]: category } },
+      async () => {
+        const r = await readCategory(this.#db, this.#shared.ctx, category, opts);
+        upcast(this.#shared.defs, r.messages);
+        return r;
+      },
+    );
   }
 
   /** The whole log, gap-safe: what this returns can never be preceded by a later commit. */
   async readAll(opts: ReadLogOptions = {}): Promise<ReadLogResult> {
-    const r = await readLog(this.#db, this.#shared.ctx, opts);
-    upcast(this.#shared.defs, r.messages);
-    return r;
+    return withSpan(
+      'log read',
+      { kind: SpanKind.CLIENT, attributes: spanAttributes('receive') },
+      async () => {
+        const r = await readLog(this.#db, this.#shared.ctx, opts);
+        upcast(this.#shared.defs, r.messages);
+        return r;
+      },
+    );
   }
 
   /** Send a (coalesced) wake-up to subscribers now; for appends made in your own transaction, after commit. */
@@ -280,6 +317,15 @@ export class MessageStore {
       await this.#shared.pool.end();
     }
   }
+}
+
+function spanAttributes(operation: string, stream?: string, count?: number): Record<string, string | number> {
+  return {
+    [Attr.system]: 'beckett',
+    [Attr.operation]: operation,
+    ...(stream !== undefined ? { [Attr.destination]: stream } : {}),
+    ...(count !== undefined ? { [Attr.batchCount]: count } : {}),
+  };
 }
 
 /** Create a message store on a pool you give, or on a new pool from a connection string. */

@@ -1,0 +1,263 @@
+import {
+  type Counter,
+  type Histogram,
+  type Meter,
+  type MeterProvider,
+  metrics,
+  type ObservableGauge,
+} from '@opentelemetry/api';
+import { INSTRUMENTATION_NAME } from './tracing.js';
+
+/** One subscription's state, read from the database when metrics are collected. */
+export interface SubscriptionSample {
+  group: string;
+  subscription: string;
+  /** Messages known to the subscription and not yet processed, summed over its streams. */
+  lag: number;
+  /** Checkpoints in status `failed`. */
+  failedCheckpoints: number;
+  /** Checkpoints waiting for a retry. */
+  retryingCheckpoints?: number;
+}
+
+/** Where lag and failed checkpoints come from (the worker passes a query over its tables). */
+export type SubscriptionSampler = () => Promise<SubscriptionSample[]>;
+
+export const MetricName = {
+  processed: 'beckett.messages.processed',
+  handlerDuration: 'beckett.handler.duration',
+  retries: 'beckett.handler.retries',
+  handlerErrors: 'beckett.handler.errors',
+  lag: 'beckett.subscription.lag',
+  failedCheckpoints: 'beckett.checkpoints.failed',
+  scheduledDelivered: 'beckett.scheduled.delivered',
+  recurringDelivered: 'beckett.recurring.delivered',
+} as const;
+
+/** Handler duration histogram bounds, in seconds. */
+export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+interface Instruments {
+  provider: MeterProvider;
+  processed: Counter;
+  duration: Histogram;
+  retries: Counter;
+  errors: Counter;
+  scheduled: Counter;
+  recurring: Counter;
+  gauges: ObservableGauge[];
+}
+
+interface HistogramState {
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+type Labels = Record<string, string>;
+
+const key = (labels: Labels): string =>
+  JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
+
+/**
+ * beckett's metrics, kept twice: as OpenTelemetry instruments (exported by whatever SDK the user
+ * registered; no-ops otherwise) and as in-process totals, so `/metrics` answers in Prometheus text
+ * without any SDK. Gauges (lag, failed checkpoints) are read from the database on collection.
+ */
+export class BeckettMetrics {
+  #instruments: Instruments | undefined;
+  readonly #counters = new Map<string, Map<string, { labels: Labels; value: number }>>();
+  readonly #histograms = new Map<string, { labels: Labels; state: HistogramState }>();
+  #sampler: SubscriptionSampler | undefined;
+
+  /** Set the source of lag and failed-checkpoint gauges. */
+  setSubscriptionSampler(sampler: SubscriptionSampler | undefined): void {
+    this.#sampler = sampler;
+  }
+
+  // The metrics API has no proxy provider: instruments made before the SDK registers stay no-ops,
+  // so they are (re)made whenever the global provider changes.
+  #otel(): Instruments {
+    const provider = metrics.getMeterProvider();
+    if (this.#instruments?.provider === provider) return this.#instruments;
+    const meter: Meter = provider.getMeter(INSTRUMENTATION_NAME);
+    const lag = meter.createObservableGauge(MetricName.lag, {
+      description: 'Messages not yet processed by a subscription',
+      unit: '{message}',
+    });
+    const failed = meter.createObservableGauge(MetricName.failedCheckpoints, {
+      description: 'Checkpoints in status failed',
+      unit: '{checkpoint}',
+    });
+    meter.addBatchObservableCallback(
+      async (result) => {
+        for (const s of await this.sample()) {
+          const attrs = { 'beckett.group': s.group, 'beckett.subscription': s.subscription };
+          result.observe(lag, s.lag, attrs);
+          result.observe(failed, s.failedCheckpoints, attrs);
+        }
+      },
+      [lag, failed],
+    );
+    this.#instruments = {
+      provider,
+      processed: meter.createCounter(MetricName.processed, {
+        description: 'Messages handled successfully',
+        unit: '{message}',
+      }),
+      duration: meter.createHistogram(MetricName.handlerDuration, {
+        description: 'Duration of handler calls',
+        unit: 's',
+        advice: { explicitBucketBoundaries: [...DURATION_BUCKETS] },
+      }),
+      retries: meter.createCounter(MetricName.retries, {
+        description: 'Handler calls that were retries (attempt > 1)',
+        unit: '{call}',
+      }),
+      errors: meter.createCounter(MetricName.handlerErrors, {
+        description: 'Handler calls that threw',
+        unit: '{call}',
+      }),
+      scheduled: meter.createCounter(MetricName.scheduledDelivered, {
+        description: 'Scheduled messages appended to their stream',
+        unit: '{message}',
+      }),
+      recurring: meter.createCounter(MetricName.recurringDelivered, {
+        description: 'Occurrences of recurring messages appended',
+        unit: '{message}',
+      }),
+      gauges: [lag, failed],
+    };
+    return this.#instruments;
+  }
+
+  /** The subscriptions' lag and failed checkpoints now (empty without a sampler). */
+  async sample(): Promise<SubscriptionSample[]> {
+    return this.#sampler ? this.#sampler() : [];
+  }
+
+  #add(name: string, labels: Labels, n: number): void {
+    let series = this.#counters.get(name);
+    if (!series) {
+      series = new Map();
+      this.#counters.set(name, series);
+    }
+    const k = key(labels);
+    const cur = series.get(k);
+    if (cur) cur.value += n;
+    else series.set(k, { labels, value: n });
+  }
+
+  /** One handler call (of one message or a batch) finished. */
+  recordHandlerCall(info: {
+    group: string;
+    subscription: string;
+    messages: number;
+    durationSeconds: number;
+    attempt: number;
+    ok: boolean;
+  }): void {
+    const labels = { group: info.group, subscription: info.subscription };
+    const attrs = { 'beckett.group': info.group, 'beckett.subscription': info.subscription };
+    const o = this.#otel();
+    o.duration.record(info.durationSeconds, { ...attrs, 'beckett.outcome': info.ok ? 'ok' : 'error' });
+    const k = key(labels);
+    let h = this.#histograms.get(k);
+    if (!h) {
+      h = { labels, state: { counts: DURATION_BUCKETS.map(() => 0), sum: 0, count: 0 } };
+      this.#histograms.set(k, h);
+    }
+    DURATION_BUCKETS.forEach((b, i) => {
+      if (info.durationSeconds <= b) h.state.counts[i]! += 1;
+    });
+    h.state.sum += info.durationSeconds;
+    h.state.count += 1;
+    if (info.ok) {
+      o.processed.add(info.messages, attrs);
+      this.#add(MetricName.processed, labels, info.messages);
+    } else {
+      o.errors.add(1, attrs);
+      this.#add(MetricName.handlerErrors, labels, 1);
+    }
+    if (info.attempt > 1) {
+      o.retries.add(1, attrs);
+      this.#add(MetricName.retries, labels, 1);
+    }
+  }
+
+  /** Scheduled messages appended by a delivery loop. */
+  recordScheduledDelivered(n: number): void {
+    if (n <= 0) return;
+    this.#otel().scheduled.add(n);
+    this.#add(MetricName.scheduledDelivered, {}, n);
+  }
+
+  /** Occurrences of a recurring message appended. */
+  recordRecurringDelivered(name: string, n: number): void {
+    if (n <= 0) return;
+    this.#otel().recurring.add(n, { 'beckett.recurring.name': name });
+    this.#add(MetricName.recurringDelivered, { name }, n);
+  }
+
+  /** Make sure the OpenTelemetry instruments exist (so gauges are observed from the first export). */
+  register(): void {
+    this.#otel();
+  }
+
+  /** The metrics in the Prometheus text format (0.0.4). */
+  async prometheus(): Promise<string> {
+    const out: string[] = [];
+    const counter = (name: string, help: string) => {
+      const prom = promName(name, '_total');
+      out.push(`# HELP ${prom} ${help}`, `# TYPE ${prom} counter`);
+      for (const { labels, value } of this.#counters.get(name)?.values() ?? [])
+        out.push(`${prom}${formatLabels(labels)} ${value}`);
+    };
+    counter(MetricName.processed, 'Messages handled successfully.');
+    counter(MetricName.handlerErrors, 'Handler calls that threw.');
+    counter(MetricName.retries, 'Handler calls that were retries (attempt > 1).');
+    counter(MetricName.scheduledDelivered, 'Scheduled messages appended to their stream.');
+    counter(MetricName.recurringDelivered, 'Occurrences of recurring messages appended.');
+
+    const hist = promName(MetricName.handlerDuration, '_seconds');
+    out.push(`# HELP ${hist} Duration of handler calls.`, `# TYPE ${hist} histogram`);
+    for (const { labels, state } of this.#histograms.values()) {
+      DURATION_BUCKETS.forEach((b, i) => {
+        out.push(`${hist}_bucket${formatLabels({ ...labels, le: String(b) })} ${state.counts[i]}`);
+      });
+      out.push(`${hist}_bucket${formatLabels({ ...labels, le: '+Inf' })} ${state.count}`);
+      out.push(`${hist}_sum${formatLabels(labels)} ${state.sum}`);
+      out.push(`${hist}_count${formatLabels(labels)} ${state.count}`);
+    }
+
+    const samples = await this.sample();
+    const gauge = (name: string, help: string, value: (s: SubscriptionSample) => number) => {
+      const prom = promName(name, '');
+      out.push(`# HELP ${prom} ${help}`, `# TYPE ${prom} gauge`);
+      for (const s of samples)
+        out.push(`${prom}${formatLabels({ group: s.group, subscription: s.subscription })} ${value(s)}`);
+    };
+    gauge(MetricName.lag, 'Messages not yet processed by a subscription.', (s) => s.lag);
+    gauge(MetricName.failedCheckpoints, 'Checkpoints in status failed.', (s) => s.failedCheckpoints);
+    return `${out.join('\n')}\n`;
+  }
+}
+
+function promName(name: string, suffix: string): string {
+  return name.replace(/[^a-zA-Z0-9_]/g, '_') + suffix;
+}
+
+function formatLabels(labels: Labels): string {
+  const entries = Object.entries(labels);
+  if (entries.length === 0) return '';
+  const esc = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+  return `{${entries.map(([k, v]) => `${k}="${esc(v)}"`).join(',')}}`;
+}
+
+let shared: BeckettMetrics | undefined;
+
+/** The process-wide metrics (what `es worker --http-port` serves and the worker records into). */
+export function processMetrics(): BeckettMetrics {
+  if (!shared) shared = new BeckettMetrics();
+  return shared;
+}
