@@ -35,3 +35,20 @@ export type {
 } from './store/types.js';
 export { LOG_START } from './store/types.js';
 export * from './consistency/index.js';
+export type { ClaimedCheckpoint } from './subscriptions/claimCheckpoint.js';
+export { UnmappedMessageTypeError } from './subscriptions/processCheckpoint.js';
+export type { SubscriptionRow, SubscriptionStatus } from './subscriptions/registerSubscriptions.js';
+export {
+  listSubscriptions,
+  pauseSubscription,
+  resumeSubscription,
+} from './subscriptions/registerSubscriptions.js';
+export { retryDelayMs } from './subscriptions/retryPolicy.js';
+export type {
+  ProcessedEvent,
+  Worker,
+  WorkerOptions,
+  WorkerService,
+  WorkerStats,
+} from './subscriptions/workerRuntime.js';
+export { createWorker, findGroup } from './subscriptions/workerRuntime.js';

@@ -1,0 +1,296 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type pg from 'pg';
+import type { ResolvedConfig, ResolvedGroup, ResolvedSubscription } from '../config/types.js';
+import { assertSafeSchemaName, escapeIdentifier } from '../db/identifier.js';
+import type { SqlContext } from '../db/queryable.js';
+import { SqlState, sqlStateOf } from '../db/sqlstate.js';
+import { InvalidInputError, NotFoundError, NotMigratedError, toError } from '../errors.js';
+import { createMessageStore, type MessageStore } from '../store/messageStore.js';
+import { channelFor } from '../store/notifications.js';
+import { claimCheckpoint, releaseWorkerLeases } from './claimCheckpoint.js';
+import { readerRound } from './globalReader.js';
+import { CoalescedNotify, checkpointsPayload, listenForWakeups } from './listenForWakeups.js';
+import { type ProcessResult, processCheckpoint } from './processCheckpoint.js';
+import { registerSubscriptions } from './registerSubscriptions.js';
+import { AdaptiveInterval, sleep, Wakeup } from './wakeup.js';
+import { heartbeat, removeWorker } from './workersTable.js';
+
+/** A background loop run alongside the worker (scheduled messages, ...); stop when `signal` aborts. */
+export type WorkerService = (signal: AbortSignal) => Promise<void>;
+
+export interface WorkerOptions {
+  /** Your pool; it stays open when the worker stops. */
+  pool: pg.Pool;
+  /** Resolved config (loadConfig or resolveConfig): its subscription groups and message types. */
+  config: ResolvedConfig;
+  /** The group to run. */
+  group: string;
+  /** Default: config.database.schema. */
+  schema?: string;
+  /** Checkpoint consumers in this process. Default: the group's concurrency (4). */
+  concurrency?: number;
+  /** Unique id of this worker (written to `workers` and to leases). Default: host-pid-random. */
+  workerId?: string;
+  /** How long a claim holds a checkpoint without renewal; renewed every third of it. Default 30 s. */
+  leaseMs?: number;
+  /** Longest idle poll (the backstop when no notification arrives). Default 1000 ms. */
+  maxPollMs?: number;
+  /** Log messages the global reader takes per round. Default 1000. */
+  readerBatchSize?: number;
+  /** How often the workers row is refreshed. Default 5000 ms. */
+  heartbeatMs?: number;
+  /** Background loops started with the worker and awaited when it stops. */
+  services?: WorkerService[];
+  /** Called after each claim with what was done (for progress, metrics, benchmarks). */
+  onProcessed?: (event: ProcessedEvent) => void;
+  /** Errors the worker survives (database away, a service that threw); the library never prints. */
+  onError?: (error: Error, where: string) => void;
+}
+
+export interface ProcessedEvent {
+  group: string;
+  subscription: string;
+  stream: string;
+  /** Messages handled (or skipped) in this claim. */
+  handled: number;
+  /** The checkpoint's position after the claim. */
+  position: number;
+  status: ProcessResult['status'];
+  attempt: number;
+  error?: Error;
+}
+
+export interface WorkerStats {
+  /** Messages handled (or skipped as unmapped) and recorded. */
+  processed: number;
+  claims: number;
+  /** Claims that ended with a handler error (retry or failed). */
+  failures: number;
+  readerRounds: number;
+  /** Checkpoints created or raised by this process's global reader. */
+  dispatched: number;
+}
+
+export interface Worker {
+  readonly id: string;
+  readonly group: string;
+  /** Register the group's subscriptions and start reading and consuming. Resolves once running. */
+  start(): Promise<void>;
+  /**
+   * Drain: stop claiming, let in-flight handlers finish (handlers see ctx.signal aborted), release
+   * leases, stop services. Idempotent; resolves when everything stopped.
+   */
+  stop(): Promise<void>;
+  stats(): WorkerStats;
+}
+
+/** Look up a group, failing with the list of groups the config has. */
+export function findGroup(config: ResolvedConfig, name: string): ResolvedGroup {
+  const group = config.groups.get(name);
+  if (group) return group;
+  const known = [...config.groups.keys()];
+  throw new NotFoundError(
+    `Unknown group "${name}"${config.path ? ` in ${config.path}` : ''}. ${
+      known.length > 0 ? `Groups in the config: ${known.join(', ')}.` : 'The config has no groups.'
+    }`,
+    'Pass one of the groups declared under groups in the config: es worker --group NAME.',
+  );
+}
+
+export function defaultWorkerId(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+/** A worker running one subscription group in this process. */
+export function createWorker(opts: WorkerOptions): Worker {
+  const group = findGroup(opts.config, opts.group);
+  const schema = assertSafeSchemaName(opts.schema ?? opts.config.database.schema);
+  const ctx: SqlContext = {
+    schema,
+    s: escapeIdentifier(schema),
+    prepared: opts.config.database.preparedStatements,
+  };
+  const concurrency = opts.concurrency ?? group.concurrency;
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new InvalidInputError(`Invalid concurrency ${concurrency}: use an integer >= 1.`);
+  const id = opts.workerId ?? defaultWorkerId();
+  const leaseMs = opts.leaseMs ?? 30_000;
+  const maxPollMs = opts.maxPollMs ?? 1000;
+  const readerBatchSize = opts.readerBatchSize ?? 1000;
+  const heartbeatMs = opts.heartbeatMs ?? 5000;
+  const pool = opts.pool;
+  const subs = [...group.subscriptions.values()];
+  const subNames = subs.map((s) => s.name);
+  const store: MessageStore = createMessageStore({
+    pool,
+    schema,
+    messages: opts.config.messages,
+    preparedStatements: ctx.prepared,
+  });
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const readerWake = new Wakeup();
+  const consumerWake = new Wakeup();
+  const dispatchNotify = new CoalescedNotify(pool, channelFor(schema), checkpointsPayload(group.name));
+  const stats: WorkerStats = { processed: 0, claims: 0, failures: 0, readerRounds: 0, dispatched: 0 };
+  const onError = (err: unknown, where: string) => {
+    if (!signal.aborted || where !== 'consumer') opts.onError?.(toError(err), where);
+  };
+  const loops: Promise<void>[] = [];
+  let started: Promise<void> | undefined;
+  let stopped: Promise<void> | undefined;
+
+  async function readerLoop(): Promise<void> {
+    const interval = new AdaptiveInterval(20, maxPollMs);
+    let errorDelay = 100;
+    while (!signal.aborted) {
+      try {
+        const client = await pool.connect();
+        let round: Awaited<ReturnType<typeof readerRound>>;
+        try {
+          round = await readerRound(client, ctx, group, id, readerBatchSize);
+        } catch (err) {
+          client.release(toError(err));
+          throw err;
+        }
+        client.release();
+        errorDelay = 100;
+        stats.readerRounds++;
+        if (round.dispatched > 0) {
+          stats.dispatched += round.dispatched;
+          consumerWake.wake();
+          dispatchNotify.send();
+        }
+        if (round.full) continue;
+        if (round.read > 0) interval.busy();
+        // Another process reads for the group: poll slowly, in case it dies.
+        await readerWake.wait(round.locked ? maxPollMs : interval.idle(), signal);
+      } catch (err) {
+        onError(err, 'reader');
+        await sleep(errorDelay, signal);
+        errorDelay = Math.min(errorDelay * 2, 5000);
+      }
+    }
+  }
+
+  async function consumerLoop(): Promise<void> {
+    const interval = new AdaptiveInterval(20, maxPollMs);
+    let errorDelay = 100;
+    const bySub = new Map<string, ResolvedSubscription>(subs.map((s) => [s.name, s]));
+    while (!signal.aborted) {
+      try {
+        const claim = await claimCheckpoint(pool, ctx, {
+          group: group.name,
+          subscriptions: subNames,
+          workerId: id,
+          leaseMs,
+        });
+        errorDelay = 100;
+        if (!claim) {
+          await consumerWake.wait(interval.idle(), signal);
+          continue;
+        }
+        interval.busy();
+        stats.claims++;
+        // More checkpoints may be waiting: let an idle sibling look.
+        consumerWake.wake();
+        const sub = bySub.get(claim.subscription)!;
+        const result = await processCheckpoint(
+          { pool, ctx, store, sub, messages: opts.config.messages, leaseMs, signal },
+          claim,
+        );
+        stats.processed += result.handled;
+        if (result.error) stats.failures++;
+        opts.onProcessed?.({
+          group: group.name,
+          subscription: claim.subscription,
+          stream: claim.stream,
+          handled: result.handled,
+          position: result.position,
+          status: result.status,
+          attempt: result.attempt,
+          ...(result.error ? { error: result.error } : {}),
+        });
+      } catch (err) {
+        onError(err, 'consumer');
+        await sleep(errorDelay, signal);
+        errorDelay = Math.min(errorDelay * 2, 5000);
+      }
+    }
+  }
+
+  async function heartbeatLoop(): Promise<void> {
+    const record = { id, host: hostname(), pid: process.pid, group: group.name, concurrency };
+    while (!signal.aborted) {
+      await sleep(heartbeatMs, signal);
+      if (signal.aborted) break;
+      await heartbeat(pool, ctx, record).catch((err) => onError(err, 'heartbeat'));
+    }
+  }
+
+  async function runService(service: WorkerService): Promise<void> {
+    try {
+      await service(signal);
+    } catch (err) {
+      onError(err, 'service');
+    }
+  }
+
+  async function doStart(): Promise<void> {
+    try {
+      await registerSubscriptions(pool, ctx, group);
+      await heartbeat(pool, ctx, { id, host: hostname(), pid: process.pid, group: group.name, concurrency });
+    } catch (err) {
+      const state = sqlStateOf(err);
+      if (state === SqlState.undefinedTable || state === SqlState.invalidSchemaName) throw new NotMigratedError(schema);
+      throw err;
+    }
+    loops.push(
+      listenForWakeups(
+        pool,
+        schema,
+        group.name,
+        {
+          onAppended: () => readerWake.wake(),
+          onCheckpoints: () => consumerWake.wake(),
+          onConnected: () => {
+            readerWake.wake();
+            consumerWake.wake();
+          },
+        },
+        signal,
+      ),
+    );
+    loops.push(readerLoop());
+    for (let i = 0; i < concurrency; i++) loops.push(consumerLoop());
+    loops.push(heartbeatLoop());
+    for (const service of opts.services ?? []) loops.push(runService(service));
+  }
+
+  async function doStop(): Promise<void> {
+    controller.abort();
+    await started?.catch(() => undefined);
+    await Promise.all(loops);
+    await dispatchNotify.flush();
+    // Consumers released their own leases; this catches one whose last write failed.
+    await releaseWorkerLeases(pool, ctx, id).catch((err) => opts.onError?.(toError(err), 'stop'));
+    await removeWorker(pool, ctx, id).catch((err) => opts.onError?.(toError(err), 'stop'));
+    await store.close();
+  }
+
+  return {
+    id,
+    group: group.name,
+    start() {
+      if (stopped) return Promise.reject(new InvalidInputError('This worker was stopped; create a new one.'));
+      started ??= doStart();
+      return started;
+    },
+    stop() {
+      stopped ??= doStop();
+      return stopped;
+    },
+    stats: () => ({ ...stats }),
+  };
+}
