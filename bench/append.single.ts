@@ -22,10 +22,11 @@ import {
 import { scaled } from './lib/env.js';
 import { printMeasurements, ratioLine } from './lib/format.js';
 import { emmettInstallHint, loadEmmett } from './lib/peers.js';
-import type { Measurement } from './lib/stats.js';
+import { type Measurement, medianOf, medianRatio, rate } from './lib/stats.js';
 import { type AppendFn, runWriters, type WriterPlan } from './lib/writers.js';
 
 const STREAMS_PER_WRITER = 10;
+const ROUNDS = 3;
 const payload = (i: number) => ({ orderId: `o-${i}`, sku: 'SKU-42', quantity: 3, price: 19.99 });
 
 interface Variant {
@@ -134,41 +135,57 @@ async function main(): Promise<void> {
   const summary: string[] = [];
   try {
     for (const { name, plan } of plans) {
-      const results: Measurement[] = [];
-      for (const v of variants) {
-        const { append, close } = await v.setup(plan.writers);
-        try {
-          // Warm-up on separate streams: prepared statements, caches, JIT.
-          await runWriters(
-            'warmup',
-            `warm${name}`,
-            { ...plan, appends: Math.min(plan.appends, 50 * plan.writers) },
-            append,
-          );
-          results.push(await runWriters(v.label, `bench${name}`, plan, append));
-        } finally {
-          await close();
+      const runs: Measurement[][] = variants.map(() => []);
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const [i, v] of variants.entries()) {
+          const { append, close } = await v.setup(plan.writers);
+          try {
+            // Warm-up on separate streams: prepared statements, caches, JIT.
+            const warm = { ...plan, appends: Math.min(plan.appends, 50 * plan.writers) };
+            await runWriters('warmup', `warm${round}${name}`, warm, append);
+            runs[i]!.push(await runWriters(v.label, `r${round}${name}`, plan, append));
+          } finally {
+            await close();
+          }
         }
       }
-      const [rawM, oursM, emmettM] = results as [Measurement, Measurement, Measurement | undefined];
+      const [rawRuns, oursRuns, emmettRuns] = runs as [
+        Measurement[],
+        Measurement[],
+        Measurement[] | undefined,
+      ];
+      const [rawM, oursM, emmettM] = runs.map(medianOf) as [
+        Measurement,
+        Measurement,
+        Measurement | undefined,
+      ];
       printMeasurements(
-        `${plan.writers} writer(s), ${oursM.messages} single-message appends each`,
-        results,
+        `${plan.writers} writer(s), ${oursM.messages} single-message appends, median of ${ROUNDS} rounds`,
+        emmettM ? [rawM, oursM, emmettM] : [rawM, oursM],
         rawM,
       );
+      for (const [i, v] of variants.entries())
+        console.log(`  ${v.label}: ${runs[i]!.map((m) => `${Math.round(rate(m))}/s`).join(', ')}`);
       summary.push(
         ratioLine(`append.single.${name}`, oursM, rawM, {
-          extra: emmettM ? { emmett: `${Math.round(emmettM.messages / emmettM.seconds)}/s` } : {},
+          ratio: medianRatio(oursRuns, rawRuns),
+          extra: emmettM ? { emmett: `${Math.round(rate(emmettM))}/s` } : {},
         }),
       );
-      if (emmettM)
-        summary.push(ratioLine(`append.single.${name}.vs_emmett`, oursM, emmettM, { baseKey: 'emmett' }));
+      if (emmettM && emmettRuns)
+        summary.push(
+          ratioLine(`append.single.${name}.vs_emmett`, oursM, emmettM, {
+            baseKey: 'emmett',
+            ratio: medianRatio(oursRuns, emmettRuns),
+          }),
+        );
     }
   } finally {
     await dropSchemas(admin, schemas);
     await admin.end();
     if (emmettDb) await dropDatabase(url, emmettDb);
   }
+  console.log(`(ratio = median of the ${ROUNDS} per-round ratios; rates are the median round)`);
   console.log('');
   for (const line of summary) console.log(line);
 }

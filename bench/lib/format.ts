@@ -51,11 +51,11 @@ export function ratioLine(
   name: string,
   ours: Measurement,
   base: Measurement,
-  opts: { baseKey?: string; extra?: Record<string, string> } = {},
+  opts: { baseKey?: string; extra?: Record<string, string>; ratio?: number } = {},
 ): string {
   const parts = [
     name,
-    `ratio=${fmtRatio(rate(ours) / rate(base))}`,
+    `ratio=${fmtRatio(opts.ratio ?? rate(ours) / rate(base))}`,
     `ours=${fmtRate(rate(ours))}`,
     `${opts.baseKey ?? 'raw'}=${fmtRate(rate(base))}`,
   ];

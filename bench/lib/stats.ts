@@ -76,3 +76,14 @@ export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number;
   const result = await fn();
   return { seconds: (performance.now() - start) / 1000, result };
 }
+
+/** The median of per-round ratios a[i] / b[i] (rounds interleaved, so drift cancels out). */
+export function medianRatio(a: Measurement[], b: Measurement[]): number {
+  return median(a.map((m, i) => rate(m) / rate(b[i]!)));
+}
+
+/** The measurement whose rate is the median of several rounds. */
+export function medianOf(ms: Measurement[]): Measurement {
+  const target = median(ms.map(rate));
+  return ms.reduce((best, m) => (Math.abs(rate(m) - target) < Math.abs(rate(best) - target) ? m : best));
+}
