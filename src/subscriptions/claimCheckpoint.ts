@@ -146,7 +146,13 @@ export async function failCheckpoint(
   db: Queryable,
   ctx: SqlContext,
   claim: ClaimedCheckpoint,
-  args: { position: number; status: 'retry' | 'failed'; attempts: number; error: StoredError; delayMs: number },
+  args: {
+    position: number;
+    status: 'retry' | 'failed';
+    attempts: number;
+    error: StoredError;
+    delayMs: number;
+  },
 ): Promise<boolean> {
   const r = await db.query(
     statement(ctx, 'fail_checkpoint', failSql(ctx), [

@@ -30,7 +30,10 @@ export async function listenForWakeups(
   const forGroup = checkpointsPayload(group);
   let delay = 100;
   while (!signal.aborted) {
-    const client = new pg.Client({ ...pool.options, application_name: 'beckett-listener' } as pg.ClientConfig);
+    const client = new pg.Client({
+      ...pool.options,
+      application_name: 'beckett-listener',
+    } as pg.ClientConfig);
     const lost = new Promise<void>((resolve) => {
       client.on('error', () => resolve());
       client.on('end', () => resolve());
@@ -88,7 +91,9 @@ export class CoalescedNotify {
     try {
       do {
         this.#pending = false;
-        await this.pool.query('SELECT pg_notify($1, $2)', [this.channel, this.payload]).catch(() => undefined);
+        await this.pool
+          .query('SELECT pg_notify($1, $2)', [this.channel, this.payload])
+          .catch(() => undefined);
       } while (this.#pending);
     } finally {
       this.#inFlight = false;

@@ -135,7 +135,8 @@ async function runDirect(
   let position = claim.streamPosition;
   let handled = 0;
   let failure: Error | undefined;
-  const attemptFor = (m: RecordedMessage) => (m.streamPosition === claim.streamPosition + 1 ? claim.attempts + 1 : 1);
+  const attemptFor = (m: RecordedMessage) =>
+    m.streamPosition === claim.streamPosition + 1 ? claim.attempts + 1 : 1;
   try {
     if (sub.batchHandler) {
       const batch = items.filter((i) => i.deliver).map((i) => deliverable(deps, i.message));
@@ -215,7 +216,10 @@ async function runTransactional(
           if (signal.aborted || leaseLost()) break;
           if (deliver) {
             const m = deliverable(deps, message);
-            await sub.handler!(m as never, handlerContext(deps, txStore.causedBy(m), signal, client, attempt));
+            await sub.handler!(
+              m as never,
+              handlerContext(deps, txStore.causedBy(m), signal, client, attempt),
+            );
           }
           position = message.streamPosition;
           handled++;
@@ -254,7 +258,13 @@ async function runTransactional(
       error: describeError(failure, attempt),
       delayMs: failed ? 0 : retryDelayMs(attempt, sub.backoff),
     });
-    return { handled: 0, position: claim.streamPosition, error: failure, status: failed ? 'failed' : 'retry', attempt };
+    return {
+      handled: 0,
+      position: claim.streamPosition,
+      error: failure,
+      status: failed ? 'failed' : 'retry',
+      attempt,
+    };
   }
   await completeCheckpoint(pool, ctx, claim, claim.streamPosition);
   return { handled: 0, position: claim.streamPosition, status: 'drained', attempt };

@@ -30,7 +30,11 @@ const markUnknownSql = (ctx: SqlContext) =>
  * that are in the database but no longer in the config are marked `unknown`, never deleted, so
  * their checkpoints survive a deploy that briefly lacks them.
  */
-export async function registerSubscriptions(db: Queryable, ctx: SqlContext, group: ResolvedGroup): Promise<void> {
+export async function registerSubscriptions(
+  db: Queryable,
+  ctx: SqlContext,
+  group: ResolvedGroup,
+): Promise<void> {
   await db.query(insertGroupSql(ctx), [group.name]);
   const names = [...group.subscriptions.keys()];
   let end: { transactionId: string; globalPosition: number } | undefined;
@@ -119,11 +123,21 @@ async function setStatus(
  * reader keeps recording new messages, so resuming loses nothing. Resolves false when it was
  * already paused (or unknown/replaying: only active or initializing subscriptions are paused).
  */
-export function pauseSubscription(db: Queryable, schema: string, group: string, name: string): Promise<boolean> {
+export function pauseSubscription(
+  db: Queryable,
+  schema: string,
+  group: string,
+  name: string,
+): Promise<boolean> {
   return setStatus(db, schema, group, name, 'paused', ['active', 'initializing']);
 }
 
 /** Resume a paused subscription. Resolves false when it was not paused. */
-export function resumeSubscription(db: Queryable, schema: string, group: string, name: string): Promise<boolean> {
+export function resumeSubscription(
+  db: Queryable,
+  schema: string,
+  group: string,
+  name: string,
+): Promise<boolean> {
   return setStatus(db, schema, group, name, 'active', ['paused']);
 }

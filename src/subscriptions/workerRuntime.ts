@@ -243,7 +243,8 @@ export function createWorker(opts: WorkerOptions): Worker {
       await heartbeat(pool, ctx, { id, host: hostname(), pid: process.pid, group: group.name, concurrency });
     } catch (err) {
       const state = sqlStateOf(err);
-      if (state === SqlState.undefinedTable || state === SqlState.invalidSchemaName) throw new NotMigratedError(schema);
+      if (state === SqlState.undefinedTable || state === SqlState.invalidSchemaName)
+        throw new NotMigratedError(schema);
       throw err;
     }
     loops.push(
