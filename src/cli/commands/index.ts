@@ -7,6 +7,7 @@ import { registerMigrate } from './migrate.js';
 import { registerRead } from './read.js';
 import { registerRetention } from './retention.js';
 import { registerTail } from './tail.js';
+import { registerWorker } from './worker.js';
 
 /**
  * Every command, in help order. Command files only declare flags and help; they import the library
@@ -19,6 +20,7 @@ export const commands: ((program: Command) => void)[] = [
   registerAppend,
   registerRead,
   registerTail,
+  registerWorker,
   registerRetention,
   registerDb,
 ];
