@@ -7,11 +7,13 @@
 CREATE TABLE __SCHEMA__.snapshots (
   key text NOT NULL,
   state_version integer NOT NULL,
-  -- Stream version (stream boundary) or global position (query boundary) the state includes.
+  -- Stream boundary: the stream version the state includes. Query boundary: the global position
+  -- of the last message folded (informational; read_snapshot says what the state includes).
   position bigint NOT NULL,
-  -- For a query boundary: the transaction of that position, so the tail is read in log order.
-  transaction_id xid8,
-  -- Messages folded into the state since the initial state.
+  -- Query boundary: the snapshot of the read that built the state; the tail is every matching
+  -- message not visible in it.
+  read_snapshot pg_snapshot,
+  -- Messages folded into the state since the initial state (only ever grows for one key).
   message_count bigint NOT NULL,
   state jsonb NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
@@ -34,13 +36,17 @@ CREATE TABLE __SCHEMA__.snapshots (
 -- takes a new snapshot, so it sees everything committed by a transaction that held a conflicting
 -- lock before us.
 --
--- "After" is a log position (transaction_id, global_position), not a bare global position: a
--- transaction that inserted a lower global position can commit after the decider read past it.
--- The decider's gap-safe read only returns messages of transactions older than every running
--- one, so every matching message it did not see compares greater than the position it read up
--- to, whatever its global position. p_after_xid NULL with p_after_gp given means "the position of
--- the message at that global position" (looked up); both NULL means no matching message may
--- exist at all.
+-- What "after" means. Positions are assigned at INSERT and become visible at COMMIT, so a
+-- transaction that inserted a lower global position can commit after the decider read past it:
+-- "global_position > after" alone would miss it. Two safe forms are accepted:
+-- * p_after_snapshot: the snapshot of the decider's read (readForDecision). A message counts when
+--   its transaction is not visible in that snapshot: exactly what the decider did not see,
+--   whatever its position, and no stall behind unrelated long transactions.
+-- * p_after_xid/p_after_gp: a log position (transaction_id, global_position) from a gap-safe read
+--   (readByQuery), which only returns transactions older than every running one, so every
+--   matching message it did not see compares greater. p_after_xid NULL with p_after_gp given
+--   means the position of the message at that global position (looked up).
+-- All NULL: no matching message may exist at all.
 --
 -- p_keys/p_exclusive: lock keys and their mode. p_item_types/p_item_tags: one entry per
 -- condition item, chr(31)-joined ('' = no filter). Messages: p_stream_idx (1-based into
@@ -54,6 +60,7 @@ CREATE FUNCTION __SCHEMA__.append_with_condition(
   p_item_tags text[],
   p_after_xid xid8,
   p_after_gp bigint,
+  p_after_snapshot pg_snapshot,
   p_streams text[],
   p_expected bigint[],
   p_stream_idx integer[],
@@ -102,10 +109,14 @@ BEGIN
     v_sql := 'SELECT m.global_position FROM __SCHEMA__.messages m WHERE true'
       || CASE WHEN v_tags IS NULL THEN '' ELSE ' AND m.tags @> $1' END
       || CASE WHEN v_types IS NULL THEN '' ELSE ' AND m.type = ANY($2)' END
-      || CASE WHEN p_after_gp IS NULL THEN '' ELSE ' AND (m.transaction_id, m.global_position) > ($3, $4)' END
+      || CASE
+           WHEN p_after_snapshot IS NOT NULL THEN ' AND m.transaction_id >= pg_snapshot_xmin($5)'
+             || ' AND NOT pg_visible_in_snapshot(m.transaction_id, $5)'
+           WHEN p_after_gp IS NOT NULL THEN ' AND (m.transaction_id, m.global_position) > ($3, $4)'
+           ELSE '' END
       || ' LIMIT 1';
     v_match := NULL;
-    EXECUTE v_sql INTO v_match USING v_tags, v_types, p_after_xid, p_after_gp;
+    EXECUTE v_sql INTO v_match USING v_tags, v_types, p_after_xid, p_after_gp, p_after_snapshot;
     IF v_match IS NOT NULL THEN
       RAISE EXCEPTION USING ERRCODE = 'BKC01', MESSAGE = 'append condition failed', DETAIL = v_match::text;
     END IF;

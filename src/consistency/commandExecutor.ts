@@ -1,11 +1,10 @@
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { AppendConditionFailedError, InvalidInputError, WrongExpectedVersionError } from '../errors.js';
 import type { MessageStore } from '../store/messageStore.js';
-import type { ExpectedVersion, LogPosition, NewMessage, RecordedMessage } from '../store/types.js';
-import { LOG_START } from '../store/types.js';
+import type { ExpectedVersion, NewMessage, RecordedMessage } from '../store/types.js';
 import { appendWithCondition } from './conditionalAppend.js';
 import type { Boundary, DecidedMessage, Decider } from './decider.js';
-import { readAllByQuery } from './readByQuery.js';
+import { readForDecision } from './readByQuery.js';
 import { loadSnapshot, saveSnapshot } from './snapshots.js';
 
 export interface CommandExecutorOptions {
@@ -24,8 +23,8 @@ export interface LoadedState<State> {
   version?: number;
   /** Several streams: each stream's version. */
   versions?: Map<string, number>;
-  /** Query boundary: the log position read up to. */
-  position?: LogPosition;
+  /** Query boundary: the snapshot of the read (what the append condition checks against). */
+  readSnapshot?: string;
   /** Messages folded in this load (the tail after the snapshot, if one was used). */
   folded: number;
   /** Messages the state includes in all (snapshot + tail). */
@@ -133,7 +132,7 @@ export class CommandExecutor {
         key,
         stateVersion: policy.stateVersion,
         position: version,
-        transactionId: null,
+        readSnapshot: null,
         messageCount,
         state: serialize(decider, state),
       });
@@ -175,25 +174,24 @@ export class CommandExecutor {
       ? await loadSnapshot(this.#store.pool, this.#store.sqlContext, key, policy.stateVersion)
       : undefined;
     let state = snap ? deserialize(decider, snap.state) : decider.initialState();
-    const after: LogPosition =
-      snap?.transactionId != null
-        ? { transactionId: snap.transactionId, globalPosition: snap.position }
-        : LOG_START;
-    const tail = await readAllByQuery(this.#store, boundary.query, { after, pageSize: PAGE });
+    // The tail: every matching message the snapshot's read did not see (whatever its position).
+    const tail = await readForDecision(this.#store, boundary.query, {
+      ...(snap?.readSnapshot ? { since: snap.readSnapshot } : {}),
+      pageSize: PAGE,
+    });
     for (const m of tail.messages) state = decider.evolve(state, m);
     const folded = tail.messages.length;
     const messageCount = (snap?.messageCount ?? 0) + folded;
-    // Only a gap-safe read position is saved: nothing can later appear before it.
     if (policy && folded >= policy.every)
       await saveSnapshot(this.#store.pool, this.#store.sqlContext, {
         key,
         stateVersion: policy.stateVersion,
-        position: tail.position.globalPosition,
-        transactionId: tail.position.transactionId,
+        position: tail.messages[tail.messages.length - 1]?.globalPosition ?? snap?.position ?? 0,
+        readSnapshot: tail.snapshot,
         messageCount,
         state: serialize(decider, state),
       });
-    return { state, position: tail.position, folded, messageCount, fromSnapshot: snap !== undefined };
+    return { state, readSnapshot: tail.snapshot, folded, messageCount, fromSnapshot: snap !== undefined };
   }
 
   async #append<State>(
@@ -224,7 +222,7 @@ export class CommandExecutor {
     if ('query' in boundary) {
       await appendWithCondition(this.#store, appended, {
         failIfEventsMatch: boundary.query,
-        after: loaded.position ?? LOG_START,
+        ...(loaded.readSnapshot ? { after: { snapshot: loaded.readSnapshot } } : {}),
       });
       return appended;
     }

@@ -10,6 +10,7 @@ import type { ExpectedVersion, LogPosition, Metadata, NewMessage } from '../stor
 import { uuidv7 } from '../store/uuidv7.js';
 import { appendLockKeys } from './lockKeys.js';
 import { Query } from './query.js';
+import type { DecisionSnapshot } from './readByQuery.js';
 
 /** Messages for one stream in a conditional append. */
 export interface ConditionalStreamAppend {
@@ -23,11 +24,14 @@ export interface ConditionalStreamAppend {
 export interface AppendCondition {
   failIfEventsMatch: Query;
   /**
-   * The log position the decision was made at: the `position` returned by the (gap-safe)
-   * readByQuery that built the decider's state, or the global position of the last message it
-   * read. Undefined: no matching message may exist at all.
+   * What the decision was made on; a matching message counts only when the decision did not see it:
+   * - the result of `readForDecision()` (its read snapshot): exact, and never held back by other
+   *   transactions; the executor uses this;
+   * - a LogPosition from the gap-safe `readByQuery()` (its `position`), or the global position
+   *   of the last message such a read returned.
+   * Undefined: no matching message may exist at all.
    */
-  after?: LogPosition | number;
+  after?: LogPosition | number | DecisionSnapshot;
 }
 
 export interface ConditionalAppendResult {
@@ -116,7 +120,7 @@ async function prepare(defs: Record<string, MessageDefinition>, appends: Conditi
 
 const sql = (ctx: SqlContext) =>
   `SELECT stream_name, stream_version, last_global_position, transaction_id
-     FROM ${ctx.s}.append_with_condition($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`;
+     FROM ${ctx.s}.append_with_condition($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`;
 
 /**
  * Append to one or more streams, atomically, unless a message matching the condition's query
@@ -145,11 +149,17 @@ export async function appendWithCondition(
   if (
     after !== undefined &&
     !(typeof after === 'number' && Number.isInteger(after) && after >= 0) &&
-    !(typeof after === 'object' && after !== null && typeof after.transactionId === 'string')
+    !(
+      typeof after === 'object' &&
+      after !== null &&
+      ('snapshot' in after ? typeof after.snapshot === 'string' : typeof after.transactionId === 'string')
+    )
   )
     throw new InvalidInputError(
-      `Invalid condition position ${JSON.stringify(after)}: use a LogPosition or a global position.`,
+      `Invalid condition position ${JSON.stringify(after)}: use a readForDecision() result, a LogPosition or a global position.`,
     );
+  const snapshot = typeof after === 'object' && 'snapshot' in after ? after.snapshot : null;
+  const position = typeof after === 'object' && !('snapshot' in after) ? after : undefined;
   const p = await prepare(store.messageDefinitions, appends);
   const query = condition?.failIfEventsMatch;
   const locks = appendLockKeys(query, p.forLocks);
@@ -161,8 +171,9 @@ export async function appendWithCondition(
     locks.exclusive,
     items.map((i) => (i.types ?? []).join(TAG_SEPARATOR_CHAR)),
     items.map((i) => (i.tags ?? []).join(TAG_SEPARATOR_CHAR)),
-    typeof after === 'object' ? after.transactionId : null,
-    after === undefined ? null : typeof after === 'number' ? after : after.globalPosition,
+    position ? position.transactionId : null,
+    typeof after === 'number' ? after : (position?.globalPosition ?? null),
+    snapshot,
     p.streams,
     p.expected,
     p.streamIdx,
@@ -184,7 +195,7 @@ export async function appendWithCondition(
   } catch (err) {
     const state = sqlStateOf(err);
     if (state === CONDITION_FAILED) {
-      throw new AppendConditionFailedError(typeof after === 'object' ? after.globalPosition : after);
+      throw new AppendConditionFailedError(typeof after === 'number' ? after : position?.globalPosition);
     }
     if (state === WRONG_VERSION) {
       const detail = JSON.parse((err as { detail?: string }).detail ?? '{}') as {
@@ -199,11 +210,11 @@ export async function appendWithCondition(
   }
   if (!opts.db) store.notify();
   const streams = new Map<string, { streamVersion: number; globalPosition: number }>();
-  let position: LogPosition = { transactionId: '0', globalPosition: 0 };
+  let last: LogPosition = { transactionId: '0', globalPosition: 0 };
   for (const r of rows) {
     streams.set(r.stream_name, { streamVersion: r.stream_version, globalPosition: r.last_global_position });
-    if (r.last_global_position > position.globalPosition)
-      position = { transactionId: r.transaction_id, globalPosition: r.last_global_position };
+    if (r.last_global_position > last.globalPosition)
+      last = { transactionId: r.transaction_id, globalPosition: r.last_global_position };
   }
-  return { streams, position };
+  return { streams, position: last };
 }

@@ -10,6 +10,11 @@ export { appendWithCondition } from './conditionalAppend.js';
 export type { Boundary, DecidedMessage, Decider, SnapshotPolicy } from './decider.js';
 export type { QueryItem } from './query.js';
 export { Query, tag } from './query.js';
-export type { ReadByQueryOptions, ReadByQueryResult } from './readByQuery.js';
-export { readAllByQuery, readStoreByQuery as readByQuery } from './readByQuery.js';
+export type {
+  DecisionSnapshot,
+  ReadByQueryOptions,
+  ReadByQueryResult,
+  ReadForDecisionResult,
+} from './readByQuery.js';
+export { readAllByQuery, readForDecision, readStoreByQuery as readByQuery } from './readByQuery.js';
 export type { Snapshot } from './snapshots.js';

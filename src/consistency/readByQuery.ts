@@ -129,3 +129,81 @@ export async function readAllByQuery(
     if (page.messages.length < pageSize) return { messages: all, position };
   }
 }
+
+/** What a decision was made on: the read's snapshot (pass as a condition's `after`). */
+export interface DecisionSnapshot {
+  /** `pg_snapshot` text of the read. */
+  snapshot: string;
+}
+
+export interface ReadForDecisionResult extends DecisionSnapshot {
+  /** Every matching message visible to the read (and not in `since`), in log order. */
+  messages: RecordedMessage[];
+}
+
+/*
+ * The decision read. Not gap-safe on purpose: it returns every matching message committed when
+ * it ran (so an unrelated long transaction elsewhere does not hold decisions back), and its
+ * snapshot, which tells the condition check exactly which messages the decision did not see.
+ * The first page takes the snapshot in the same statement; later pages see the same set by
+ * filtering on visibility in it.
+ */
+const firstPageSql = (ctx: SqlContext, filter: string) =>
+  `WITH s AS (SELECT pg_current_snapshot() AS snap)
+   SELECT s.snap::text AS snapshot, m.* FROM s LEFT JOIN LATERAL (
+     SELECT ${MESSAGE_COLUMNS} FROM ${ctx.s}.messages
+      WHERE ${filter}
+        AND ($1::pg_snapshot IS NULL OR (transaction_id >= pg_snapshot_xmin($1::pg_snapshot)
+             AND NOT pg_visible_in_snapshot(transaction_id, $1::pg_snapshot)))
+      ORDER BY transaction_id, global_position LIMIT $2) m ON true`;
+
+const nextPageSql = (ctx: SqlContext, filter: string) =>
+  `SELECT ${MESSAGE_COLUMNS} FROM ${ctx.s}.messages
+    WHERE (transaction_id, global_position) > ($3::xid8, $4::bigint)
+      AND pg_visible_in_snapshot(transaction_id, $5::pg_snapshot)
+      AND ${filter}
+      AND ($1::pg_snapshot IS NULL OR (transaction_id >= pg_snapshot_xmin($1::pg_snapshot)
+           AND NOT pg_visible_in_snapshot(transaction_id, $1::pg_snapshot)))
+    ORDER BY transaction_id, global_position LIMIT $2`;
+
+/**
+ * Read every message matching a query as a decider needs it: all committed matches, in log
+ * order, with the read's snapshot. Pass the result as `after` of the append condition. With
+ * `since` (an earlier read's snapshot, e.g. from a state snapshot), only the messages that read
+ * did not see.
+ */
+export async function readForDecision(
+  store: MessageStore,
+  query: Query,
+  opts: { since?: string; pageSize?: number } = {},
+): Promise<ReadForDecisionResult> {
+  const db = store.pool;
+  const ctx = store.sqlContext;
+  const pageSize = opts.pageSize ?? 1000;
+  const since = opts.since ?? null;
+  const f1 = queryFilter(query, 3);
+  const first = await db.query<MessageRow & { snapshot: string }>(firstPageSql(ctx, f1.sql), [
+    since,
+    pageSize,
+    ...f1.values,
+  ]);
+  const snapshot = first.rows[0]!.snapshot;
+  const messages = first.rows.filter((r) => r.global_position !== null).map(rowToMessage);
+  let page = messages.length;
+  const fn = queryFilter(query, 6);
+  while (page === pageSize) {
+    const last = messages[messages.length - 1]!;
+    const { rows } = await db.query<MessageRow>(nextPageSql(ctx, fn.sql), [
+      since,
+      pageSize,
+      last.transactionId,
+      last.globalPosition,
+      snapshot,
+      ...fn.values,
+    ]);
+    messages.push(...rows.map(rowToMessage));
+    page = rows.length;
+  }
+  upcast(store.messageDefinitions, messages);
+  return { messages, snapshot };
+}

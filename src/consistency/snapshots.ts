@@ -6,10 +6,10 @@ export interface Snapshot {
   key: string;
   /** Schema version of the state: a snapshot of another version is never loaded. */
   stateVersion: number;
-  /** Stream version (stream boundary) or global position (query boundary) the state includes. */
+  /** Stream boundary: the stream version the state includes. Query boundary: the last global position folded. */
   position: number;
-  /** Query boundary: the transaction of `position` (the tail is read in log order after it). */
-  transactionId: string | null;
+  /** Query boundary: the snapshot of the read the state was built from (the tail is what it did not see). */
+  readSnapshot: string | null;
   /** Messages folded into the state since the initial state. */
   messageCount: number;
   state: unknown;
@@ -20,14 +20,14 @@ interface SnapshotRow {
   key: string;
   state_version: number;
   position: number;
-  transaction_id: string | null;
+  read_snapshot: string | null;
   message_count: number;
   state: unknown;
   created_at: Date;
 }
 
 const loadSql = (ctx: SqlContext) =>
-  `SELECT key, state_version, position, transaction_id::text AS transaction_id, message_count, state, created_at
+  `SELECT key, state_version, position, read_snapshot::text AS read_snapshot, message_count, state, created_at
      FROM ${ctx.s}.snapshots WHERE key = $1 AND state_version = $2`;
 
 /** The latest snapshot for a key at this state version, if any. */
@@ -46,7 +46,7 @@ export async function loadSnapshot(
         key: r.key,
         stateVersion: r.state_version,
         position: r.position,
-        transactionId: r.transaction_id,
+        readSnapshot: r.read_snapshot,
         messageCount: r.message_count,
         state: r.state,
         createdAt: r.created_at,
@@ -56,13 +56,12 @@ export async function loadSnapshot(
 
 // Keeps the newest: a slower process saving an older state never replaces a newer snapshot.
 const saveSql = (ctx: SqlContext) =>
-  `INSERT INTO ${ctx.s}.snapshots AS s (key, state_version, position, transaction_id, message_count, state)
-   VALUES ($1, $2, $3, $4::xid8, $5, $6::jsonb)
+  `INSERT INTO ${ctx.s}.snapshots AS s (key, state_version, position, read_snapshot, message_count, state)
+   VALUES ($1, $2, $3, $4::pg_snapshot, $5, $6::jsonb)
    ON CONFLICT (key, state_version) DO UPDATE
-     SET position = excluded.position, transaction_id = excluded.transaction_id,
+     SET position = excluded.position, read_snapshot = excluded.read_snapshot,
          message_count = excluded.message_count, state = excluded.state, created_at = now()
-   WHERE (coalesce(s.transaction_id, '0'::xid8), s.position)
-       < (coalesce(excluded.transaction_id, '0'::xid8), excluded.position)`;
+   WHERE s.message_count < excluded.message_count`;
 
 /** Save (or advance) the snapshot for a key and state version. */
 export async function saveSnapshot(db: Queryable, ctx: SqlContext, snapshot: Snapshot): Promise<void> {
@@ -71,7 +70,7 @@ export async function saveSnapshot(db: Queryable, ctx: SqlContext, snapshot: Sna
       snapshot.key,
       snapshot.stateVersion,
       snapshot.position,
-      snapshot.transactionId,
+      snapshot.readSnapshot,
       snapshot.messageCount,
       JSON.stringify(snapshot.state),
     ]),

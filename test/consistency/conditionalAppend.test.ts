@@ -1,0 +1,329 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CourseRuleError,
+  defineCourse,
+  STUDENT_LIMIT,
+  subscribeStudent,
+} from '../../examples/courses/courses.js';
+import { CommandExecutor } from '../../src/consistency/commandExecutor.js';
+import { appendWithCondition } from '../../src/consistency/conditionalAppend.js';
+import { Query } from '../../src/consistency/query.js';
+import { readForDecision } from '../../src/consistency/readByQuery.js';
+import { AppendConditionFailedError, WrongExpectedVersionError } from '../../src/errors.js';
+import type { LogPosition, RecordedMessage } from '../../src/store/types.js';
+import { setupDb, type TestDb } from '../helpers/db.js';
+
+let db: TestDb;
+beforeAll(async () => {
+  db = await setupDb('dcb_append', { poolSize: 24 });
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+const subscribed = (course: string, student: string) => ({
+  type: 'student_subscribed',
+  data: { courseId: course, studentId: student },
+  tags: [`course:${course}`, `student:${student}`],
+});
+const onCourse = (course: string) => Query.of({ types: ['student_subscribed'], tags: [`course:${course}`] });
+
+const logPositionOf = (m: RecordedMessage): LogPosition => ({
+  transactionId: m.transactionId,
+  globalPosition: m.globalPosition,
+});
+
+async function count(sql: string, values: unknown[] = []): Promise<number> {
+  const { rows } = await db.pool.query<{ n: number }>(sql.replaceAll('$S', db.schema), values);
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** Wait (polling, bounded) until the backend of `client` waits for an advisory lock. */
+async function waitUntilBlockedOnAdvisoryLock(client: pg.Client): Promise<void> {
+  const pid = (client as unknown as { processID: number }).processID;
+  for (let i = 0; i < 400; i++) {
+    const { rows } = await db.pool.query<{ waiting: boolean }>(
+      `SELECT coalesce(bool_or(wait_event_type = 'Lock' AND wait_event = 'advisory'), false) AS waiting
+         FROM pg_stat_activity WHERE pid = $1`,
+      [pid],
+    );
+    if (rows[0]?.waiting) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`backend ${pid} never waited for an advisory lock`);
+}
+
+describe('appendWithCondition', () => {
+  it('appends when nothing matches, and refuses (writing nothing) when a match exists after the position', async () => {
+    const store = db.store;
+    const first = await appendWithCondition(
+      store,
+      [{ stream: 'course-a1', messages: subscribed('a1', 's1') }],
+      {
+        failIfEventsMatch: onCourse('a1'),
+      },
+    );
+    expect(first.streams.get('course-a1')).toMatchObject({ streamVersion: 1 });
+
+    // "after" undefined: no matching message may exist at all.
+    await expect(
+      appendWithCondition(store, [{ stream: 'course-a1', messages: subscribed('a1', 's2') }], {
+        failIfEventsMatch: onCourse('a1'),
+      }),
+    ).rejects.toBeInstanceOf(AppendConditionFailedError);
+    expect(await count(`SELECT count(*) AS n FROM "$S".messages WHERE stream_name = 'course-a1'`)).toBe(1);
+
+    // After what the decision read, the existing message no longer counts.
+    const read = await readForDecision(store, onCourse('a1'));
+    expect(read.messages).toHaveLength(1);
+    await appendWithCondition(store, [{ stream: 'course-a1', messages: subscribed('a1', 's2') }], {
+      failIfEventsMatch: onCourse('a1'),
+      after: read,
+    });
+    // The same read again is stale now (the message just appended matches): as a read snapshot,
+    // as the log position of the last message read, and as its global position.
+    const seen = logPositionOf(read.messages[0]!);
+    for (const after of [read, seen, seen.globalPosition]) {
+      await expect(
+        appendWithCondition(store, [{ stream: 'course-a1', messages: subscribed('a1', 's3') }], {
+          failIfEventsMatch: onCourse('a1'),
+          after,
+        }),
+      ).rejects.toBeInstanceOf(AppendConditionFailedError);
+    }
+    // A matching message on another course or of another type does not count.
+    await appendWithCondition(
+      store,
+      [
+        { stream: 'course-a2', messages: subscribed('a2', 's3') },
+        { stream: 'notes-a1', messages: { type: 'note_added', data: {}, tags: ['course:a1'] } },
+      ],
+      { failIfEventsMatch: onCourse('a1'), after: await readForDecision(store, onCourse('a1')) },
+    );
+    expect(await count(`SELECT count(*) AS n FROM "$S".messages`)).toBe(4);
+  });
+
+  it('checks expected versions of several streams atomically', async () => {
+    const store = db.store;
+    await store.append('acct-x', { type: 'opened', data: {} });
+    const err = await appendWithCondition(store, [
+      { stream: 'acct-y', messages: { type: 'credited', data: {} }, expectedVersion: 'no_stream' },
+      { stream: 'acct-x', messages: { type: 'debited', data: {} }, expectedVersion: 5 },
+    ]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WrongExpectedVersionError);
+    expect(err).toMatchObject({ stream: 'acct-x', expected: 5, actual: 1 });
+    expect(
+      await count(`SELECT count(*) AS n FROM "$S".messages WHERE stream_name IN ('acct-x', 'acct-y')`),
+    ).toBe(1);
+    const ok = await appendWithCondition(store, [
+      { stream: 'acct-y', messages: { type: 'credited', data: {} }, expectedVersion: 'no_stream' },
+      { stream: 'acct-x', messages: [{ type: 'debited', data: {} }], expectedVersion: 1 },
+    ]);
+    expect(ok.streams.get('acct-x')?.streamVersion).toBe(2);
+    expect(ok.streams.get('acct-y')?.streamVersion).toBe(1);
+  });
+
+  it('sees a match with a lower global position that commits after the decision was read', async () => {
+    const store = db.store;
+    const q = onCourse('late');
+    // T0 gets its transaction id first; T1 then inserts (lower position, higher transaction id);
+    // T0 inserts (higher position) and commits. The decider reads T0's message only: T1 is open.
+    const t0 = await db.client();
+    const t1 = await db.client();
+    await t0.query('BEGIN');
+    await t0.query('SELECT pg_current_xact_id()');
+    await t1.query('BEGIN');
+    const low = await appendWithCondition(
+      store,
+      [{ stream: 'course-late-1', messages: subscribed('late', 'x') }],
+      undefined,
+      {
+        db: t1,
+      },
+    );
+    const high = await appendWithCondition(
+      store,
+      [{ stream: 'course-late-0', messages: subscribed('late', 'y') }],
+      undefined,
+      {
+        db: t0,
+      },
+    );
+    expect(low.position.globalPosition).toBeLessThan(high.position.globalPosition);
+    await t0.query('COMMIT');
+    const read = await readForDecision(store, q);
+    expect(read.messages.map((m) => m.data)).toEqual([{ courseId: 'late', studentId: 'y' }]);
+    await t1.query('COMMIT');
+    // "global_position > after" alone would miss T1's message; the read snapshot does not, nor the
+    // log position (transaction_id, global_position) a gap-safe read would have stopped at.
+    const seen = logPositionOf(read.messages[0]!);
+    for (const after of [read, seen, seen.globalPosition]) {
+      await expect(
+        appendWithCondition(store, [{ stream: 'course-late-2', messages: subscribed('late', 'z') }], {
+          failIfEventsMatch: q,
+          after,
+        }),
+      ).rejects.toBeInstanceOf(AppendConditionFailedError);
+    }
+  });
+
+  it('does not block appends with disjoint conditions; serialises overlapping ones before checking', async () => {
+    const store = db.store;
+    const holder = await db.client();
+    const waiter = await db.client();
+    await holder.query('BEGIN');
+    await appendWithCondition(
+      store,
+      [{ stream: 'course-h1', messages: subscribed('h1', 's1') }],
+      {
+        failIfEventsMatch: onCourse('h1'),
+      },
+      { db: holder },
+    );
+
+    // Disjoint (another course, another student): completes while the holder's transaction is open.
+    await appendWithCondition(store, [{ stream: 'course-h2', messages: subscribed('h2', 'hs2') }], {
+      failIfEventsMatch: Query.of(
+        { types: ['student_subscribed'], tags: ['course:h2'] },
+        { types: ['student_subscribed'], tags: ['student:hs2'] },
+      ),
+    });
+    // Plain writers of other messages of the same type do not block either (shared locks).
+    await appendWithCondition(store, [{ stream: 'course-h3', messages: subscribed('h3', 's3') }]);
+
+    // Overlapping: waits for the holder's locks, then sees its commit and fails.
+    let settled = false;
+    const overlapping = appendWithCondition(
+      store,
+      [{ stream: 'course-h1', messages: subscribed('h1', 's9') }],
+      { failIfEventsMatch: onCourse('h1') },
+      { db: waiter },
+    ).finally(() => {
+      settled = true;
+    });
+    overlapping.catch(() => undefined);
+    await waitUntilBlockedOnAdvisoryLock(waiter);
+    expect(settled).toBe(false);
+    await holder.query('COMMIT');
+    await expect(overlapping).rejects.toBeInstanceOf(AppendConditionFailedError);
+    expect(await count(`SELECT count(*) AS n FROM "$S".messages WHERE 'course:h1' = ANY(tags)`)).toBe(1);
+  });
+
+  it('a writer whose new message matches a held condition waits for it', async () => {
+    const store = db.store;
+    const holder = await db.client();
+    const writer = await db.client();
+    await holder.query('BEGIN');
+    // The holder checks "nothing tagged course:w1 of any type" (a tag-only item).
+    await appendWithCondition(
+      store,
+      [{ stream: 'course-w1', messages: { type: 'course_defined', data: {}, tags: ['course:w1'] } }],
+      {
+        failIfEventsMatch: Query.of({ tags: ['course:w1'] }),
+      },
+      { db: holder },
+    );
+    let settled = false;
+    const write = appendWithCondition(
+      store,
+      [{ stream: 'course-w1-x', messages: subscribed('w1', 'q') }],
+      undefined,
+      {
+        db: writer,
+      },
+    ).finally(() => {
+      settled = true;
+    });
+    await waitUntilBlockedOnAdvisoryLock(writer);
+    expect(settled).toBe(false);
+    await holder.query('COMMIT');
+    await write;
+  });
+});
+
+describe('course capacity race', () => {
+  it('50 rounds of 10 concurrent subscribers for 3 seats: exactly 3 win, never more', async () => {
+    const store = db.makeStore();
+    const executor = new CommandExecutor(store, { maxAttempts: 200, baseDelayMs: 1, maxDelayMs: 20 });
+    const capacity = 3;
+    let retries = 0;
+    for (let round = 0; round < 50; round++) {
+      const courseId = `r${round}`;
+      const def = defineCourse({ courseId, capacity });
+      await executor.execute(def.decider, { courseId, capacity }, def.boundary);
+      // A barrier in decide(): every contender's first decision is made on the same state, so
+      // all ten appends race for the same seat.
+      let decisions = 0;
+      let arrived = 0;
+      let release!: () => void;
+      const barrier = new Promise<void>((r) => {
+        release = r;
+      });
+      const results = await Promise.allSettled(
+        Array.from({ length: 10 }, async (_, i) => {
+          const cmd = { courseId, studentId: `r${round}s${i}` };
+          const { decider, boundary } = subscribeStudent(cmd);
+          let first = true;
+          const racing = {
+            ...decider,
+            async decide(c: typeof cmd, s: Parameters<typeof decider.decide>[1]) {
+              decisions++;
+              if (first) {
+                first = false;
+                if (++arrived === 10) release();
+                await barrier;
+              }
+              return decider.decide(c, s);
+            },
+          };
+          return executor.execute(racing, cmd, boundary);
+        }),
+      );
+      const won = results.filter((r) => r.status === 'fulfilled').length;
+      const lost = results.filter(
+        (r) =>
+          r.status === 'rejected' && r.reason instanceof CourseRuleError && r.reason.rule === 'course_full',
+      ).length;
+      expect({ round, won, lost }).toEqual({ round, won: capacity, lost: 10 - capacity });
+      const stored = await count(
+        `SELECT count(*) AS n FROM "$S".messages WHERE type = 'student_subscribed' AND tags @> ARRAY[$1]`,
+        [`course:${courseId}`],
+      );
+      expect(stored).toBe(capacity);
+      retries += decisions - 10;
+    }
+    // The race really happened: in every round, the nine appends that lost the first seat failed
+    // their condition and were retried.
+    expect(retries).toBeGreaterThanOrEqual(50 * 9);
+  });
+
+  it('one student racing for 14 courses gets exactly the limit', async () => {
+    const store = db.makeStore();
+    const executor = new CommandExecutor(store, { maxAttempts: 200, baseDelayMs: 1, maxDelayMs: 20 });
+    for (let round = 0; round < 5; round++) {
+      const studentId = `busy${round}`;
+      const courses = Array.from({ length: 14 }, (_, i) => `b${round}c${i}`);
+      for (const courseId of courses) {
+        const def = defineCourse({ courseId, capacity: 5 });
+        await executor.execute(def.decider, { courseId, capacity: 5 }, def.boundary);
+      }
+      const results = await Promise.allSettled(
+        courses.map((courseId) => {
+          const { decider, boundary } = subscribeStudent({ courseId, studentId });
+          return executor.execute(decider, { courseId, studentId }, boundary);
+        }),
+      );
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(STUDENT_LIMIT);
+      const refused = results
+        .filter((r) => r.status === 'rejected')
+        .map((r) => (r.reason as CourseRuleError).rule);
+      expect(refused).toEqual(Array(14 - STUDENT_LIMIT).fill('student_limit'));
+      expect(
+        await count(`SELECT count(*) AS n FROM "$S".messages WHERE tags @> ARRAY[$1]`, [
+          `student:${studentId}`,
+        ]),
+      ).toBe(STUDENT_LIMIT);
+    }
+  });
+});
