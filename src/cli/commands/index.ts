@@ -1,11 +1,17 @@
 import type { Command } from 'commander';
 import { registerAppend } from './append.js';
+import { registerCheckpoints } from './checkpoints.js';
 import { registerDb } from './db.js';
 import { registerDumpMigrations } from './dumpMigrations.js';
 import { registerInit } from './init.js';
+import { registerLag } from './lag.js';
 import { registerMigrate } from './migrate.js';
 import { registerRead } from './read.js';
+import { registerReplay } from './replay.js';
 import { registerRetention } from './retention.js';
+import { registerRetry } from './retry.js';
+import { registerSkip } from './skip.js';
+import { registerSubscriptions } from './subscriptions.js';
 import { registerTail } from './tail.js';
 import { registerWorker } from './worker.js';
 
@@ -21,6 +27,12 @@ export const commands: ((program: Command) => void)[] = [
   registerRead,
   registerTail,
   registerWorker,
+  registerSubscriptions,
+  registerLag,
+  registerCheckpoints,
+  registerRetry,
+  registerSkip,
+  registerReplay,
   registerRetention,
   registerDb,
 ];

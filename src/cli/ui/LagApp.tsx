@@ -1,0 +1,61 @@
+import { useApp, useInput, useStdout } from 'ink';
+import { useState } from 'react';
+import type { LagSnapshot } from '../../operations/lagSnapshot.js';
+import { flattenSubscriptions, LagView } from './LagView.js';
+import { useLagSnapshot } from './useLagSnapshot.js';
+
+export interface LagAppProps {
+  fetch: () => Promise<LagSnapshot>;
+  /** Retry the failed checkpoints of a subscription; resolves to how many were retried. */
+  retryFailed: (group: string, subscription: string) => Promise<number>;
+  /** Default 1000. */
+  intervalMs?: number;
+  /** Default: the terminal's width. */
+  width?: number;
+}
+
+/** `es lag`: the live view with its keys (q quits, arrows select, r retries failed checkpoints). */
+export function LagApp({ fetch, retryFailed, intervalMs = 1000, width }: LagAppProps) {
+  const { exit } = useApp();
+  const { stdout } = useStdout();
+  const { snapshot, error, refresh } = useLagSnapshot(fetch, intervalMs);
+  const [selected, setSelected] = useState(0);
+  const [notice, setNotice] = useState<string | undefined>(undefined);
+  const subs = flattenSubscriptions(snapshot);
+  const current = Math.min(selected, Math.max(0, subs.length - 1));
+
+  useInput((input, key) => {
+    if (input === 'q' || (key.ctrl && input === 'c') || key.escape) {
+      exit();
+      return;
+    }
+    if (key.upArrow) setSelected(Math.max(0, current - 1));
+    if (key.downArrow) setSelected(Math.min(Math.max(0, subs.length - 1), current + 1));
+    if (input === 'r') {
+      const s = subs[current];
+      if (!s) return;
+      if (s.failed === 0) {
+        setNotice(`${s.group}/${s.name} has no failed checkpoints.`);
+        return;
+      }
+      setNotice(`retrying ${s.group}/${s.name}…`);
+      retryFailed(s.group, s.name).then(
+        (n) => {
+          setNotice(`retried ${n} failed checkpoint${n === 1 ? '' : 's'} of ${s.group}/${s.name}`);
+          refresh();
+        },
+        (err: unknown) => setNotice(`retry failed: ${err instanceof Error ? err.message : String(err)}`),
+      );
+    }
+  });
+
+  return (
+    <LagView
+      snapshot={snapshot}
+      selected={current}
+      width={width ?? Math.max(40, (stdout.columns || 100) - 1)}
+      notice={notice}
+      error={error}
+    />
+  );
+}
