@@ -54,7 +54,8 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     live.set(id, child);
     child.once('exit', (code, signal) => {
       live.delete(id);
-      if (code !== 0) clean = false;
+      // A crash before the stop was handled by a restart; only the drain decides the exit status.
+      if (stopping && code !== 0) clean = false;
       const done = (opts.onExit?.(id, code, signal) ?? Promise.resolve())
         .catch(() => undefined)
         .then(() => {

@@ -1,0 +1,131 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { claimCheckpoint } from '../../src/subscriptions/claimCheckpoint.js';
+import { runReaderRound } from '../../src/subscriptions/globalReader.js';
+import { registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
+import { setupDb, type TestDb } from '../helpers/db.js';
+import { configWith, delay, startWorker, until } from './helpers.js';
+
+let db: TestDb;
+beforeAll(async () => {
+  db = await setupDb('wrkv');
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+describe('log visibility, reader exclusivity, crashed leases', () => {
+  it('a long-open transaction delays messages committed after it, never skips the one it commits late', async () => {
+    const seen: string[] = [];
+    const config = configWith(db.schema, {
+      lot: { category: 'lot', handler: (m) => void seen.push(`${m.streamName}@${m.streamPosition}`) },
+    });
+    const w = startWorker(db, config);
+    await w.start();
+    const t1 = await db.client();
+    await t1.query('BEGIN');
+    await t1.query('SELECT pg_current_xact_id()');
+    // Committed after T1 began: its global position is lower than T1's message will get...
+    await db.store.append('lot-b', { type: 't', data: {} });
+    // ...and T1's append takes a higher position but commits later: the classic skipped message.
+    await db.store.withTransaction(t1 as unknown as pg.PoolClient).append('lot-a', { type: 't', data: {} });
+    await delay(700);
+    expect(seen).toEqual([]);
+    await t1.query('COMMIT');
+    await until(() => seen.length >= 2, 'both messages');
+    await w.stop();
+    expect(seen.sort()).toEqual(['lot-a@1', 'lot-b@1']);
+  });
+
+  it('runs one global reader per group at a time: a second one finds the group locked', async () => {
+    const config = configWith(db.schema, { rx: { category: 'rx', handler: () => undefined } });
+    const group = config.groups.get('G')!;
+    const ctx = { schema: db.schema, s: `"${db.schema}"`, prepared: false };
+    await registerSubscriptions(db.pool, ctx, group);
+    await db.store.append('rx-1', { type: 't', data: {} });
+    const holder = await db.client();
+    await holder.query('BEGIN');
+    await holder.query(`SELECT 1 FROM "${db.schema}".subscription_groups WHERE name = 'G' FOR UPDATE`);
+    const blocked = await runReaderRound(db.pool, ctx, group, 'second');
+    expect(blocked).toMatchObject({ locked: true, dispatched: 0 });
+    await holder.query('ROLLBACK');
+    const round = await runReaderRound(db.pool, ctx, group, 'second');
+    expect(round.locked).toBe(false);
+    expect(round.dispatched).toBeGreaterThanOrEqual(1);
+  });
+
+  it('reclaims the checkpoint of a crashed worker once its lease expires, and not before', async () => {
+    const seen: number[] = [];
+    const config = configWith(db.schema, {
+      cr: { category: 'cr', handler: (m) => void seen.push(m.streamPosition) },
+    });
+    const group = config.groups.get('G')!;
+    const ctx = { schema: db.schema, s: `"${db.schema}"`, prepared: false };
+    await registerSubscriptions(db.pool, ctx, group);
+    await db.store.append('cr-1', [
+      { type: 't', data: {} },
+      { type: 't', data: {} },
+    ]);
+    await until(async () => (await runReaderRound(db.pool, ctx, group, 'test')).dispatched === 0, 'dispatch');
+    // A worker that claims and then dies: its lease is never renewed or released.
+    const ghost = await claimCheckpoint(db.pool, ctx, {
+      group: 'G',
+      subscriptions: ['cr'],
+      workerId: 'ghost',
+      leaseMs: 1200,
+    });
+    expect(ghost?.stream).toBe('cr-1');
+    const w = startWorker(db, config, { concurrency: 2 });
+    await w.start();
+    await delay(600);
+    expect(seen).toEqual([]);
+    await until(() => seen.length >= 2, 'the expired lease to be reclaimed', 10_000);
+    await w.stop();
+    expect(seen).toEqual([1, 2]);
+  });
+
+  it('delivers unmapped types per onUnmappedType and fails the stream for "fail"', async () => {
+    const skip: string[] = [];
+    const raw: string[] = [];
+    const config = configWith(
+      db.schema,
+      {
+        sk: {
+          category: 'um',
+          types: ['known', 'stranger'],
+          onUnmappedType: 'skip',
+          handler: (m) => void skip.push(m.type),
+        },
+        rw: {
+          category: 'um',
+          types: ['known', 'stranger'],
+          onUnmappedType: 'raw',
+          handler: (m) => void raw.push(m.type),
+        },
+        fl: { category: 'um', types: ['known', 'stranger'], maxRetries: 0, handler: () => undefined },
+      },
+      { messages: { known: {} } },
+    );
+    const w = startWorker(db, config);
+    await w.start();
+    await db.store.append('um-1', [
+      { type: 'known', data: {} },
+      { type: 'stranger', data: {} },
+      { type: 'known', data: {} },
+    ]);
+    await until(async () => {
+      const { rows } = await db.pool.query(
+        `SELECT status FROM "${db.schema}".checkpoints WHERE subscription_name = 'fl' AND stream_name = 'um-1'`,
+      );
+      return skip.length >= 2 && raw.length >= 3 && rows[0]?.status === 'failed';
+    }, 'all three policies');
+    await w.stop();
+    expect(skip).toEqual(['known', 'known']);
+    expect(raw).toEqual(['known', 'stranger', 'known']);
+    const { rows } = await db.pool.query(
+      `SELECT stream_position, last_error FROM "${db.schema}".checkpoints WHERE subscription_name = 'fl'`,
+    );
+    expect(rows[0].stream_position).toBe(1);
+    expect(rows[0].last_error.type).toBe('UnmappedMessageTypeError');
+  });
+});
