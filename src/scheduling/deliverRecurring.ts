@@ -76,6 +76,12 @@ export async function deliverDueRecurring(
   const ctx = store.sqlContext;
   const client: pg.PoolClient = await store.pool.connect();
   let broken = false;
+  // A connection killed under us (server restart, pg_terminate_backend) surfaces as the failed
+  // query; without a listener the client's 'error' event would crash the process.
+  const onError = () => {
+    broken = true;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     try {
@@ -134,6 +140,7 @@ export async function deliverDueRecurring(
       throw err;
     }
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
   if (result.delivered > 0) store.notify();

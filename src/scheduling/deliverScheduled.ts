@@ -46,6 +46,12 @@ export async function deliverDueMessages(
   const client: pg.PoolClient = await store.pool.connect();
   const result: DeliveryResult = { delivered: 0, duplicates: 0, failed: 0, claimed: 0 };
   let broken = false;
+  // A connection killed under us (server restart, pg_terminate_backend) surfaces as the failed
+  // query; without a listener the client's 'error' event would crash the process.
+  const onError = () => {
+    broken = true;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     try {
@@ -103,6 +109,7 @@ export async function deliverDueMessages(
       throw err;
     }
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
   if (result.delivered > 0) store.notify();
