@@ -127,6 +127,15 @@ async function runWorkerCommand(
     if (run.supervise) return await supervise(ctx, flags, run, concurrency, stopOnSignals);
 
     const { createWorker } = await import('../../subscriptions/workerRuntime.js');
+    // While the database is away every loop reports the same error: say it once per few seconds.
+    const lastSaid = new Map<string, number>();
+    const sayError = (err: Error, where: string) => {
+      const line = `${where}: ${err.message}`;
+      const now = Date.now();
+      if ((lastSaid.get(line) ?? 0) > now - 5000) return;
+      lastSaid.set(line, now);
+      warn(`es worker: ${line}`);
+    };
     const worker = createWorker({
       pool: ctx.pool,
       config: ctx.config,
@@ -135,7 +144,7 @@ async function runWorkerCommand(
       concurrency,
       leaseMs: run.leaseMs,
       ...(run.childId ? { workerId: run.childId } : {}),
-      onError: (err, where) => warn(`es worker: ${where}: ${err.message}`),
+      onError: sayError,
       onProcessed: (e) => {
         if (e.error)
           warn(
