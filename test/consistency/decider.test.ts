@@ -42,7 +42,10 @@ describe('CommandExecutor', () => {
     let decisions = 0;
     const counting = {
       ...counter,
-      decide: (c: { by: number }, s: { count: number }) => (decisions++, counter.decide(c, s)),
+      decide(c: { by: number }, s: { count: number }) {
+        decisions++;
+        return counter.decide(c, s);
+      },
     };
     const results = await Promise.all(
       Array.from({ length: 20 }, () => ex.execute(counting, { by: 1 }, { stream: 'counter-2' })),
