@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerAppend } from './append.js';
 import { registerCheckpoints } from './checkpoints.js';
 import { registerDb } from './db.js';
+import { registerDemo } from './demo.js';
 import { registerDumpMigrations } from './dumpMigrations.js';
 import { registerInit } from './init.js';
 import { registerLag } from './lag.js';
@@ -27,6 +28,7 @@ export const commands: ((program: Command) => void)[] = [
   registerRead,
   registerTail,
   registerWorker,
+  registerDemo,
   registerSubscriptions,
   registerLag,
   registerCheckpoints,
