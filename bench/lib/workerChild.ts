@@ -1,0 +1,151 @@
+/**
+ * A worker process for the worker benchmarks, driven by its parent over IPC:
+ *   child -> {t:'ready'}; parent -> {t:'go'}; child -> {t:'progress', n, first, last} every 25 ms;
+ *   parent -> {t:'stop'}; child -> {t:'done', n, maxRssKb}; exit.
+ * `first`/`last` are wall-clock times (ms, sub-ms precision) of the first and last processed item,
+ * comparable across processes. The kind of worker and its settings come in BENCH_CHILD (JSON).
+ */
+import { EventEmitter } from 'node:events';
+import { Logger, run } from 'graphile-worker';
+import { resolveConfig } from '../../src/config/validate.js';
+import { createPool } from '../../src/db/pool.js';
+import { createWorker } from '../../src/subscriptions/workerRuntime.js';
+
+export type ChildKind = 'beckett' | 'graphile' | 'raw-skip-locked';
+
+export interface ChildSpec {
+  kind: ChildKind;
+  url: string;
+  schema: string;
+  concurrency: number;
+  poolSize: number;
+  /** raw-skip-locked: rows dequeued per transaction. */
+  batch?: number;
+  /** beckett: messages read per claim. */
+  batchSize?: number;
+  /** beckett: the subscription's category. */
+  category?: string;
+}
+
+type ToParent =
+  | { t: 'ready' }
+  | { t: 'progress'; n: number; first: number; last: number }
+  | { t: 'done'; n: number; maxRssKb: number }
+  | { t: 'error'; message: string };
+
+const now = () => performance.timeOrigin + performance.now();
+const send = (m: ToParent) => process.send?.(m);
+
+interface Running {
+  stop(): Promise<void>;
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.env.BENCH_CHILD ?? '{}') as ChildSpec;
+  let n = 0;
+  let first = 0;
+  let last = 0;
+  const processed = (count: number) => {
+    if (count <= 0) return;
+    const t = now();
+    if (first === 0) first = t;
+    last = t;
+    n += count;
+  };
+  const pool = createPool(spec.url, { max: spec.poolSize, applicationName: `bench-${spec.kind}` });
+  let start: () => Promise<Running>;
+  if (spec.kind === 'beckett') {
+    const config = resolveConfig({
+      database: { schema: spec.schema },
+      messages: { OrderPlaced: {} },
+      groups: {
+        bench: {
+          concurrency: spec.concurrency,
+          subscriptions: {
+            noop: {
+              category: spec.category ?? 'bench',
+              batchSize: spec.batchSize ?? 100,
+              handler: () => undefined,
+            },
+          },
+        },
+      },
+    });
+    start = async () => {
+      const worker = createWorker({
+        pool,
+        config,
+        group: 'bench',
+        onProcessed: (e) => processed(e.handled),
+        onError: (e) => send({ t: 'error', message: e.message }),
+      });
+      await worker.start();
+      return worker;
+    };
+  } else if (spec.kind === 'graphile') {
+    const events = new EventEmitter();
+    events.on('job:complete', ({ job, error }: { job: { payload: unknown }; error: unknown }) => {
+      if (!error) processed(Array.isArray(job.payload) ? job.payload.length : 1);
+    });
+    start = async () => {
+      const runner = await run({
+        pgPool: pool,
+        schema: spec.schema,
+        concurrency: spec.concurrency,
+        noHandleSignals: true,
+        pollInterval: 1000,
+        logger: new Logger(() => () => undefined),
+        events: events as never,
+        taskList: { noop: async () => undefined },
+      });
+      return { stop: () => runner.stop() };
+    };
+  } else {
+    // The physical limit of a Postgres queue: FOR UPDATE SKIP LOCKED, delete on dequeue.
+    const sql = `DELETE FROM "${spec.schema}".queue WHERE id IN (
+        SELECT id FROM "${spec.schema}".queue ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $1) RETURNING id, payload`;
+    start = async () => {
+      let stopping = false;
+      const loops = Array.from({ length: spec.concurrency }, async () => {
+        while (!stopping) {
+          const { rowCount } = await pool.query({ name: 'dequeue', text: sql, values: [spec.batch ?? 1] });
+          if (!rowCount) await new Promise((r) => setTimeout(r, 20));
+          else processed(rowCount);
+        }
+      });
+      return {
+        stop: async () => {
+          stopping = true;
+          await Promise.all(loops);
+        },
+      };
+    };
+  }
+  // Connections opened before timing starts.
+  const clients = await Promise.all(Array.from({ length: spec.poolSize }, () => pool.connect()));
+  for (const c of clients) c.release();
+
+  let running: Running | undefined;
+  const timer = setInterval(() => send({ t: 'progress', n, first, last }), 25);
+  process.on('message', (m: { t: string }) => {
+    if (m.t === 'go') {
+      void start()
+        .then((r) => {
+          running = r;
+        })
+        .catch((err: Error) => send({ t: 'error', message: err.stack ?? err.message }));
+    } else if (m.t === 'stop') {
+      void (async () => {
+        clearInterval(timer);
+        await running?.stop();
+        await pool.end();
+        send({ t: 'progress', n, first, last });
+        send({ t: 'done', n, maxRssKb: process.resourceUsage().maxRSS });
+        process.disconnect?.();
+      })();
+    }
+  });
+  send({ t: 'ready' });
+}
+
+await main();

@@ -1,0 +1,176 @@
+/**
+ * worker.throughput: 100k messages over 10k streams (10 each), a no-op handler; one worker
+ * process, then two, from "go" to the last checkpoint written. Each worker is a child process
+ * (bench/lib/workerChild.ts) running createWorker() with concurrency 4 and a pool of 10; its peak
+ * RSS is reported.
+ * Peer: graphile-worker 0.16 on the same database, same concurrency and pool size, 100k no-op jobs
+ *   pre-loaded before timing with graphile's add_jobs() SQL function: unbatched (one job per item)
+ *   and batched (10k batch jobs whose payload is an array of 10 items, graphile's batch-job
+ *   feature; counted in items).
+ * Baseline: raw FOR UPDATE SKIP LOCKED dequeue (DELETE ... RETURNING) of 100k rows, one row per
+ *   transaction and 10 rows per transaction, same concurrency.
+ */
+import { Logger, runMigrations } from 'graphile-worker';
+import type pg from 'pg';
+import { escapeIdentifier } from '../src/db/identifier.js';
+import {
+  benchDatabaseUrl,
+  describeUrl,
+  dropSchemas,
+  migratedSchema,
+  openPool,
+  uniqueName,
+} from './lib/db.js';
+import { scaled } from './lib/env.js';
+import { fmtRate, fmtRatio, printTable } from './lib/format.js';
+import { copyMessages } from './lib/load.js';
+import type { ChildSpec } from './lib/workerChild.js';
+import { type ChildrenResult, runChildren } from './lib/workerParent.js';
+
+const CONCURRENCY = 4;
+const POOL_SIZE = 10;
+const PER_STREAM = 10;
+const quiet = new Logger(() => () => undefined);
+
+interface Row {
+  label: string;
+  r: ChildrenResult;
+  note?: string;
+}
+const rateOf = (r: ChildrenResult) => r.processed / r.seconds;
+
+/** Pre-load `jobs` graphile-worker `noop` jobs; with `items` > 1 each job is a batch job (array payload). */
+async function addJobs(pool: pg.Pool, schema: string, jobs: number, items: number): Promise<void> {
+  const s = escapeIdentifier(schema);
+  const payload =
+    items > 1
+      ? `(SELECT json_agg(json_build_object('i', g * ${items} + j)) FROM generate_series(1, ${items}) j)`
+      : `json_build_object('i', g)`;
+  for (let from = 0; from < jobs; from += 5000) {
+    await pool.query(
+      `SELECT count(*) FROM ${s}.add_jobs((
+         SELECT array_agg(ROW('noop', ${payload}, NULL, NULL, NULL, NULL, NULL, NULL)::${s}.job_spec)
+           FROM generate_series($1::int, $2::int) g))`,
+      [from, Math.min(jobs, from + 5000) - 1],
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const url = await benchDatabaseUrl();
+  console.log(`worker.throughput on ${describeUrl(url)}`);
+  const total = scaled(100_000, 1_000);
+  const streams = Math.max(1, Math.round(total / PER_STREAM));
+  const admin = await openPool(url, 4);
+  const schemas: string[] = [];
+  const rows: Row[] = [];
+  const spec = (kind: ChildSpec['kind'], schema: string, extra: Partial<ChildSpec> = {}): ChildSpec => ({
+    kind,
+    url,
+    schema,
+    concurrency: CONCURRENCY,
+    poolSize: POOL_SIZE,
+    ...extra,
+  });
+  const check = (label: string, r: ChildrenResult) => {
+    if (r.errors.length) console.log(`  ${label} errors: ${r.errors.join(' | ')}`);
+    if (r.processed < total) throw new Error(`${label}: only ${r.processed} of ${total} processed in time`);
+    return r;
+  };
+  try {
+    for (const workers of [1, 2]) {
+      const schema = await migratedSchema(admin, 'bench_wt');
+      schemas.push(schema);
+      await copyMessages(admin, schema, total, streams);
+      const label = `beckett, ${workers} worker process${workers > 1 ? 'es' : ''}`;
+      const r = check(
+        label,
+        await runChildren(
+          Array.from({ length: workers }, () => spec('beckett', schema)),
+          total,
+        ),
+      );
+      rows.push({ label, r });
+    }
+
+    const gwUnbatched = uniqueName('bench_gw');
+    schemas.push(gwUnbatched);
+    await runMigrations({ pgPool: admin, schema: gwUnbatched, logger: quiet });
+    // One job per item, the rows addJob() would insert; loaded with add_jobs() (an addJob call per
+    // job runs at ~1.5k/s here, over a minute for 100k, and loading is not what is measured).
+    await addJobs(admin, gwUnbatched, total, 1);
+    rows.push({
+      label: 'graphile-worker, unbatched jobs',
+      r: check('graphile unbatched', await runChildren([spec('graphile', gwUnbatched)], total)),
+    });
+
+    const gwBatched = uniqueName('bench_gwb');
+    schemas.push(gwBatched);
+    await runMigrations({ pgPool: admin, schema: gwBatched, logger: quiet });
+    await addJobs(admin, gwBatched, streams, PER_STREAM);
+    rows.push({
+      label: `graphile-worker, batch jobs of ${PER_STREAM}`,
+      r: check('graphile batched', await runChildren([spec('graphile', gwBatched)], total)),
+    });
+
+    for (const batch of [1, PER_STREAM]) {
+      const raw = uniqueName('bench_wt_raw');
+      schemas.push(raw);
+      await admin.query(`CREATE SCHEMA ${escapeIdentifier(raw)}`);
+      await admin.query(
+        `CREATE TABLE ${escapeIdentifier(raw)}.queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL)`,
+      );
+      await admin.query(
+        `INSERT INTO ${escapeIdentifier(raw)}.queue (payload) SELECT json_build_object('i', g) FROM generate_series(1, $1::int) g`,
+        [total],
+      );
+      await admin.query(`ANALYZE ${escapeIdentifier(raw)}.queue`);
+      rows.push({
+        label: `raw SKIP LOCKED dequeue, ${batch}/tx`,
+        r: check('raw', await runChildren([spec('raw-skip-locked', raw, { batch })], total)),
+      });
+    }
+  } finally {
+    await dropSchemas(admin, schemas);
+    await admin.end();
+  }
+
+  const find = (prefix: string) => rows.find((x) => x.label.startsWith(prefix))!;
+  const gw = find('graphile-worker, unbatched');
+  printTable(
+    `${total} items, concurrency ${CONCURRENCY} per process, pool ${POOL_SIZE}`,
+    ['variant', 'items', 'seconds', 'rate', 'from 1st item', 'x graphile', 'peak RSS', 'note'],
+    rows.map(({ label, r, note }) => [
+      label,
+      String(r.processed),
+      r.seconds.toFixed(2),
+      fmtRate(rateOf(r)),
+      fmtRate(r.processed / r.secondsFromFirst),
+      fmtRatio(rateOf(r) / rateOf(gw.r)),
+      r.maxRssMb.map((m) => `${m.toFixed(0)}MiB`).join('+'),
+      note ?? '',
+    ]),
+  );
+  const raw1 = find('raw SKIP LOCKED dequeue, 1/');
+  const gwb = find('graphile-worker, batch');
+  console.log('');
+  for (const w of [1, 2]) {
+    const ours = find(`beckett, ${w} worker`);
+    const line = [
+      `worker.throughput.${w}w`,
+      `ratio=${fmtRatio(rateOf(ours.r) / rateOf(gw.r))}`,
+      `ours=${fmtRate(rateOf(ours.r))}`,
+      `graphile=${fmtRate(rateOf(gw.r))}`,
+      `graphile_batched=${fmtRate(rateOf(gwb.r))}`,
+      `raw=${fmtRate(rateOf(raw1.r))}`,
+      `rss=${ours.r.maxRssMb.map((m) => `${m.toFixed(0)}MiB`).join('+')}`,
+    ];
+    console.log(line.join(' '));
+  }
+  const ours1 = find('beckett, 1 worker');
+  console.log(
+    `worker.throughput.1w.vs_raw ratio=${fmtRatio(rateOf(ours1.r) / rateOf(raw1.r))} ours=${fmtRate(rateOf(ours1.r))} raw=${fmtRate(rateOf(raw1.r))}`,
+  );
+}
+
+await main();
