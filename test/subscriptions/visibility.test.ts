@@ -49,9 +49,12 @@ describe('log visibility, reader exclusivity, crashed leases', () => {
     const blocked = await runReaderRound(db.pool, ctx, group, 'second');
     expect(blocked).toMatchObject({ locked: true, dispatched: 0 });
     await holder.query('ROLLBACK');
-    const round = await runReaderRound(db.pool, ctx, group, 'second');
-    expect(round.locked).toBe(false);
-    expect(round.dispatched).toBeGreaterThanOrEqual(1);
+    // Unlocked, it dispatches (once the append is below every open transaction in the cluster).
+    await until(async () => {
+      const round = await runReaderRound(db.pool, ctx, group, 'second');
+      expect(round.locked).toBe(false);
+      return round.dispatched >= 1;
+    }, 'the second reader to dispatch');
   });
 
   it('reclaims the checkpoint of a crashed worker once its lease expires, and not before', async () => {
@@ -66,7 +69,13 @@ describe('log visibility, reader exclusivity, crashed leases', () => {
       { type: 't', data: {} },
       { type: 't', data: {} },
     ]);
-    await until(async () => (await runReaderRound(db.pool, ctx, group, 'test')).dispatched === 0, 'dispatch');
+    await until(async () => {
+      await runReaderRound(db.pool, ctx, group, 'test');
+      const { rows } = await db.pool.query(
+        `SELECT stream_version FROM "${db.schema}".checkpoints WHERE subscription_name = 'cr'`,
+      );
+      return rows[0]?.stream_version === 2;
+    }, 'dispatch');
     // A worker that claims and then dies: its lease is never renewed or released.
     const ghost = await claimCheckpoint(db.pool, ctx, {
       group: 'G',
