@@ -1,7 +1,7 @@
 import { useApp, useInput, useStdout } from 'ink';
 import { useState } from 'react';
 import type { LagSnapshot } from '../../operations/lagSnapshot.js';
-import { flattenSubscriptions, LagView } from './LagView.js';
+import { flattenSubscriptions, LagView, MIN_WIDTH } from './LagView.js';
 import { useLagSnapshot } from './useLagSnapshot.js';
 
 export interface LagAppProps {
@@ -53,7 +53,7 @@ export function LagApp({ fetch, retryFailed, intervalMs = 1000, width }: LagAppP
     <LagView
       snapshot={snapshot}
       selected={current}
-      width={width ?? Math.max(40, (stdout.columns || 100) - 1)}
+      width={width ?? Math.max(MIN_WIDTH, (stdout.columns || 100) - 1)}
       notice={notice}
       error={error}
     />

@@ -24,6 +24,9 @@ const COLUMNS = [
   { title: 'FAILED', width: 7 },
 ] as const;
 const FIXED = 2 + COLUMNS.reduce((n, c) => n + c.width, 0);
+const MIN_NAME = 14;
+/** The narrowest width the table fits in. */
+export const MIN_WIDTH = FIXED + MIN_NAME;
 
 /** Subscriptions in display order: the order `selected` counts in. */
 export function flattenSubscriptions(snapshot: LagSnapshot | undefined): SubscriptionLag[] {
@@ -57,7 +60,7 @@ function row(s: SubscriptionLag, nameWidth: number): string {
  * transaction holds readers back. Pure: everything it shows comes from props.
  */
 export function LagView({ snapshot, selected, width, notice, error }: LagViewProps) {
-  const nameWidth = Math.max(12, width - FIXED);
+  const nameWidth = Math.max(MIN_NAME, width - FIXED);
   const header = (
     <Box gap={2}>
       <Text bold>beckett lag</Text>
