@@ -8,6 +8,7 @@ import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { InvalidInputError, NotFoundError, NotMigratedError, toError } from '../errors.js';
 import { createMessageStore, type MessageStore } from '../store/messageStore.js';
 import { channelFor } from '../store/notifications.js';
+import { instrumentSubscription } from '../telemetry/instrumentSubscription.js';
 import { claimCheckpoint, releaseWorkerLeases } from './claimCheckpoint.js';
 import { readerRound } from './globalReader.js';
 import { CoalescedNotify, checkpointsPayload, listenForWakeups } from './listenForWakeups.js';
@@ -177,7 +178,8 @@ export function createWorker(opts: WorkerOptions): Worker {
   async function consumerLoop(): Promise<void> {
     const interval = new AdaptiveInterval(20, maxPollMs);
     let errorDelay = 100;
-    const bySub = new Map<string, ResolvedSubscription>(subs.map((s) => [s.name, s]));
+    // Handlers run in spans, record metrics and get ctx.schedule (see instrumentSubscription).
+    const bySub = new Map<string, ResolvedSubscription>(subs.map((s) => [s.name, instrumentSubscription(s)]));
     while (!signal.aborted) {
       try {
         const claim = await claimCheckpoint(pool, ctx, {

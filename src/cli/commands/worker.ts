@@ -8,6 +8,7 @@ interface WorkerFlags {
   migrate?: boolean;
   leaseMs?: string;
   drainTimeout?: string;
+  httpPort?: string;
 }
 
 /** Set by the supervisor on the processes it starts. */
@@ -23,6 +24,7 @@ export function registerWorker(program: Command): void {
     .option('--migrate', 'apply pending migrations first')
     .option('--lease-ms <ms>', 'how long a crashed worker holds a stream before others take it over', '30000')
     .option('--drain-timeout <ms>', 'on SIGINT/SIGTERM, wait this long for handlers to finish', '30000')
+    .option('--http-port <port>', 'serve /metrics (Prometheus), /healthz and /readyz on this port')
     .addHelpText(
       'after',
       `
@@ -30,6 +32,10 @@ Examples:
   $ es worker --group InventoryAllocation
   $ es worker --group InventoryAllocation --concurrency 8 --processes 4
   $ es worker --config beckett.config.example.ts --group InventoryAllocation --migrate
+  $ es worker --group Payments --http-port 9464      metrics and health probes
+  $ OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 es worker --group Payments   export traces and metrics
+
+Every worker also delivers scheduled messages and the config's recurring messages (each once).
 
 Run as many workers as you like, on any number of hosts: one global reader per group is active at a
 time, each stream is handled by one consumer at a time, in order. A failing handler retries with
@@ -136,7 +142,22 @@ async function runWorkerCommand(
       lastSaid.set(line, now);
       warn(`es worker: ${line}`);
     };
+    const { startWorkerExtras } = await import('../../telemetry/workerExtras.js');
+    const extras = await startWorkerExtras({
+      pool: ctx.pool,
+      store: ctx.store,
+      config: ctx.config,
+      group: group.name,
+      // Under a supervisor, the supervisor serves the port.
+      ...(flags.httpPort !== undefined && !run.childId
+        ? { httpPort: (await import('../parse.js')).parseNonNegativeInt(flags.httpPort, '--http-port') }
+        : {}),
+      onError: sayError,
+    });
+    if (extras.httpPort !== undefined)
+      warn(`es worker: serving /metrics, /healthz and /readyz on port ${extras.httpPort}`);
     const worker = createWorker({
+      services: extras.services,
       pool: ctx.pool,
       config: ctx.config,
       schema: ctx.schema,
@@ -152,14 +173,24 @@ async function runWorkerCommand(
           );
       },
     });
-    await worker.start();
+    await worker.start().catch(async (err) => {
+      await extras.close();
+      throw err;
+    });
+    extras.setReady(true);
     warn(
       `es worker: ${worker.id} running group ${group.name} (${concurrency} consumers, subscriptions: ${[
         ...group.subscriptions.keys(),
       ].join(', ')})`,
     );
     const clean = await stopOnSignals(
-      () => worker.stop().then(() => true),
+      () => {
+        extras.setReady(false);
+        return worker
+          .stop()
+          .then(() => extras.close())
+          .then(() => true);
+      },
       () => undefined,
     );
     if (clean) warn(`es worker: ${worker.id} stopped (${worker.stats().processed} messages handled)`);
@@ -212,12 +243,34 @@ async function supervise(
     },
     log: (line) => warn(`es worker: ${line}`),
   });
+  const { startWorkerExtras } = await import('../../telemetry/workerExtras.js');
+  const { parseNonNegativeInt } = await import('../parse.js');
+  // The children deliver scheduled messages and export telemetry; the supervisor serves the probes
+  // (database gauges only: handler counters live in the children).
+  const extras = await startWorkerExtras({
+    pool: ctx.pool,
+    store: ctx.store,
+    config: ctx.config,
+    group: flags.group,
+    scheduler: false,
+    otlp: false,
+    ...(flags.httpPort !== undefined ? { httpPort: parseNonNegativeInt(flags.httpPort, '--http-port') } : {}),
+  });
+  if (extras.httpPort !== undefined)
+    warn(`es worker: serving /metrics, /healthz and /readyz on port ${extras.httpPort}`);
   supervisor.start();
+  extras.setReady(true);
   warn(
     `es worker: supervising ${run.processes} processes for group ${flags.group} (${concurrency} consumers each)`,
   );
   return stopOnSignals(
-    () => supervisor.stop(),
-    () => supervisor.force(),
+    () => {
+      extras.setReady(false);
+      return supervisor.stop().finally(() => extras.close());
+    },
+    () => {
+      void extras.close();
+      supervisor.force();
+    },
   );
 }
