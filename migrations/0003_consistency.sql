@@ -51,8 +51,9 @@ CREATE TABLE __SCHEMA__.snapshots (
 -- p_keys/p_exclusive: lock keys and their mode. p_item_types/p_item_tags: one entry per
 -- condition item, chr(31)-joined ('' = no filter). Messages: p_stream_idx (1-based into
 -- p_streams) plus the columns as for append_to_stream().
--- Raises BKC01 (condition failed; DETAIL = global position of the first match) or BKV02 (wrong
--- expected version; DETAIL = JSON {stream, actual}); writes nothing then.
+-- Raises BKC01 (condition failed; DETAIL = global position of the first match), or on a wrong
+-- expected version BKV01 (one stream; DETAIL = actual version) or BKV02 (several streams;
+-- DETAIL = JSON {stream, actual}); writes nothing then.
 CREATE FUNCTION __SCHEMA__.append_with_condition(
   p_keys text[],
   p_exclusive boolean[],
@@ -72,10 +73,8 @@ CREATE FUNCTION __SCHEMA__.append_with_condition(
 ) RETURNS TABLE (stream_name text, stream_version bigint, last_global_position bigint, transaction_id text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
-  v_lock record;
   v_types text[];
   v_tags text[];
-  v_sql text;
   v_match bigint;
   v_stream text;
   v_current bigint;
@@ -83,46 +82,83 @@ DECLARE
   v_i integer;
   v_sel integer[];
 BEGIN
-  FOR v_lock IN
-    SELECT k.h, bool_or(k.excl) AS excl
-      FROM (SELECT hashtextextended('beckett.dcb:' || u.key, 0) AS h, u.excl
-              FROM unnest(p_keys, p_exclusive) AS u(key, excl)) k
-     GROUP BY k.h ORDER BY k.h
-  LOOP
-    IF v_lock.excl THEN
-      PERFORM pg_advisory_xact_lock(v_lock.h);
-    ELSE
-      PERFORM pg_advisory_xact_lock_shared(v_lock.h);
-    END IF;
-  END LOOP;
+  -- One statement takes every lock, in hash order (modes interleaved: sorted order across both
+  -- modes is what rules out deadlocks).
+  PERFORM count(CASE WHEN l.excl THEN pg_advisory_xact_lock(l.h)::text
+                     ELSE pg_advisory_xact_lock_shared(l.h)::text END)
+    FROM (SELECT k.h, bool_or(k.excl) AS excl
+            FROM (SELECT hashtextextended('beckett.dcb:' || u.key, 0) AS h, u.excl
+                    FROM unnest(p_keys, p_exclusive) AS u(key, excl)) k
+           GROUP BY k.h ORDER BY k.h) l;
 
-  IF p_after_xid IS NULL AND p_after_gp IS NOT NULL THEN
+  IF p_after_snapshot IS NULL AND p_after_xid IS NULL AND p_after_gp IS NOT NULL THEN
     SELECT m.transaction_id INTO p_after_xid FROM __SCHEMA__.messages m WHERE m.global_position = p_after_gp;
     -- Unknown position: count every matching message (the safe side).
     IF p_after_xid IS NULL THEN p_after_gp := NULL; END IF;
   END IF;
+  IF p_after_snapshot IS NULL AND p_after_gp IS NULL THEN
+    -- "No matching message at all" is "none newer than the empty snapshot before every transaction".
+    p_after_snapshot := '1:1:'::pg_snapshot;
+  END IF;
 
+  -- A later statement than the locks: a fresh snapshot that sees every commit made under them.
+  -- Static queries per item shape, so plpgsql caches their plans (GIN for tags).
   FOR v_i IN 1 .. coalesce(array_length(p_item_types, 1), 0) LOOP
     v_types := CASE WHEN p_item_types[v_i] = '' THEN NULL ELSE string_to_array(p_item_types[v_i], chr(31)) END;
     v_tags := CASE WHEN p_item_tags[v_i] = '' THEN NULL ELSE string_to_array(p_item_tags[v_i], chr(31)) END;
-    -- Built per item shape so each check is planned for its own filter (GIN for tags).
-    v_sql := 'SELECT m.global_position FROM __SCHEMA__.messages m WHERE true'
-      || CASE WHEN v_tags IS NULL THEN '' ELSE ' AND m.tags @> $1' END
-      || CASE WHEN v_types IS NULL THEN '' ELSE ' AND m.type = ANY($2)' END
-      || CASE
-           WHEN p_after_snapshot IS NOT NULL THEN ' AND m.transaction_id >= pg_snapshot_xmin($5)'
-             || ' AND NOT pg_visible_in_snapshot(m.transaction_id, $5)'
-           WHEN p_after_gp IS NOT NULL THEN ' AND (m.transaction_id, m.global_position) > ($3, $4)'
-           ELSE '' END
-      || ' LIMIT 1';
     v_match := NULL;
-    EXECUTE v_sql INTO v_match USING v_tags, v_types, p_after_xid, p_after_gp, p_after_snapshot;
+    IF p_after_gp IS NOT NULL THEN
+      IF v_tags IS NOT NULL AND v_types IS NOT NULL THEN
+        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+         WHERE m.tags @> v_tags AND m.type = ANY(v_types)
+           AND (m.transaction_id, m.global_position) > (p_after_xid, p_after_gp) LIMIT 1;
+      ELSIF v_tags IS NOT NULL THEN
+        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+         WHERE m.tags @> v_tags AND (m.transaction_id, m.global_position) > (p_after_xid, p_after_gp) LIMIT 1;
+      ELSIF v_types IS NOT NULL THEN
+        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+         WHERE m.type = ANY(v_types) AND (m.transaction_id, m.global_position) > (p_after_xid, p_after_gp) LIMIT 1;
+      ELSE
+        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+         WHERE (m.transaction_id, m.global_position) > (p_after_xid, p_after_gp) LIMIT 1;
+      END IF;
+    ELSE
+      IF v_tags IS NOT NULL AND v_types IS NOT NULL THEN
+        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+         WHERE m.tags @> v_tags AND m.type = ANY(v_types)
+           AND m.transaction_id >= pg_snapshot_xmin(p_after_snapshot)
+           AND NOT pg_visible_in_snapshot(m.transaction_id, p_after_snapshot) LIMIT 1;
+      ELSIF v_tags IS NOT NULL THEN
+        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+         WHERE m.tags @> v_tags AND m.transaction_id >= pg_snapshot_xmin(p_after_snapshot)
+           AND NOT pg_visible_in_snapshot(m.transaction_id, p_after_snapshot) LIMIT 1;
+      ELSIF v_types IS NOT NULL THEN
+        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+         WHERE m.type = ANY(v_types) AND m.transaction_id >= pg_snapshot_xmin(p_after_snapshot)
+           AND NOT pg_visible_in_snapshot(m.transaction_id, p_after_snapshot) LIMIT 1;
+      ELSE
+        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+         WHERE m.transaction_id >= pg_snapshot_xmin(p_after_snapshot)
+           AND NOT pg_visible_in_snapshot(m.transaction_id, p_after_snapshot) LIMIT 1;
+      END IF;
+    END IF;
     IF v_match IS NOT NULL THEN
       RAISE EXCEPTION USING ERRCODE = 'BKC01', MESSAGE = 'append condition failed', DETAIL = v_match::text;
     END IF;
   END LOOP;
 
-  -- Streams in name order (the order append_to_stream() callers lock them in).
+  IF array_length(p_streams, 1) = 1 THEN
+    -- One stream: append_to_stream() locks it and checks its version (BKV01 on a mismatch).
+    stream_name := p_streams[1];
+    SELECT a.stream_version, a.last_global_position INTO stream_version, last_global_position
+      FROM __SCHEMA__.append_to_stream(p_streams[1], p_expected[1], p_ids, p_types, p_data, p_metadata, p_tags) a;
+    transaction_id := pg_current_xact_id()::text;
+    RETURN NEXT;
+    RETURN;
+  END IF;
+
+  -- Several streams in name order (the order appendMultiple() locks them in); each version is
+  -- checked here first so that a mismatch names its stream.
   FOR v_i IN SELECT s.i FROM unnest(p_streams) WITH ORDINALITY AS s(name, i) ORDER BY s.name LOOP
     v_stream := p_streams[v_i];
     v_expected := p_expected[v_i];

@@ -42,7 +42,8 @@ export interface ConditionalAppendResult {
 }
 
 const CONDITION_FAILED = 'BKC01';
-const WRONG_VERSION = 'BKV02';
+const WRONG_VERSION_ONE = 'BKV01';
+const WRONG_VERSION_OF = 'BKV02';
 
 interface Prepared {
   streams: string[];
@@ -191,13 +192,21 @@ export async function appendWithCondition(
     transaction_id: string;
   }[];
   try {
-    ({ rows } = await db.query(statement(ctx, 'append_with_condition', sql(ctx), values)));
+    ({ rows } = await db.query(statement(ctx, 'cond_append', sql(ctx), values)));
   } catch (err) {
     const state = sqlStateOf(err);
     if (state === CONDITION_FAILED) {
       throw new AppendConditionFailedError(typeof after === 'number' ? after : position?.globalPosition);
     }
-    if (state === WRONG_VERSION) {
+    if (state === WRONG_VERSION_ONE) {
+      const stream = p.streams[0]!;
+      throw new WrongExpectedVersionError(
+        stream,
+        appends[0]?.expectedVersion ?? 'any',
+        Number((err as { detail?: string }).detail ?? 0),
+      );
+    }
+    if (state === WRONG_VERSION_OF) {
       const detail = JSON.parse((err as { detail?: string }).detail ?? '{}') as {
         stream: string;
         actual: number;
