@@ -4,6 +4,7 @@ import { registerCheckpoints } from './checkpoints.js';
 import { registerDb } from './db.js';
 import { registerDemo } from './demo.js';
 import { registerDumpMigrations } from './dumpMigrations.js';
+import { registerHealth } from './health.js';
 import { registerInit } from './init.js';
 import { registerLag } from './lag.js';
 import { registerMigrate } from './migrate.js';
@@ -11,6 +12,7 @@ import { registerRead } from './read.js';
 import { registerReplay } from './replay.js';
 import { registerRetention } from './retention.js';
 import { registerRetry } from './retry.js';
+import { registerSchedule } from './schedule.js';
 import { registerSkip } from './skip.js';
 import { registerSubscriptions } from './subscriptions.js';
 import { registerTail } from './tail.js';
@@ -36,5 +38,7 @@ export const commands: ((program: Command) => void)[] = [
   registerSkip,
   registerReplay,
   registerRetention,
+  registerSchedule,
+  registerHealth,
   registerDb,
 ];
