@@ -1,0 +1,145 @@
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ES_BIN, es } from '../helpers/cli.js';
+import { setupDb, type TestDb } from '../helpers/db.js';
+
+let db: TestDb;
+let env: Record<string, string>;
+beforeAll(async () => {
+  db = await setupDb('ops_tail');
+  env = { DATABASE_URL: db.url };
+});
+afterAll(async () => db?.close());
+
+/** Spawn a following `es tail` and collect its stdout lines as they come. */
+function spawnTail(args: string[]) {
+  const child = execa('node', [ES_BIN, '--schema', db.schema, 'tail', ...args], {
+    reject: false,
+    env: { NO_COLOR: '1', ...env },
+    timeout: 60_000,
+  });
+  const lines: string[] = [];
+  let buffer = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    const parts = buffer.split('\n');
+    buffer = parts.pop() ?? '';
+    lines.push(...parts);
+  });
+  return { child, lines };
+}
+
+async function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('es tail', () => {
+  it('prints a message committed after it started, as JSON, and exits 0 on Ctrl-C', async () => {
+    const head = (await db.store.append('order-9', { type: 'placed', data: { n: 0 } })).globalPosition;
+    // Start from the next position: whatever the start-up time, the next commit is the first line.
+    const { child, lines } = spawnTail(['order', '--from', String(head + 1), '--json']);
+    await new Promise((r) => setTimeout(r, 300));
+    await db.store.append('order-10', { type: 'paid', data: { amount: 5 } });
+    await until(() => lines.length >= 1, 'the tailed message');
+    const m = JSON.parse(lines[0]!);
+    expect(m).toMatchObject({ streamName: 'order-10', streamPosition: 1, type: 'paid', data: { amount: 5 } });
+    expect(m.globalPosition).toBe(head + 1);
+    expect(Object.keys(m).sort()).toEqual(
+      [
+        'createdAt',
+        'data',
+        'globalPosition',
+        'id',
+        'metadata',
+        'streamName',
+        'streamPosition',
+        'tags',
+        'type',
+      ].sort(),
+    );
+    child.kill('SIGINT');
+    const r = await child;
+    expect(r.exitCode).toBe(0);
+    expect(lines).toHaveLength(1);
+  });
+
+  it('starts at the end by default: only messages committed after it started', async () => {
+    await db.store.append('cart-1', { type: 'old', data: {} });
+    const { child, lines } = spawnTail(['cart']);
+    // Append until one shows up: the start-up time is unknown, the first line must still be new.
+    let n = 0;
+    const writer = setInterval(() => {
+      n += 1;
+      void db.store.append('cart-1', { type: 'new', data: { n } });
+    }, 200);
+    try {
+      await until(() => lines.length >= 1, 'a new message');
+    } finally {
+      clearInterval(writer);
+    }
+    expect(lines[0]).toMatch(/^\s*\d+ \S+Z cart-1@\d+ new \{"n":\d+\}$/);
+    expect(lines.join('\n')).not.toContain(' old ');
+    child.kill('SIGINT');
+    expect((await child).exitCode).toBe(0);
+  });
+
+  it('follows a single stream (a name with "-") and filters types with --no-follow', async () => {
+    await db.store.append('shop-1', [
+      { type: 'a', data: { i: 1 } },
+      { type: 'b', data: { i: 2 } },
+      { type: 'a', data: { i: 3 } },
+    ]);
+    await db.store.append('shop-2', { type: 'a', data: { i: 4 } });
+    const r = await es(
+      ['--schema', db.schema, 'tail', 'shop-1', '--from', '0', '--type', 'a', '--no-follow'],
+      {
+        env,
+      },
+    );
+    expect(r.exitCode, String(r.stderr)).toBe(0);
+    const lines = String(r.stdout).trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/shop-1@1 a \{"i":1\}$/);
+    expect(lines[1]).toMatch(/shop-1@3 a \{"i":3\}$/);
+    const category = await es(
+      ['--schema', db.schema, 'tail', 'shop', '--from', '0', '--no-follow', '--json'],
+      {
+        env,
+      },
+    );
+    expect(
+      String(category.stdout)
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).data.i),
+    ).toEqual([1, 2, 3, 4]);
+  });
+
+  it('takes --from as an ISO time', async () => {
+    await db.store.append('clock-1', { type: 'before', data: {} });
+    const [before] = await db.store.readStream('clock-1');
+    await new Promise((r) => setTimeout(r, 20));
+    await db.store.append('clock-1', { type: 'after', data: {} });
+    const [, after] = await db.store.readStream('clock-1');
+    expect(after!.createdAt.getTime()).toBeGreaterThan(before!.createdAt.getTime());
+    const r = await es(
+      ['--schema', db.schema, 'tail', 'clock', '--from', after!.createdAt.toISOString(), '--no-follow'],
+      { env },
+    );
+    expect(String(r.stdout)).toMatch(/clock-1@2 after/);
+    expect(String(r.stdout)).not.toMatch(/before/);
+  });
+
+  it('exits 2 on a bad --from or stream name', async () => {
+    const time = await es(['--schema', db.schema, 'tail', 'order', '--from', 'yesterday'], { env });
+    expect(time.exitCode).toBe(2);
+    expect(String(time.stderr)).toMatch(/--from must be a position \(an integer\) or an ISO 8601 time/);
+    const name = await es(['--schema', db.schema, 'tail', 'bad name', '--no-follow'], { env });
+    expect(name.exitCode).toBe(2);
+    expect(String(name.stderr)).toMatch(/Invalid stream name/);
+  });
+});
