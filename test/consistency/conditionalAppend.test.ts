@@ -121,6 +121,11 @@ describe('appendWithCondition', () => {
       { stream: 'acct-x', messages: [{ type: 'debited', data: {} }], expectedVersion: 1 },
     ]);
     expect(ok.streams.get('acct-x')?.streamVersion).toBe(2);
+    const one = await appendWithCondition(store, [
+      { stream: 'acct-x', messages: { type: 'debited', data: {} }, expectedVersion: 1 },
+    ]).catch((e: unknown) => e);
+    expect(one).toBeInstanceOf(WrongExpectedVersionError);
+    expect(one).toMatchObject({ stream: 'acct-x', expected: 1, actual: 2 });
     expect(ok.streams.get('acct-y')?.streamVersion).toBe(1);
   });
 
