@@ -9,7 +9,9 @@ export type {
   HandlerContext,
   MessageDefinition,
   MessageOf,
+  RecurringMessageConfig,
   ResolvedConfig,
+  ResolvedRecurringMessage,
   RetentionConfig,
   RetentionPolicy,
   SubscriptionConfig,
@@ -17,9 +19,36 @@ export type {
 } from './config/types.js';
 export { defineConfig, message } from './config/types.js';
 export { resolveConfig } from './config/validate.js';
+export * from './consistency/index.js';
 export { migrate, migrationStatus } from './db/migrate.js';
 export { dumpMigrationsSql } from './db/migrations.js';
 export * from './errors.js';
+export type {
+  RecurringDeliveryResult,
+  RecurringMessageInfo,
+} from './scheduling/deliverRecurring.js';
+export {
+  deliverDueRecurring,
+  listRecurringMessages,
+  syncRecurringMessages,
+} from './scheduling/deliverRecurring.js';
+export type { DeliveryResult } from './scheduling/deliverScheduled.js';
+export { deliverDueMessages } from './scheduling/deliverScheduled.js';
+export type {
+  HandlerScheduling,
+  ScheduledMessage,
+  ScheduleOptions,
+  ScheduleWhen,
+} from './scheduling/scheduleMessage.js';
+export {
+  cancelScheduledMessage,
+  handlerScheduling,
+  idFromKey,
+  listScheduledMessages,
+  scheduleMessage,
+} from './scheduling/scheduleMessage.js';
+export type { SchedulerServiceOptions } from './scheduling/schedulerService.js';
+export { createSchedulerService } from './scheduling/schedulerService.js';
 export type { AppendOptions, MessageStoreOptions, StreamAppend } from './store/messageStore.js';
 export { createMessageStore, MessageStore } from './store/messageStore.js';
 export type {
@@ -34,7 +63,6 @@ export type {
   RecordedMessage,
 } from './store/types.js';
 export { LOG_START } from './store/types.js';
-export * from './consistency/index.js';
 export type { ClaimedCheckpoint } from './subscriptions/claimCheckpoint.js';
 export { UnmappedMessageTypeError } from './subscriptions/processCheckpoint.js';
 export type { SubscriptionRow, SubscriptionStatus } from './subscriptions/registerSubscriptions.js';
@@ -52,3 +80,13 @@ export type {
   WorkerStats,
 } from './subscriptions/workerRuntime.js';
 export { createWorker, findGroup } from './subscriptions/workerRuntime.js';
+export type { GroupHealth, HealthCheckOptions, HealthResult } from './telemetry/checkHealth.js';
+export { checkHealth } from './telemetry/checkHealth.js';
+export type { HealthReport, HttpEndpoints, HttpEndpointsOptions } from './telemetry/httpEndpoints.js';
+export { startHttpEndpoints } from './telemetry/httpEndpoints.js';
+export { instrumentHandlerCall } from './telemetry/instrumentHandler.js';
+export type { SubscriptionSample, SubscriptionSampler } from './telemetry/metrics.js';
+export { BeckettMetrics, processMetrics } from './telemetry/metrics.js';
+export { contextFromTraceparent, currentTraceparent } from './telemetry/tracing.js';
+export type { WorkerExtras, WorkerExtrasOptions } from './telemetry/workerExtras.js';
+export { startWorkerExtras } from './telemetry/workerExtras.js';
