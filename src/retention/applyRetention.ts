@@ -182,3 +182,17 @@ export async function runRetentionLoop(
     }
   }
 }
+
+/**
+ * The retention loop as a worker service: pass it in `createWorker({ services: [...] })` and the
+ * worker runs it alongside its consumers and stops it on drain. Does nothing unless the config
+ * sets `retention.interval` and has policies.
+ */
+export function createRetentionService(
+  db: Queryable,
+  ctx: SqlContext,
+  config: ResolvedConfig,
+  hooks: { onResult?: (r: RetentionResult) => void; onError?: (err: unknown) => void } = {},
+): (signal: AbortSignal) => Promise<void> {
+  return (signal) => runRetentionLoop(db, ctx, config, signal, hooks);
+}

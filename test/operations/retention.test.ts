@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/validate.js';
-import { applyRetention, subscriptionFilters } from '../../src/retention/applyRetention.js';
+import {
+  applyRetention,
+  createRetentionService,
+  subscriptionFilters,
+} from '../../src/retention/applyRetention.js';
 import { registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 import { checkpoint, opsConfig, startWorker, until } from './helpers.js';
@@ -121,5 +125,37 @@ describe('retention', () => {
     expect(() => resolveConfig({ retention: { policies: [{ stream: 'x-*' }], interval: 5 } })).toThrow(
       /retention\.policies\[0\]: expected maxAge, maxCount or both/,
     );
+  });
+});
+
+describe('retention as a worker service', () => {
+  it('applies the policies every interval until the worker stops it', async () => {
+    const own = await setupDb('ops_ret_svc', { poolSize: 2 });
+    try {
+      await own.store.append(
+        'tick-1',
+        [1, 2, 3, 4].map((i) => ({ type: 't', data: { i } })),
+      );
+      const config = resolveConfig({
+        database: { schema: own.schema },
+        retention: { policies: [{ category: 'tick', maxCount: 2 }], interval: 50 },
+      });
+      const deleted: number[] = [];
+      const errors: unknown[] = [];
+      const stop = new AbortController();
+      const service = createRetentionService(own.pool, own.store.sqlContext, config, {
+        onResult: (r) => deleted.push(r.policies[0]?.deleted ?? -1),
+        onError: (e) => errors.push(e),
+      });
+      const running = service(stop.signal);
+      await until(() => deleted.length >= 2, 'two rounds');
+      stop.abort();
+      await running;
+      expect(errors).toEqual([]);
+      expect(deleted.slice(0, 2)).toEqual([2, 0]);
+      expect((await own.store.readStream('tick-1')).map((m) => m.streamPosition)).toEqual([3, 4]);
+    } finally {
+      await own.close();
+    }
   });
 });
