@@ -23,6 +23,22 @@ export * from './consistency/index.js';
 export { migrate, migrationStatus } from './db/migrate.js';
 export { dumpMigrationsSql } from './db/migrations.js';
 export * from './errors.js';
+export type { CheckpointKey, CheckpointSelector } from './operations/checkpointId.js';
+export { checkpointId, parseCheckpointId } from './operations/checkpointId.js';
+export type { GroupLag, LagSnapshot, SubscriptionLag, WorkerInfo } from './operations/lagSnapshot.js';
+export { lagSnapshot, withThroughput } from './operations/lagSnapshot.js';
+export type { CheckpointInfo } from './operations/listCheckpoints.js';
+export { listCheckpoints } from './operations/listCheckpoints.js';
+export type { ReplayArgs, ReplayProgress, ReplayResult } from './operations/replay.js';
+export { replay, replayProgress } from './operations/replay.js';
+export type { ChangeResult, CheckpointChange } from './operations/retryCheckpoints.js';
+export { retryCheckpoints, skipCheckpoints } from './operations/retryCheckpoints.js';
+export { resetSubscription } from './operations/subscriptionControl.js';
+export { subscriptionFilters } from './operations/subscriptionFilters.js';
+export type { TailOptions, TailStart } from './operations/tail.js';
+export { tailMessages } from './operations/tail.js';
+export type { PolicyResult, RetentionOptions, RetentionResult } from './retention/applyRetention.js';
+export { applyRetention, createRetentionService, runRetentionLoop } from './retention/applyRetention.js';
 export type {
   RecurringDeliveryResult,
   RecurringMessageInfo,
