@@ -110,18 +110,26 @@ function stateFile(home: string): string {
   return join(home, 'embedded.json');
 }
 
-/** The port of the running server, from its postmaster.pid (4th line), else the last one used. */
+/** The port recorded after the last successful start (written under the start lock). */
 function readPort(home: string): number | undefined {
-  try {
-    const pidLines = readFileSync(join(home, 'postgres', 'postmaster.pid'), 'utf8').split('\n');
-    const port = Number(pidLines[3]);
-    if (Number.isInteger(port) && port > 0) return port;
-  } catch {
-    // not running, or never started
-  }
   try {
     const port = (JSON.parse(readFileSync(stateFile(home), 'utf8')) as { port?: unknown }).port;
     return typeof port === 'number' ? port : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The port a running postmaster listens on, from postmaster.pid (4th line), once it says "ready"
+ * (8th line). Not trusted outside the start lock: initdb's standalone backend also writes this file,
+ * with the default port 5432.
+ */
+function postmasterPort(dataDir: string): number | undefined {
+  try {
+    const lines = readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n');
+    const port = Number(lines[3]);
+    return Number.isInteger(port) && port > 0 && lines[7]?.trim() === 'ready' ? port : undefined;
   } catch {
     return undefined;
   }
@@ -294,13 +302,20 @@ export async function ensureEmbedded(projectDir: string): Promise<EmbeddedServer
   const bin = await binaries();
   const user = await serverUser();
   const known = readPort(home);
-  if (known !== undefined && (await isRunning(bin, dataDir, user))) {
+  if (known !== undefined && postmasterPort(dataDir) === known && (await isRunning(bin, dataDir, user))) {
     return { url: urlFor(known), port: known, dataDir, started: false };
   }
   return withLock(home, async () => {
+    // Under the lock nobody is running initdb, so a ready postmaster.pid is a real server (one
+    // that another process started, or that outlived a lost state file).
+    if (existsSync(join(dataDir, 'PG_VERSION')) && (await isRunning(bin, dataDir, user))) {
+      const running = postmasterPort(dataDir) ?? readPort(home);
+      if (running !== undefined) {
+        writeFileSync(stateFile(home), JSON.stringify({ port: running, dataDir }));
+        return { url: urlFor(running), port: running, dataDir, started: false };
+      }
+    }
     const port = readPort(home);
-    if (port !== undefined && (await isRunning(bin, dataDir, user)))
-      return { url: urlFor(port), port, dataDir, started: false };
     if (!existsSync(join(dataDir, 'PG_VERSION'))) await initialise(bin, home, dataDir, user);
     let lastError: unknown;
     for (const candidate of [port, await freePort(), await freePort()]) {
@@ -329,9 +344,9 @@ export async function embeddedStatus(projectDir: string): Promise<EmbeddedStatus
   const home = embeddedHome(projectDir);
   const dataDir = join(home, 'postgres');
   const initialised = existsSync(join(dataDir, 'PG_VERSION'));
-  const port = readPort(home);
   const bin = await binaries();
   const running = initialised && (await isRunning(bin, dataDir, await serverUser()));
+  const port = (running ? postmasterPort(dataDir) : undefined) ?? readPort(home);
   return {
     running,
     initialised,

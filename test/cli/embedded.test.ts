@@ -23,7 +23,7 @@ describe('embedded PostgreSQL (no database URL anywhere)', () => {
     for (const n of notices) expect(n).toHaveLength(1);
     expect(runs.filter((r) => r.stderr.includes('just started'))).toHaveLength(1);
     const ports = new Set(runs.map((r) => /port (\d+)/.exec(r.stderr)?.[1]));
-    expect(ports.size).toBe(1);
+    expect(ports.size, runs.map((r) => r.stderr).join('\n')).toBe(1);
     expect(runs.filter((r) => r.stdout.includes('migrated:'))).toHaveLength(1);
 
     const append = await es(['append', 'order-1', 'order_item_added', '{"orderId":"1"}'], { cwd: dir, env });
