@@ -11,6 +11,7 @@ import {
   extendLease,
   failCheckpoint,
 } from './claimCheckpoint.js';
+import { connectGuarded } from './guardPool.js';
 import { describeError, retriesExhausted, retryDelayMs } from './retryPolicy.js';
 
 /** A message of a type not declared under `messages`, for a subscription with onUnmappedType 'fail'. */
@@ -192,7 +193,7 @@ async function runTransactional(
   leaseLost: () => boolean,
 ): Promise<ProcessResult> {
   const { pool, ctx, sub } = deps;
-  const client = await pool.connect();
+  const client = await connectGuarded(pool);
   let broken: Error | undefined;
   let position = claim.streamPosition;
   let handled = 0;

@@ -11,6 +11,7 @@ import { channelFor } from '../store/notifications.js';
 import { instrumentSubscription } from '../telemetry/instrumentSubscription.js';
 import { claimCheckpoint, releaseWorkerLeases } from './claimCheckpoint.js';
 import { readerRound } from './globalReader.js';
+import { connectGuarded, guardPool } from './guardPool.js';
 import { CoalescedNotify, checkpointsPayload, listenForWakeups } from './listenForWakeups.js';
 import { type ProcessResult, processCheckpoint } from './processCheckpoint.js';
 import { registerSubscriptions } from './registerSubscriptions.js';
@@ -121,6 +122,7 @@ export function createWorker(opts: WorkerOptions): Worker {
   const readerBatchSize = opts.readerBatchSize ?? 1000;
   const heartbeatMs = opts.heartbeatMs ?? 5000;
   const pool = opts.pool;
+  guardPool(pool);
   const subs = [...group.subscriptions.values()];
   const subNames = subs.map((s) => s.name);
   const store: MessageStore = createMessageStore({
@@ -147,7 +149,7 @@ export function createWorker(opts: WorkerOptions): Worker {
     let errorDelay = 100;
     while (!signal.aborted) {
       try {
-        const client = await pool.connect();
+        const client = await connectGuarded(pool);
         let round: Awaited<ReturnType<typeof readerRound>>;
         try {
           round = await readerRound(client, ctx, group, id, readerBatchSize);

@@ -58,6 +58,15 @@ describe('database restart', () => {
     const again = await ensureEmbedded(dir);
     expect(again.url).toBe(url);
     await appendRound(20, 10);
+    const diagnose = async () =>
+      JSON.stringify(
+        (
+          await pool.query(
+            `SELECT stream_name, stream_version, stream_position, status, attempts, leased_by, leased_until, last_error->>'message' AS error
+               FROM ${schema}.checkpoints WHERE stream_position < 20 ORDER BY stream_name`,
+          )
+        ).rows,
+      );
     await until(
       async () => {
         const { rows } = await pool.query(
@@ -67,7 +76,9 @@ describe('database restart', () => {
       },
       'every stream handled after the restart',
       45_000,
-    );
+    ).catch(async (err) => {
+      throw new Error(`${err.message}\n${await diagnose()}\n${worker.stderrText()}`);
+    });
     worker.kill('SIGTERM');
     const result = await worker;
     const { rows } = await pool.query(`SELECT stream, pos FROM ${schema}.calls ORDER BY seq`);
