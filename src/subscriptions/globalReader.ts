@@ -20,6 +20,7 @@ import { statement } from '../db/queryable.js';
  */
 
 interface LogRow {
+  xmin: string;
   stream_name: string;
   stream_position: number;
   type: string;
@@ -42,15 +43,21 @@ const positionsSql = (ctx: SqlContext) =>
      FROM ${ctx.s}.subscriptions
     WHERE group_name = $1 AND name = ANY($2::text[]) AND status <> 'unknown'`;
 
-// Only the columns dispatch needs: the reader never loads message data.
+// Only the columns dispatch needs: the reader never loads message data. The snapshot's xmin comes
+// back with the rows (one statement, one snapshot): everything below it has been seen, which lets a
+// filtered read move past a long run of messages none of the subscriptions wants.
 const logSliceSql = (ctx: SqlContext, typed: boolean) =>
-  `SELECT stream_name, stream_position, type, transaction_id::text AS transaction_id, global_position
-     FROM ${ctx.s}.messages
-    WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
-      AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-      ${typed ? 'AND type = ANY($4::text[])' : ''}
-    ORDER BY transaction_id, global_position
-    LIMIT $3`;
+  `SELECT x.xmin::text AS xmin, m.stream_name, m.stream_position, m.type,
+          m.transaction_id::text AS transaction_id, m.global_position
+     FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) x
+     LEFT JOIN LATERAL (
+       SELECT stream_name, stream_position, type, transaction_id, global_position
+         FROM ${ctx.s}.messages
+        WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
+          AND transaction_id < x.xmin
+          ${typed ? 'AND type = ANY($4::text[])' : ''}
+        ORDER BY transaction_id, global_position
+        LIMIT $3) m ON true`;
 
 // A new checkpoint starts just before the first message dispatched to it, so a subscription that
 // starts at the end of the log never handles a stream's older messages.
@@ -137,9 +144,11 @@ export async function readerRound(
     const types = served.every((s) => s.types) ? [...new Set(served.flatMap((s) => s.types!))] : undefined;
     const params: unknown[] = [min.log_transaction_id, min.log_position, batchSize];
     if (types) params.push(types);
-    const { rows } = await client.query<LogRow>(
+    const { rows: raw } = await client.query<LogRow>(
       statement(ctx, types ? 'reader_log_typed' : 'reader_log', logSliceSql(ctx, !!types), params),
     );
+    const xmin = raw[0]?.xmin;
+    const rows = raw.filter((r) => r.stream_name !== null);
 
     const subNames: string[] = [];
     const streams: string[] = [];
@@ -178,18 +187,24 @@ export async function readerRound(
           ]),
         );
       }
-      const last = rows[rows.length - 1]!;
-      await client.query(
-        statement(ctx, 'reader_advance', advanceSql(ctx), [
-          group.name,
-          [...active],
-          last.transaction_id,
-          last.global_position,
-        ]),
-      );
-      await client.query(statement(ctx, 'reader_mark', markReaderSql(ctx), [group.name, workerId]));
     }
     const full = rows.length >= batchSize;
+    const last = rows[rows.length - 1];
+    // A short read saw everything below xmin: a typed read can jump there (position (xmin, 0) is
+    // before any message of the oldest running transaction). An untyped one just stops at its last row.
+    const end =
+      !full && types && xmin !== undefined
+        ? { tx: xmin, pos: 0 }
+        : last
+          ? { tx: last.transaction_id, pos: last.global_position }
+          : undefined;
+    if (end && (BigInt(end.tx) > BigInt(min.log_transaction_id) || rows.length > 0)) {
+      await client.query(
+        statement(ctx, 'reader_advance', advanceSql(ctx), [group.name, [...active], end.tx, end.pos]),
+      );
+    }
+    if (rows.length > 0)
+      await client.query(statement(ctx, 'reader_mark', markReaderSql(ctx), [group.name, workerId]));
     if (!full && positions.some((p) => p.status === 'initializing')) {
       await client.query(statement(ctx, 'reader_activate', activateSql(ctx), [group.name, [...active]]));
     }

@@ -137,4 +137,36 @@ describe('log visibility, reader exclusivity, crashed leases', () => {
     expect(rows[0].stream_position).toBe(1);
     expect(rows[0].last_error.type).toBe('UnmappedMessageTypeError');
   });
+  it('a typed reader moves past messages none of its subscriptions wants, without dispatching them', async () => {
+    const config = configWith(db.schema, { ty: { types: ['wanted'], handler: () => undefined } });
+    const group = config.groups.get('G')!;
+    const ctx = { schema: db.schema, s: `"${db.schema}"`, prepared: false };
+    await registerSubscriptions(db.pool, ctx, group);
+    for (let i = 0; i < 5; i++)
+      await db.store.append(
+        `noise-${i}`,
+        Array.from({ length: 100 }, () => ({ type: 'noise', data: {} })),
+      );
+    const { rows: top } = await db.pool.query(
+      `SELECT max(transaction_id::text::bigint) AS tx FROM "${db.schema}".messages WHERE type = 'noise'`,
+    );
+    // One round with a batch far smaller than the noise: it still ends past all of it.
+    await until(async () => {
+      const round = await runReaderRound(db.pool, ctx, group, 'test', 50);
+      expect(round.dispatched).toBe(0);
+      const { rows } = await db.pool.query(
+        `SELECT log_transaction_id::text::bigint AS tx FROM "${db.schema}".subscriptions WHERE name = 'ty'`,
+      );
+      return Number(rows[0].tx) > Number(top[0].tx);
+    }, 'the reader to pass the noise');
+    await db.store.append('sig-1', { type: 'wanted', data: {} });
+    await until(
+      async () => (await runReaderRound(db.pool, ctx, group, 'test', 50)).dispatched === 1,
+      'dispatch',
+    );
+    const { rows } = await db.pool.query(
+      `SELECT stream_name, stream_version, stream_position FROM "${db.schema}".checkpoints WHERE subscription_name = 'ty'`,
+    );
+    expect(rows).toEqual([{ stream_name: 'sig-1', stream_version: 1, stream_position: 0 }]);
+  });
 });
