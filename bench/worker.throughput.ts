@@ -74,6 +74,13 @@ async function main(): Promise<void> {
   });
   const check = (label: string, r: ChildrenResult) => {
     if (r.errors.length) console.log(`  ${label} errors: ${r.errors.join(' | ')}`);
+    for (const st of r.stats)
+      if (st)
+        console.log(
+          `  ${label}: ${Object.entries(st)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')}`,
+        );
     if (r.processed < total) throw new Error(`${label}: only ${r.processed} of ${total} processed in time`);
     return r;
   };

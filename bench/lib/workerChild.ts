@@ -2,8 +2,9 @@
  * A worker process for the worker benchmarks, driven by its parent over IPC:
  *   child -> {t:'ready'}; parent -> {t:'go'}; child -> {t:'progress', n, first, last} every 25 ms;
  *   parent -> {t:'stop'}; child -> {t:'done', n, maxRssKb}; exit.
- * `first`/`last` are wall-clock times (ms, sub-ms precision) of the first and last processed item,
- * comparable across processes. The kind of worker and its settings come in BENCH_CHILD (JSON).
+ * `first`/`last` are times (ms on the monotonic clock, comparable across processes) of the first
+ * and last processed item. With `latency`, the handler also records when it started for each
+ * item's `seq`, sent as {t:'lat', pairs: [seq, time][]}. The kind of worker and its settings come in BENCH_CHILD (JSON).
  */
 import { EventEmitter } from 'node:events';
 import { Logger, run } from 'graphile-worker';
@@ -25,19 +26,25 @@ export interface ChildSpec {
   batchSize?: number;
   /** beckett: the subscription's category. */
   category?: string;
+  /** Record handler start times by the item's `seq` (data.seq, or payload.seq for graphile). */
+  latency?: boolean;
 }
 
 type ToParent =
   | { t: 'ready' }
   | { t: 'progress'; n: number; first: number; last: number }
-  | { t: 'done'; n: number; maxRssKb: number }
-  | { t: 'error'; message: string };
+  | { t: 'done'; n: number; maxRssKb: number; stats?: Record<string, number> }
+  | { t: 'error'; message: string }
+  | { t: 'lat'; pairs: [number, number][] };
 
-const now = () => performance.timeOrigin + performance.now();
+/** Milliseconds on the system's monotonic clock: comparable across processes on one machine. */
+const now = () => Number(process.hrtime.bigint()) / 1e6;
 const send = (m: ToParent) => process.send?.(m);
 
 interface Running {
   stop(): Promise<void>;
+  /** Counters of the runtime, when it has them (createWorker's stats()). */
+  stats?(): Record<string, number>;
 }
 
 async function main(): Promise<void> {
@@ -52,6 +59,10 @@ async function main(): Promise<void> {
     last = t;
     n += count;
   };
+  let pairs: [number, number][] = [];
+  const started = (item: unknown) => {
+    if (spec.latency) pairs.push([(item as { seq: number }).seq, now()]);
+  };
   const pool = createPool(spec.url, { max: spec.poolSize, applicationName: `bench-${spec.kind}` });
   let start: () => Promise<Running>;
   if (spec.kind === 'beckett') {
@@ -65,7 +76,7 @@ async function main(): Promise<void> {
             noop: {
               category: spec.category ?? 'bench',
               batchSize: spec.batchSize ?? 100,
-              handler: () => undefined,
+              handler: (m: { data: unknown }) => started(m.data),
             },
           },
         },
@@ -80,7 +91,7 @@ async function main(): Promise<void> {
         onError: (e) => send({ t: 'error', message: e.message }),
       });
       await worker.start();
-      return worker;
+      return { stop: () => worker.stop(), stats: () => ({ ...worker.stats() }) };
     };
   } else if (spec.kind === 'graphile') {
     const events = new EventEmitter();
@@ -96,7 +107,11 @@ async function main(): Promise<void> {
         pollInterval: 1000,
         logger: new Logger(() => () => undefined),
         events: events as never,
-        taskList: { noop: async () => undefined },
+        taskList: {
+          noop: async (payload) => {
+            started(payload);
+          },
+        },
       });
       return { stop: () => runner.stop() };
     };
@@ -126,7 +141,14 @@ async function main(): Promise<void> {
   for (const c of clients) c.release();
 
   let running: Running | undefined;
-  const timer = setInterval(() => send({ t: 'progress', n, first, last }), 25);
+  const flush = () => {
+    if (pairs.length > 0) {
+      send({ t: 'lat', pairs });
+      pairs = [];
+    }
+    send({ t: 'progress', n, first, last });
+  };
+  const timer = setInterval(flush, 25);
   process.on('message', (m: { t: string }) => {
     if (m.t === 'go') {
       void start()
@@ -139,8 +161,9 @@ async function main(): Promise<void> {
         clearInterval(timer);
         await running?.stop();
         await pool.end();
-        send({ t: 'progress', n, first, last });
-        send({ t: 'done', n, maxRssKb: process.resourceUsage().maxRSS });
+        flush();
+        const stats = running?.stats?.();
+        send({ t: 'done', n, maxRssKb: process.resourceUsage().maxRSS, ...(stats ? { stats } : {}) });
         process.disconnect?.();
       })();
     }

@@ -11,10 +11,13 @@ export interface ChildrenResult {
   secondsFromFirst: number;
   /** Peak RSS of each child, in MiB. */
   maxRssMb: number[];
+  /** Runtime counters of each child that has them (createWorker's stats()). */
+  stats: (Record<string, number> | undefined)[];
   errors: string[];
 }
 
-const now = () => performance.timeOrigin + performance.now();
+/** Milliseconds on the system's monotonic clock: comparable across processes on one machine. */
+export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 /**
  * Start one child per spec, wait until all are ready, tell them to go, and wait until together
@@ -26,7 +29,15 @@ export async function runChildren(
   timeoutMs = 120_000,
 ): Promise<ChildrenResult> {
   const children: ChildProcess[] = [];
-  const state = specs.map(() => ({ n: 0, first: 0, last: 0, rss: 0, ready: false, done: false }));
+  const state = specs.map(() => ({
+    n: 0,
+    first: 0,
+    last: 0,
+    rss: 0,
+    ready: false,
+    done: false,
+    stats: undefined as Record<string, number> | undefined,
+  }));
   const errors: string[] = [];
   let wake: () => void = () => undefined;
   const changed = () =>
@@ -41,7 +52,15 @@ export async function runChildren(
     });
     child.on(
       'message',
-      (m: { t: string; n?: number; first?: number; last?: number; maxRssKb?: number; message?: string }) => {
+      (m: {
+        t: string;
+        n?: number;
+        first?: number;
+        last?: number;
+        maxRssKb?: number;
+        message?: string;
+        stats?: Record<string, number>;
+      }) => {
         const s = state[i]!;
         if (m.t === 'ready') s.ready = true;
         else if (m.t === 'progress') {
@@ -89,9 +108,67 @@ export async function runChildren(
       seconds: (last - go) / 1000,
       secondsFromFirst: (last - first) / 1000,
       maxRssMb: state.map((s) => s.rss / 1024),
+      stats: state.map((s) => s.stats),
       errors,
     };
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   }
+}
+
+export interface LatencyChild {
+  /** Resolves when the child is connected and waiting for go(). */
+  ready: Promise<void>;
+  go(): void;
+  /** Stop the child; resolves with its peak RSS in MiB and its runtime counters, if any. */
+  stop(): Promise<{ rssMb: number; stats: Record<string, number> | undefined }>;
+  errors: string[];
+}
+
+/** One child whose handler start times (by seq) are passed to `onStarted` as they arrive. */
+export function startLatencyChild(
+  spec: ChildSpec,
+  onStarted: (seq: number, at: number) => void,
+): LatencyChild {
+  const child = fork(join(benchDir(), 'lib', 'workerChild.ts'), [], {
+    execArgv: ['--import', 'jiti/register'],
+    env: { ...process.env, BENCH_CHILD: JSON.stringify({ ...spec, latency: true }) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const errors: string[] = [];
+  let rss = 0;
+  let stats: Record<string, number> | undefined;
+  let readyResolve: () => void = () => undefined;
+  const ready = new Promise<void>((r) => {
+    readyResolve = r;
+  });
+  const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  child.on('exit', () => readyResolve());
+  type Msg = {
+    t: string;
+    pairs?: [number, number][];
+    maxRssKb?: number;
+    message?: string;
+    stats?: Record<string, number>;
+  };
+  child.on('message', (m: Msg) => {
+    if (m.t === 'ready') readyResolve();
+    else if (m.t === 'lat') for (const [seq, at] of m.pairs ?? []) onStarted(seq, at);
+    else if (m.t === 'done') {
+      rss = (m.maxRssKb ?? 0) / 1024;
+      stats = m.stats;
+    } else if (m.t === 'error' && errors.length < 5) errors.push(m.message ?? 'error');
+  });
+  return {
+    ready,
+    errors,
+    go: () => child.send({ t: 'go' }),
+    async stop() {
+      if (child.connected) child.send({ t: 'stop' });
+      const timeout = new Promise<void>((r) => setTimeout(r, 30_000).unref());
+      await Promise.race([exited, timeout]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+      return { rssMb: rss, stats };
+    },
+  };
 }
