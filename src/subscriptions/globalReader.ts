@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { ResolvedGroup, ResolvedSubscription } from '../config/types.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
+import { oldestOpenTransaction } from '../store/readLog.js';
 
 /*
  * The global reader of a group. Each round is one transaction that:
@@ -214,6 +215,27 @@ export async function readerRound(
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+const waitingSql = (ctx: SqlContext) =>
+  `SELECT count(*)::int AS n FROM ${ctx.s}.messages
+    WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())`;
+
+/**
+ * Why a reader sees nothing while messages exist: a transaction open for 30 s or more holds the
+ * snapshot's xmin back. Returns a description when messages are waiting behind such a transaction.
+ */
+export async function heldBack(
+  db: Queryable,
+  ctx: SqlContext,
+  minAgeSeconds = 30,
+): Promise<string | undefined> {
+  const blocker = await oldestOpenTransaction(db, minAgeSeconds);
+  if (!blocker) return undefined;
+  const { rows } = await db.query<{ n: number }>(waitingSql(ctx));
+  const waiting = rows[0]?.n ?? 0;
+  if (waiting === 0) return undefined;
+  return `${waiting} committed messages wait behind transaction pid ${blocker.pid} (${blocker.database ?? 'no database'}, ${blocker.applicationName || 'no application name'}, ${blocker.state}) open for ${Math.round(blocker.ageSeconds)} s: ${blocker.query.slice(0, 120)}`;
 }
 
 /** Convenience for tests and tools: one round on a pooled connection. */

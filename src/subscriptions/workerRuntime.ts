@@ -10,7 +10,7 @@ import { createMessageStore, type MessageStore } from '../store/messageStore.js'
 import { channelFor } from '../store/notifications.js';
 import { instrumentSubscription } from '../telemetry/instrumentSubscription.js';
 import { claimCheckpoint, releaseWorkerLeases } from './claimCheckpoint.js';
-import { readerRound } from './globalReader.js';
+import { heldBack, readerRound } from './globalReader.js';
 import { connectGuarded, guardPool } from './guardPool.js';
 import { CoalescedNotify, checkpointsPayload, listenForWakeups } from './listenForWakeups.js';
 import { type ProcessResult, processCheckpoint } from './processCheckpoint.js';
@@ -48,6 +48,11 @@ export interface WorkerOptions {
   onProcessed?: (event: ProcessedEvent) => void;
   /** Errors the worker survives (database away, a service that threw); the library never prints. */
   onError?: (error: Error, where: string) => void;
+  /**
+   * Conditions worth an operator's attention that are not errors: a transaction open for more than
+   * 30 s while messages wait behind it (gap-safe reads cannot pass it). At most every 30 s.
+   */
+  onWarning?: (message: string) => void;
 }
 
 export interface ProcessedEvent {
@@ -144,6 +149,7 @@ export function createWorker(opts: WorkerOptions): Worker {
   let started: Promise<void> | undefined;
   let stopped: Promise<void> | undefined;
 
+  let lastHeldBackCheck = Date.now();
   async function readerLoop(): Promise<void> {
     const interval = new AdaptiveInterval(20, maxPollMs);
     let errorDelay = 100;
@@ -167,6 +173,11 @@ export function createWorker(opts: WorkerOptions): Worker {
         }
         if (round.full) continue;
         if (round.read > 0) interval.busy();
+        else if (opts.onWarning && Date.now() - lastHeldBackCheck > 30_000) {
+          lastHeldBackCheck = Date.now();
+          const held = await heldBack(pool, ctx).catch(() => undefined);
+          if (held) opts.onWarning(held);
+        }
         // Another process reads for the group: poll slowly, in case it dies.
         await readerWake.wait(round.locked ? maxPollMs : interval.idle(), signal);
       } catch (err) {

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { claimCheckpoint } from '../../src/subscriptions/claimCheckpoint.js';
-import { runReaderRound } from '../../src/subscriptions/globalReader.js';
+import { heldBack, runReaderRound } from '../../src/subscriptions/globalReader.js';
 import { registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 import { configWith, delay, startWorker, until } from './helpers.js';
@@ -31,6 +31,11 @@ describe('log visibility, reader exclusivity, crashed leases', () => {
     await db.store.withTransaction(t1 as unknown as pg.PoolClient).append('lot-a', { type: 't', data: {} });
     await delay(700);
     expect(seen).toEqual([]);
+    // The worker can say why it sees nothing.
+    const ctx = { schema: db.schema, s: `"${db.schema}"`, prepared: false };
+    expect(await heldBack(db.pool, ctx, 0)).toMatch(
+      /^\d+ committed messages wait behind transaction pid \d+/,
+    );
     await t1.query('COMMIT');
     await until(() => seen.length >= 2, 'both messages');
     await w.stop();

@@ -166,6 +166,7 @@ async function runWorkerCommand(
       leaseMs: run.leaseMs,
       ...(run.childId ? { workerId: run.childId } : {}),
       onError: sayError,
+      onWarning: (message) => warn(`es worker: warning: ${message}`),
       onProcessed: (e) => {
         if (e.error)
           warn(
