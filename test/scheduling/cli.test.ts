@@ -31,7 +31,7 @@ describe('es schedule', () => {
     );
 
     const json = await run(['schedule', 'list', '--json', '--stream', 'order-9']);
-    expect(JSON.parse(json.stdout)).toMatchObject({
+    expect(JSON.parse(String(json.stdout))).toMatchObject({
       kind: 'scheduled',
       id,
       stream: 'order-9',

@@ -3,9 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HandlerContext } from '../../src/config/types.js';
 import { resolveConfig } from '../../src/config/validate.js';
 import { ExitCode } from '../../src/errors.js';
 import { scheduleMessage } from '../../src/scheduling/scheduleMessage.js';
+import type { RecordedMessage } from '../../src/store/types.js';
 import { createWorker } from '../../src/subscriptions/workerRuntime.js';
 import { ES_BIN, es } from '../helpers/cli.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
@@ -62,7 +64,7 @@ describe('es health', () => {
             watch: {
               category: 'hw',
               maxRetries: 0,
-              handler: async (m, ctx) => {
+              handler: async (m: RecordedMessage, ctx: HandlerContext) => {
                 if (m.type === 'poison') throw new Error('cannot handle poison');
                 if (m.type === 'slow')
                   await new Promise<void>((r) => {
@@ -83,7 +85,7 @@ describe('es health', () => {
     try {
       const ok = await run(['health', '--json']);
       expect(ok.exitCode).toBe(0);
-      expect(JSON.parse(ok.stdout)).toMatchObject({
+      expect(JSON.parse(String(ok.stdout))).toMatchObject({
         healthy: true,
         groups: [{ name: 'G', healthy: true, liveWorkers: 1, problems: [] }],
       });
@@ -108,7 +110,7 @@ describe('es health', () => {
         'the failed checkpoint',
       );
       const failed = await run(['health', '--max-lag', '100', '--json']);
-      expect(JSON.parse(failed.stdout).groups[0].problems).toEqual(['watch: 1 failed checkpoint']);
+      expect(JSON.parse(String(failed.stdout)).groups[0].problems).toEqual(['watch: 1 failed checkpoint']);
     } finally {
       await worker.stop();
     }
@@ -160,18 +162,18 @@ describe('es worker with scheduling and --http-port', () => {
 
       const list = await run(['schedule', 'list', '--json']);
       expect(list.exitCode).toBe(0);
-      const rows = list.stdout
+      const rows: Record<string, string>[] = String(list.stdout)
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l));
-      const recurring = rows.find((r) => r.kind === 'recurring');
+      const recurring = rows.find((r) => r.kind === 'recurring')!;
       expect(recurring).toMatchObject({
         name: 'every-second',
         cron: '* * * * * *',
         timezone: 'UTC',
         stream: 'beat-1',
       });
-      expect(Date.parse(recurring.nextOccurrenceAt)).toBeGreaterThan(Date.now() - 5000);
+      expect(Date.parse(recurring.nextOccurrenceAt!)).toBeGreaterThan(Date.now() - 5000);
 
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       expect(metrics).toMatch(/beckett_scheduled_delivered_total [1-9]/);

@@ -2,6 +2,7 @@ import { context, metrics, SpanKind, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import {
   AggregationTemporality,
+  type DataPoint,
   InMemoryMetricExporter,
   MeterProvider,
   PeriodicExportingMetricReader,
@@ -72,9 +73,9 @@ async function collect(): Promise<ResourceMetrics> {
   return all[all.length - 1]!;
 }
 
-function points(rm: ResourceMetrics, name: string) {
+function points(rm: ResourceMetrics, name: string): DataPoint<unknown>[] {
   return rm.scopeMetrics.flatMap((s) =>
-    s.metrics.filter((m) => m.descriptor.name === name).flatMap((m) => m.dataPoints),
+    s.metrics.filter((m) => m.descriptor.name === name).flatMap((m) => m.dataPoints as DataPoint<unknown>[]),
   );
 }
 
