@@ -72,7 +72,8 @@ const snapshot: LagSnapshot = {
   ],
 };
 
-const strip = (s: string | undefined) => (s ?? '').replace(/\x1b\[[0-9;]*m/g, '');
+const ESC = String.fromCharCode(27);
+const strip = (s: string | undefined) => (s ?? '').replace(new RegExp(`${ESC}\\[[0-9;]*m`, 'g'), '');
 
 describe('LagView', () => {
   it('renders groups, subscriptions, the selection and the blocking transaction at a fixed width', () => {
@@ -139,10 +140,10 @@ describe('LagApp', () => {
       />,
     );
     const frame = () => strip(app.lastFrame());
-    await until(() => frame().includes('› allocate'));
-    await until(() => fetches >= 3);
+    await until(() => frame().includes('› allocate'), 'first frame');
+    await until(() => fetches >= 3, 'fetches');
     app.stdin.write('\u001B[B'); // arrow down
-    await until(() => frame().includes('› notify'));
+    await until(() => frame().includes('› notify'), `› notify in\n${frame()}`);
     app.stdin.write('r');
     await until(() => frame().includes('retried 2 failed checkpoints of InventoryAllocation/notify'));
     expect(retried).toEqual(['InventoryAllocation/notify']);
@@ -174,10 +175,10 @@ describe('LagApp', () => {
   });
 });
 
-async function until(check: () => boolean, ms = 15_000): Promise<void> {
+async function until(check: () => boolean, what = 'a condition', ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out');
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }

@@ -1,5 +1,5 @@
 import { useApp, useInput, useStdout } from 'ink';
-import { useState } from 'react';
+import { useRef, useState } from 'react';
 import type { LagSnapshot } from '../../operations/lagSnapshot.js';
 import { flattenSubscriptions, LagView, MIN_WIDTH } from './LagView.js';
 import { useLagSnapshot } from './useLagSnapshot.js';
@@ -23,16 +23,20 @@ export function LagApp({ fetch, retryFailed, intervalMs = 1000, width }: LagAppP
   const [notice, setNotice] = useState<string | undefined>(undefined);
   const subs = flattenSubscriptions(snapshot);
   const current = Math.min(selected, Math.max(0, subs.length - 1));
+  // Keys act on what is on screen now: the input handler may be one render behind.
+  const latest = useRef({ subs, current });
+  latest.current = { subs, current };
 
   useInput((input, key) => {
     if (input === 'q' || (key.ctrl && input === 'c') || key.escape) {
       exit();
       return;
     }
-    if (key.upArrow) setSelected(Math.max(0, current - 1));
-    if (key.downArrow) setSelected(Math.min(Math.max(0, subs.length - 1), current + 1));
+    const now = latest.current;
+    if (key.upArrow) setSelected(Math.max(0, now.current - 1));
+    if (key.downArrow) setSelected(Math.min(Math.max(0, now.subs.length - 1), now.current + 1));
     if (input === 'r') {
-      const s = subs[current];
+      const s = now.subs[now.current];
       if (!s) return;
       if (s.failed === 0) {
         setNotice(`${s.group}/${s.name} has no failed checkpoints.`);
