@@ -288,3 +288,61 @@ describe('worker runtime (in process)', () => {
     });
   });
 });
+
+describe('batch and transactional handlers', () => {
+  it('gives a batch handler the messages of one stream in order', async () => {
+    const batches: { stream: string; positions: number[] }[] = [];
+    const config = configWith(db.schema, {
+      bt: {
+        category: 'bt',
+        batchSize: 4,
+        batchHandler: (ms) => {
+          batches.push({ stream: ms[0]!.streamName, positions: ms.map((m) => m.streamPosition) });
+        },
+      },
+    });
+    await db.store.append(
+      'bt-1',
+      range(10).map((i) => ({ type: 't', data: { i } })),
+    );
+    const w = startWorker(db, config);
+    await w.start();
+    await until(() => batches.flatMap((b) => b.positions).length >= 10, 'all batches');
+    await w.stop();
+    expect(batches.every((b) => b.stream === 'bt-1' && b.positions.length <= 4)).toBe(true);
+    expect(batches.flatMap((b) => b.positions)).toEqual(range(10));
+  });
+
+  it('runs a transactional handler in the checkpoint transaction: a failed attempt leaves no writes', async () => {
+    let calls = 0;
+    const config = configWith(db.schema, {
+      tx: {
+        category: 'txn',
+        transactional: true,
+        backoff: { initialMs: 20, maxMs: 50 },
+        handler: async (m, ctx) => {
+          calls++;
+          expect(ctx.client).toBeDefined();
+          await ctx.store.append(`echo-${m.streamName}`, { type: 'echoed', data: { attempt: ctx.attempt } });
+          if (ctx.attempt === 1) throw new Error('first attempt fails after writing');
+        },
+      },
+    });
+    const w = startWorker(db, config);
+    await w.start();
+    const cause = await db.store.append('txn-1', {
+      type: 't',
+      data: {},
+      metadata: { correlationId: 'corr-1' },
+    });
+    expect(cause.streamVersion).toBe(1);
+    await until(async () => (await db.store.readStream('echo-txn-1')).length >= 1, 'the echo');
+    await delay(200);
+    await w.stop();
+    const echoes = await db.store.readStream('echo-txn-1');
+    expect(calls).toBe(2);
+    expect(echoes.map((e) => e.data)).toEqual([{ attempt: 2 }]);
+    const [original] = await db.store.readStream('txn-1');
+    expect(echoes[0]!.metadata).toMatchObject({ correlationId: 'corr-1', causationId: original!.id });
+  });
+});

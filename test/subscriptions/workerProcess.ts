@@ -17,6 +17,8 @@ export function writeWorkerConfig(
     projection?: boolean;
     concurrency?: number;
     category?: string;
+    /** Record (stream, -position) when a call starts, before the delay. */
+    announce?: boolean;
   } = {},
 ): string {
   const dir = mkdtempSync(join(tmpdir(), 'beckett-worker-'));
@@ -35,6 +37,11 @@ export default {
           category: '${opts.category ?? 'w'}',
           batchSize: ${opts.batchSize ?? 100},
           handler: async (m, ctx) => {
+            ${
+              opts.announce
+                ? `await ctx.store.pool.query('INSERT INTO "${schema}".calls (stream, pos, pid) VALUES ($1, $2, $3)', [m.streamName, -m.streamPosition, process.pid]);`
+                : ''
+            }
             await sleep(${delay});
             await ctx.store.pool.query(
               'INSERT INTO "${schema}".calls (stream, pos, pid) VALUES ($1, $2, $3)',

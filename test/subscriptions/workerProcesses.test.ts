@@ -147,3 +147,32 @@ describe('es worker processes', () => {
     expect(notMigrated.stderrText()).toContain('es migrate');
   });
 });
+
+describe('es worker shutdown', () => {
+  it('drains on the first SIGTERM, and stops at once (exit 1) on the second while a handler hangs', async () => {
+    const config = writeWorkerConfig(db.schema, { handlerDelayMs: 60_000, category: 'hang', announce: true });
+    const worker = spawnWorker(['--config', config, '--group', 'G', '--concurrency', '1'], {
+      DATABASE_URL: db.url,
+    });
+    await db.store.append('hang-1', { type: 't', data: {} });
+    await until(
+      async () =>
+        (await count(`SELECT count(*) AS n FROM "${db.schema}".calls WHERE stream = 'hang-1'`)) === 1,
+      'the handler to start',
+    );
+    worker.kill('SIGTERM');
+    await until(() => worker.stderrText().includes('draining'), 'the drain to start');
+    // Still draining: the handler has 60 s to go.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(worker.exitCode).toBeNull();
+    const started = Date.now();
+    worker.kill('SIGTERM');
+    const result = await worker;
+    expect(result.exitCode).toBe(1);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // Started, never finished.
+    expect(
+      await count(`SELECT count(*) AS n FROM "${db.schema}".calls WHERE stream = 'hang-1' AND pos > 0`),
+    ).toBe(0);
+  });
+});

@@ -217,6 +217,7 @@ async function supervise(
   const { warn } = await import('../output.js');
   const { createSupervisor } = await import('../../subscriptions/supervisor.js');
   const { releaseWorkerLeases } = await import('../../subscriptions/claimCheckpoint.js');
+  const { removeWorker } = await import('../../subscriptions/workersTable.js');
   const { escapeIdentifier } = await import('../../db/identifier.js');
   const sqlCtx = { schema: ctx.schema, s: escapeIdentifier(ctx.schema), prepared: false };
   const runId = `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
@@ -241,6 +242,7 @@ async function supervise(
     // The child is gone, so nothing can be in flight under its leases: hand them back now.
     onExit: async (workerId) => {
       await releaseWorkerLeases(ctx.pool, sqlCtx, workerId);
+      await removeWorker(ctx.pool, sqlCtx, workerId);
     },
     log: (line) => warn(`es worker: ${line}`),
   });
