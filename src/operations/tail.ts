@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { MessageDefinition } from '../config/types.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
+import { isConnectionError } from '../db/sqlstate.js';
 import { upcast } from '../store/messageTypes.js';
 import { channelFor } from '../store/notifications.js';
 import { logEnd, readCategory } from '../store/readLog.js';
@@ -25,6 +26,8 @@ export interface TailOptions {
   pollMs?: number;
   /** Messages read per query. Default 500. */
   batchSize?: number;
+  /** Wait before reconnecting after the server went away. Default 1000. */
+  reconnectMs?: number;
   /** Message definitions whose upcasters apply to what is yielded. */
   definitions?: Record<string, MessageDefinition>;
 }
@@ -89,6 +92,7 @@ export async function* tailMessages(
   const types = opts.types?.length ? new Set(opts.types) : undefined;
   const signal = opts.signal;
   const defs = opts.definitions ?? {};
+  const reconnectMs = opts.reconnectMs ?? 1000;
 
   let wake: (() => void) | undefined;
   let woken = false;
@@ -96,17 +100,10 @@ export async function* tailMessages(
     woken = true;
     wake?.();
   };
-  let listener: pg.PoolClient | undefined;
-  if (follow) {
-    listener = await pool.connect();
-    listener.on('notification', onWake);
-    await listener.query(`LISTEN "${channelFor(ctx.schema).replace(/"/g, '""')}"`);
-  }
-  signal?.addEventListener('abort', onWake);
-  const sleep = () =>
+  const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
       if (woken || signal?.aborted) return resolve();
-      const timer = setTimeout(done, pollMs);
+      const timer = setTimeout(done, ms);
       function done() {
         clearTimeout(timer);
         wake = undefined;
@@ -114,45 +111,82 @@ export async function* tailMessages(
       }
       wake = done;
     });
+  let listener: pg.PoolClient | undefined;
+  let listenerBroken = false;
+  const listen = async () => {
+    const client = await pool.connect();
+    client.on('notification', onWake);
+    // A dead listening connection must not crash the process: the loop listens again.
+    client.on('error', () => {
+      if (listener === client) listenerBroken = true;
+    });
+    await client.query(`LISTEN "${channelFor(ctx.schema).replace(/"/g, '""')}"`);
+    listener = client;
+  };
+  const unlisten = async (broken: boolean) => {
+    const client = listener;
+    listener = undefined;
+    listenerBroken = false;
+    if (!client) return;
+    client.off('notification', onWake);
+    if (!broken) await client.query('UNLISTEN *').catch(() => undefined);
+    client.release(broken ? true : undefined);
+  };
+  signal?.addEventListener('abort', onWake);
+
+  /* One read from where the tail is; resolves to whether a full batch came back (read on at once). */
+  let read: () => Promise<{ messages: RecordedMessage[]; full: boolean }>;
+  if ('category' in opts.target) {
+    const category = opts.target.category;
+    let after: LogPosition | undefined;
+    read = async () => {
+      after ??= await categoryStart(pool, ctx, from);
+      const r = await readCategory(pool, ctx, category, {
+        after,
+        limit: batchSize,
+        ...(opts.types?.length ? { types: opts.types } : {}),
+      });
+      after = r.position;
+      return { messages: r.messages, full: r.messages.length === batchSize };
+    };
+  } else {
+    const stream = opts.target.stream;
+    let last: number | undefined;
+    read = async () => {
+      last ??= await streamStart(pool, ctx, stream, from);
+      const messages = await readStream(pool, ctx, stream, { from: last + 1, limit: batchSize });
+      const lastRead = messages[messages.length - 1];
+      if (lastRead) last = lastRead.streamPosition;
+      return { messages, full: messages.length === batchSize };
+    };
+  }
 
   try {
-    if ('category' in opts.target) {
-      const category = opts.target.category;
-      let after = await categoryStart(pool, ctx, from);
-      while (!signal?.aborted) {
+    while (!signal?.aborted) {
+      let batch: { messages: RecordedMessage[]; full: boolean };
+      try {
+        if (listenerBroken) await unlisten(true);
+        if (follow && !listener) await listen();
         woken = false;
-        const r = await readCategory(pool, ctx, category, { after, limit: batchSize });
-        after = r.position;
-        for (const m of upcast(
-          defs,
-          r.messages.filter((m) => keep(m, from, types)),
-        ))
-          yield m;
-        if (r.messages.length === batchSize) continue;
-        if (!follow) return;
-        await sleep();
+        batch = await read();
+      } catch (err) {
+        // The server went away (restart, failover): keep the place and try again, as tail -F does.
+        if (!follow || !isConnectionError(err)) throw err;
+        await unlisten(true);
+        await sleep(reconnectMs);
+        continue;
       }
-    } else {
-      const stream = opts.target.stream;
-      let last = await streamStart(pool, ctx, stream, from);
-      while (!signal?.aborted) {
-        woken = false;
-        const messages = await readStream(pool, ctx, stream, { from: last + 1, limit: batchSize });
-        for (const m of messages) {
-          last = m.streamPosition;
-          if (keep(m, from, types)) yield upcast(defs, [m])[0] ?? m;
-        }
-        if (messages.length === batchSize) continue;
-        if (!follow) return;
-        await sleep();
-      }
+      for (const m of upcast(
+        defs,
+        batch.messages.filter((m) => keep(m, from, types)),
+      ))
+        yield m;
+      if (batch.full) continue;
+      if (!follow) return;
+      await sleep(pollMs);
     }
   } finally {
     signal?.removeEventListener('abort', onWake);
-    if (listener) {
-      listener.off('notification', onWake);
-      await listener.query('UNLISTEN *').catch(() => undefined);
-      listener.release();
-    }
+    await unlisten(false);
   }
 }

@@ -143,3 +143,23 @@ describe('es tail', () => {
     expect(String(name.stderr)).toMatch(/Invalid stream name/);
   });
 });
+
+describe('es tail when the server drops its connections', () => {
+  it('reconnects and carries on from where it was', async () => {
+    const head = (await db.store.append('ship-1', { type: 'made', data: { n: 0 } })).globalPosition;
+    const { child, lines } = spawnTail(['ship', '--from', String(head), '--json']);
+    await until(() => lines.length >= 1, 'the first message');
+    // Only this file's tail: its queries name this file's schema.
+    const killed = await db.pool.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE application_name = 'beckett-cli' AND query LIKE '%' || $1 || '%'`,
+      [db.schema],
+    );
+    expect(killed.rowCount).toBeGreaterThan(0);
+    await db.store.append('ship-1', { type: 'sailed', data: { n: 1 } });
+    await until(() => lines.length >= 2, 'the message after the reconnect');
+    expect(lines.map((l) => JSON.parse(l).type)).toEqual(['made', 'sailed']);
+    child.kill('SIGINT');
+    expect((await child).exitCode).toBe(0);
+  });
+});
