@@ -1,4 +1,6 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -185,5 +187,62 @@ describe('es worker with scheduling and --http-port', () => {
     const result = await child;
     expect(result.exitCode).toBe(0);
     expect(stderr).toMatch(/stopped/);
+  });
+});
+
+describe('es worker with OTEL_EXPORTER_OTLP_ENDPOINT', () => {
+  it('starts the SDK and exports the handler spans and metrics over OTLP/HTTP', async () => {
+    const received: { path: string; body: string }[] = [];
+    const collector = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        received.push({ path: req.url ?? '', body: Buffer.concat(chunks).toString('latin1') });
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
+    const port = (collector.address() as AddressInfo).port;
+    let stderr = '';
+    const child = execa('node', [ES_BIN, '--config', configFile, 'worker', '--group', 'G'], {
+      reject: false,
+      env: {
+        NO_COLOR: '1',
+        ...env(),
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+        OTEL_SERVICE_NAME: 'beckett-otlp-test',
+      },
+      timeout: 60_000,
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    try {
+      await until(() => /running group G/.test(stderr), 'the worker to start');
+      await db.store.append('hw-otlp', { type: 'ping', data: {} });
+      await until(async () => {
+        const { rows } = await db.pool.query(
+          `SELECT 1 FROM "${db.schema}".checkpoints WHERE stream_name = 'hw-otlp' AND stream_position = 1`,
+        );
+        return rows.length === 1;
+      }, 'the message to be handled');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect((await child).exitCode).toBe(0);
+    collector.close();
+    const traces = received
+      .filter((r) => r.path === '/v1/traces')
+      .map((r) => r.body)
+      .join('');
+    const metrics = received
+      .filter((r) => r.path === '/v1/metrics')
+      .map((r) => r.body)
+      .join('');
+    // Span names and attribute values travel as plain strings in JSON and in protobuf alike.
+    expect(traces).toContain('watch process');
+    expect(traces).toContain('hw-otlp');
+    expect(traces).toContain('beckett-otlp-test');
+    expect(metrics).toContain('beckett.messages.processed');
   });
 });
