@@ -73,6 +73,8 @@ CREATE FUNCTION __SCHEMA__.append_with_condition(
 ) RETURNS TABLE (stream_name text, stream_version bigint, last_global_position bigint, transaction_id text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
+  v_xmax xid8;
+  v_xip xid8[];
   v_types text[];
   v_tags text[];
   v_match bigint;
@@ -96,51 +98,46 @@ BEGIN
     -- Unknown position: count every matching message (the safe side).
     IF p_after_xid IS NULL THEN p_after_gp := NULL; END IF;
   END IF;
-  IF p_after_snapshot IS NULL AND p_after_gp IS NULL THEN
-    -- "No matching message at all" is "none newer than the empty snapshot before every transaction".
-    p_after_snapshot := '1:1:'::pg_snapshot;
+  IF p_after_snapshot IS NOT NULL THEN
+    -- Not visible in the read's snapshot: running then (xip) or started after it (>= xmax).
+    v_xmax := pg_snapshot_xmax(p_after_snapshot);
+    v_xip := ARRAY(SELECT pg_snapshot_xip(p_after_snapshot));
   END IF;
 
   -- A later statement than the locks: a fresh snapshot that sees every commit made under them.
-  -- Static queries per item shape, so plpgsql caches their plans (GIN for tags).
+  -- With a position or snapshot, only the messages after it are scanned (the log index; the
+  -- ORDER BY keeps plpgsql's cached generic plan on it); tags are then a plain filter
+  -- (arraycontains, not @>) so the planner does not pick the GIN index, whose pending list every
+  -- GIN scan has to read. Without one, the GIN index finds the tags.
   FOR v_i IN 1 .. coalesce(array_length(p_item_types, 1), 0) LOOP
     v_types := CASE WHEN p_item_types[v_i] = '' THEN NULL ELSE string_to_array(p_item_types[v_i], chr(31)) END;
     v_tags := CASE WHEN p_item_tags[v_i] = '' THEN NULL ELSE string_to_array(p_item_tags[v_i], chr(31)) END;
     v_match := NULL;
-    IF p_after_gp IS NOT NULL THEN
-      IF v_tags IS NOT NULL AND v_types IS NOT NULL THEN
+    IF p_after_snapshot IS NOT NULL THEN
+      SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+       WHERE m.transaction_id >= v_xmax
+         AND (v_tags IS NULL OR arraycontains(m.tags, v_tags))
+         AND (v_types IS NULL OR m.type = ANY(v_types))
+       ORDER BY m.transaction_id LIMIT 1;
+      IF v_match IS NULL AND cardinality(v_xip) > 0 THEN
         SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
-         WHERE m.tags @> v_tags AND m.type = ANY(v_types)
-           AND (m.transaction_id, m.global_position) > (p_after_xid, p_after_gp) LIMIT 1;
-      ELSIF v_tags IS NOT NULL THEN
-        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
-         WHERE m.tags @> v_tags AND (m.transaction_id, m.global_position) > (p_after_xid, p_after_gp) LIMIT 1;
-      ELSIF v_types IS NOT NULL THEN
-        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
-         WHERE m.type = ANY(v_types) AND (m.transaction_id, m.global_position) > (p_after_xid, p_after_gp) LIMIT 1;
-      ELSE
-        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
-         WHERE (m.transaction_id, m.global_position) > (p_after_xid, p_after_gp) LIMIT 1;
+         WHERE m.transaction_id = ANY(v_xip)
+           AND (v_tags IS NULL OR arraycontains(m.tags, v_tags))
+           AND (v_types IS NULL OR m.type = ANY(v_types))
+         LIMIT 1;
       END IF;
+    ELSIF p_after_gp IS NOT NULL THEN
+      SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+       WHERE (m.transaction_id, m.global_position) > (p_after_xid, p_after_gp)
+         AND (v_tags IS NULL OR arraycontains(m.tags, v_tags))
+         AND (v_types IS NULL OR m.type = ANY(v_types))
+       ORDER BY m.transaction_id, m.global_position LIMIT 1;
+    ELSIF v_tags IS NOT NULL THEN
+      SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+       WHERE m.tags @> v_tags AND (v_types IS NULL OR m.type = ANY(v_types)) LIMIT 1;
     ELSE
-      IF v_tags IS NOT NULL AND v_types IS NOT NULL THEN
-        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
-         WHERE m.tags @> v_tags AND m.type = ANY(v_types)
-           AND m.transaction_id >= pg_snapshot_xmin(p_after_snapshot)
-           AND NOT pg_visible_in_snapshot(m.transaction_id, p_after_snapshot) LIMIT 1;
-      ELSIF v_tags IS NOT NULL THEN
-        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
-         WHERE m.tags @> v_tags AND m.transaction_id >= pg_snapshot_xmin(p_after_snapshot)
-           AND NOT pg_visible_in_snapshot(m.transaction_id, p_after_snapshot) LIMIT 1;
-      ELSIF v_types IS NOT NULL THEN
-        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
-         WHERE m.type = ANY(v_types) AND m.transaction_id >= pg_snapshot_xmin(p_after_snapshot)
-           AND NOT pg_visible_in_snapshot(m.transaction_id, p_after_snapshot) LIMIT 1;
-      ELSE
-        SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
-         WHERE m.transaction_id >= pg_snapshot_xmin(p_after_snapshot)
-           AND NOT pg_visible_in_snapshot(m.transaction_id, p_after_snapshot) LIMIT 1;
-      END IF;
+      SELECT m.global_position INTO v_match FROM __SCHEMA__.messages m
+       WHERE v_types IS NULL OR m.type = ANY(v_types) LIMIT 1;
     END IF;
     IF v_match IS NOT NULL THEN
       RAISE EXCEPTION USING ERRCODE = 'BKC01', MESSAGE = 'append condition failed', DETAIL = v_match::text;

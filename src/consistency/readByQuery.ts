@@ -148,13 +148,16 @@ export interface ReadForDecisionResult extends DecisionSnapshot {
  * The first page takes the snapshot in the same statement; later pages see the same set by
  * filtering on visibility in it.
  */
+// Not seen by the `since` read: running then (xip) or started after it (>= xmax).
+const SINCE = `AND ($1::pg_snapshot IS NULL OR transaction_id >= pg_snapshot_xmax($1::pg_snapshot)
+         OR transaction_id = ANY(ARRAY(SELECT pg_snapshot_xip($1::pg_snapshot))))`;
+
 const firstPageSql = (ctx: SqlContext, filter: string) =>
   `WITH s AS (SELECT pg_current_snapshot() AS snap)
    SELECT s.snap::text AS snapshot, m.* FROM s LEFT JOIN LATERAL (
      SELECT ${MESSAGE_COLUMNS} FROM ${ctx.s}.messages
       WHERE ${filter}
-        AND ($1::pg_snapshot IS NULL OR (transaction_id >= pg_snapshot_xmin($1::pg_snapshot)
-             AND NOT pg_visible_in_snapshot(transaction_id, $1::pg_snapshot)))
+        ${SINCE}
       ORDER BY transaction_id, global_position LIMIT $2) m ON true`;
 
 const nextPageSql = (ctx: SqlContext, filter: string) =>
@@ -162,8 +165,7 @@ const nextPageSql = (ctx: SqlContext, filter: string) =>
     WHERE (transaction_id, global_position) > ($3::xid8, $4::bigint)
       AND pg_visible_in_snapshot(transaction_id, $5::pg_snapshot)
       AND ${filter}
-      AND ($1::pg_snapshot IS NULL OR (transaction_id >= pg_snapshot_xmin($1::pg_snapshot)
-           AND NOT pg_visible_in_snapshot(transaction_id, $1::pg_snapshot)))
+      ${SINCE}
     ORDER BY transaction_id, global_position LIMIT $2`;
 
 /**
