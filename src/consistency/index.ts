@@ -1,6 +1,6 @@
 /** Consistency models: tag queries, conditional (DCB) appends, deciders, snapshots. */
 export type { CommandExecutorOptions, ExecuteResult, LoadedState } from './commandExecutor.js';
-export { CommandExecutor, execute, isRetryableConflict } from './commandExecutor.js';
+export { CommandExecutor, execute as executeCommand, isRetryableConflict } from './commandExecutor.js';
 export type {
   AppendCondition,
   ConditionalAppendResult,
