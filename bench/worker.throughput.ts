@@ -7,6 +7,7 @@
  *   pre-loaded before timing with graphile's add_jobs() SQL function: unbatched (one job per item)
  *   and batched (10k batch jobs whose payload is an array of 10 items, graphile's batch-job
  *   feature; counted in items).
+ * pg-boss 10 (only with BENCH_PGBOSS=1): 4 work() pollers, batchSize 100, jobs inserted before timing.
  * Baseline: raw FOR UPDATE SKIP LOCKED dequeue (DELETE ... RETURNING) of 100k rows, one row per
  *   transaction and 10 rows per transaction, same concurrency.
  */
@@ -30,6 +31,7 @@ import { type ChildrenResult, runChildren } from './lib/workerParent.js';
 const CONCURRENCY = 4;
 const POOL_SIZE = 10;
 const PER_STREAM = 10;
+const PGBOSS_BATCH = 100;
 const quiet = new Logger(() => () => undefined);
 
 interface Row {
@@ -119,6 +121,37 @@ async function main(): Promise<void> {
       label: `graphile-worker, batch jobs of ${PER_STREAM}`,
       r: check('graphile batched', await runChildren([spec('graphile', gwBatched)], total)),
     });
+
+    if (process.env.BENCH_PGBOSS === '1') {
+      // pg-boss 10 waits out its polling interval (>= 0.5 s) after every fetch, found jobs or not,
+      // so its rate is about workers x batchSize / 0.5 s: run it only when asked (BENCH_PGBOSS=1).
+      const bossSchema = uniqueName('bench_pgboss');
+      schemas.push(bossSchema);
+      const { default: PgBoss } = await import('pg-boss');
+      const boss = new PgBoss({
+        connectionString: url,
+        schema: bossSchema,
+        max: 4,
+        supervise: false,
+        schedule: false,
+      });
+      boss.on('error', () => undefined);
+      await boss.start();
+      await boss.createQueue('noop');
+      for (let from = 0; from < total; from += 1000)
+        await boss.insert(
+          Array.from({ length: Math.min(1000, total - from) }, (_, k) => ({
+            name: 'noop',
+            data: { i: from + k },
+          })),
+        );
+      await boss.stop({ graceful: false, wait: true, close: true });
+      rows.push({
+        label: `pg-boss 10, batchSize ${PGBOSS_BATCH}`,
+        r: check('pg-boss', await runChildren([spec('pgboss', bossSchema, { batch: PGBOSS_BATCH })], total)),
+        note: 'counted at handler start',
+      });
+    }
 
     for (const batch of [1, PER_STREAM]) {
       const raw = uniqueName('bench_wt_raw');

@@ -12,7 +12,7 @@ import { resolveConfig } from '../../src/config/validate.js';
 import { createPool } from '../../src/db/pool.js';
 import { createWorker } from '../../src/subscriptions/workerRuntime.js';
 
-export type ChildKind = 'beckett' | 'graphile' | 'raw-skip-locked';
+export type ChildKind = 'beckett' | 'graphile' | 'pgboss' | 'raw-skip-locked';
 
 export interface ChildSpec {
   kind: ChildKind;
@@ -20,7 +20,7 @@ export interface ChildSpec {
   schema: string;
   concurrency: number;
   poolSize: number;
-  /** raw-skip-locked: rows dequeued per transaction. */
+  /** raw-skip-locked: rows dequeued per transaction; pgboss: the work() batchSize. */
   batch?: number;
   /** beckett: messages read per claim. */
   batchSize?: number;
@@ -114,6 +114,31 @@ async function main(): Promise<void> {
         },
       });
       return { stop: () => runner.stop() };
+    };
+  } else if (spec.kind === 'pgboss') {
+    const { default: PgBoss } = await import('pg-boss');
+    const boss = new PgBoss({
+      connectionString: spec.url,
+      schema: spec.schema,
+      max: spec.poolSize,
+      supervise: false,
+      schedule: false,
+      migrate: false,
+    });
+    boss.on('error', (err: Error) => send({ t: 'error', message: err.message }));
+    await boss.start();
+    start = async () => {
+      // pg-boss 10 has no per-worker concurrency: one work() call is one polling worker.
+      for (let i = 0; i < spec.concurrency; i++) {
+        await boss.work<{ i: number }>(
+          'noop',
+          { batchSize: spec.batch ?? 1, pollingIntervalSeconds: 0.5 },
+          async (jobs) => {
+            processed(jobs.length);
+          },
+        );
+      }
+      return { stop: () => boss.stop({ graceful: true, wait: true, close: true }) };
     };
   } else {
     // The physical limit of a Postgres queue: FOR UPDATE SKIP LOCKED, delete on dequeue.
