@@ -51,6 +51,24 @@ export async function assertSubscription(
   return found;
 }
 
+/** Check that some group has a subscription of this name; otherwise NotFoundError naming them all. */
+export async function assertSubscriptionName(
+  db: Queryable,
+  ctx: SqlContext,
+  subscription: string,
+): Promise<void> {
+  const known = await knownSubscriptions(db, ctx);
+  if (known.some((k) => k.name === subscription)) return;
+  throw new NotFoundError(
+    `Unknown subscription "${subscription}" in schema "${ctx.schema}". ${
+      known.length > 0
+        ? `Known subscriptions: ${known.map((k) => `${k.group}/${k.name}`).join(', ')}.`
+        : 'No subscription is registered yet.'
+    }`,
+    'See es subscriptions for every group and subscription.',
+  );
+}
+
 export interface ResetResult {
   group: string;
   subscription: string;
@@ -111,4 +129,19 @@ export async function resetSubscription(
       position: pos.globalPosition,
     };
   });
+}
+
+const liveWorkersSql = (ctx: SqlContext) =>
+  `SELECT count(*)::int AS n FROM ${ctx.s}.workers
+    WHERE group_name = $1 AND heartbeat_at > now() - make_interval(secs => $2)`;
+
+/** Workers of a group whose heartbeat is recent (default: within 30 s). */
+export async function liveWorkerCount(
+  db: Queryable,
+  ctx: SqlContext,
+  group: string,
+  staleSeconds = 30,
+): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(liveWorkersSql(ctx), [group, staleSeconds]);
+  return rows[0]?.n ?? 0;
 }

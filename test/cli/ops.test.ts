@@ -114,6 +114,9 @@ describe('es checkpoints', () => {
     const sub = await run('checkpoints', '--group', 'G', '--subscription', 'nope');
     expect(sub.exitCode).toBe(8);
     expect(err(sub)).toMatch(/Known subscriptions of G: flaky, steady/);
+    const alone = await run('checkpoints', '--subscription', 'nope');
+    expect(alone.exitCode).toBe(8);
+    expect(err(alone)).toMatch(/Known subscriptions: G\/flaky, G\/steady\./);
     const status = await run('checkpoints', '--status', 'broken');
     expect(status.exitCode).toBe(2);
     expect(err(status)).toMatch(/--status must be retry, failed or active/);

@@ -37,12 +37,15 @@ The ID column (group/subscription/stream) is what es retry and es skip take.`,
       const status = await parseStatus(opts.status);
       const { withContext } = await import('../context.js');
       const { listCheckpoints } = await import('../../operations/listCheckpoints.js');
-      const { assertSubscription } = await import('../../operations/subscriptionControl.js');
+      const { assertSubscription, assertSubscriptionName } = await import(
+        '../../operations/subscriptionControl.js'
+      );
       const { print, table, warn } = await import('../output.js');
       const { truncate, formatAge } = await import('../ui/format.js');
       await withContext(globals, { poolSize: 2 }, async (ctx) => {
         const sql = ctx.store.sqlContext;
         if (opts.group) await assertSubscription(ctx.pool, sql, opts.group, opts.subscription);
+        else if (opts.subscription) await assertSubscriptionName(ctx.pool, sql, opts.subscription);
         const list = await listCheckpoints(
           ctx.pool,
           sql,

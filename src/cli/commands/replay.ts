@@ -85,6 +85,11 @@ Exit 8 for an unknown group or subscription; 7 when a worker held a checkpoint t
           setExitCode(cmd, ExitCode.conflict);
         }
         if (!opts.wait || r.dryRun || r.streams.length === 0) return;
+        const { liveWorkerCount } = await import('../../operations/subscriptionControl.js');
+        if ((await liveWorkerCount(ctx.pool, sql, r.group)) === 0)
+          warn(
+            `es: no live worker in group ${r.group}: the replay waits until one runs (es worker --group ${r.group}).`,
+          );
         const tty = Boolean(process.stderr.isTTY);
         const stopped = new AbortController();
         const stop = () => stopped.abort();
@@ -103,6 +108,8 @@ Exit 8 for an unknown group or subscription; 7 when a worker held a checkpoint t
               if (tty) process.stderr.write('\n');
               if (opts.json) print(JSON.stringify({ ...r, progress: p }));
               else if (p.finished) print(`replay of ${name} done: ${p.done} messages handled again`);
+              else if (stopped.signal.aborted)
+                print(`stopped waiting at ${p.done}/${p.total}; the workers carry on with the replay`);
               if (p.failed.length > 0)
                 throw new BeckettError(
                   'REPLAY_FAILED',
