@@ -159,3 +159,59 @@ describe('retention as a worker service', () => {
     }
   });
 });
+
+describe('retention racing a worker', () => {
+  it('never deletes a message before the subscription has handled it', async () => {
+    const own = await setupDb('ops_ret_race', { poolSize: 10 });
+    const seen = new Set<string>();
+    const config = opsConfig(own.schema, {
+      slow: {
+        category: 'job',
+        batchSize: 5,
+        handler: async (m) => {
+          seen.add(`${m.streamName}@${m.streamPosition}`);
+          await new Promise((r) => setTimeout(r, 1));
+        },
+      },
+    });
+    const worker = startWorker(own, config);
+    try {
+      await worker.start();
+      const keepOne = resolveConfig({ retention: { policies: [{ category: 'job', maxCount: 1 }] } }).retention
+        .policies;
+      let deleted = 0;
+      let kept = 0;
+      let running = true;
+      // Retention runs over and over while messages arrive and the worker handles them.
+      const retention = (async () => {
+        while (running) {
+          const r = await applyRetention(own.pool, own.store.sqlContext, keepOne, {
+            batchSize: 7,
+            subscriptions: subscriptionFilters(config),
+          });
+          deleted += r.policies[0]?.deleted ?? 0;
+          kept += r.policies[0]?.protected ?? 0;
+        }
+      })();
+      for (let round = 1; round <= 30; round++)
+        await Promise.all(
+          [1, 2, 3, 4].map((s) =>
+            own.store.append(
+              `job-${s}`,
+              [1, 2].map((i) => ({ type: 't', data: { i } })),
+            ),
+          ),
+        );
+      await until(() => seen.size === 4 * 60, 'every message handled', 60_000);
+      running = false;
+      await retention;
+      expect(seen.size).toBe(240);
+      // The race happened: retention deleted while the worker still had work it protected.
+      expect(deleted).toBeGreaterThan(0);
+      expect(kept).toBeGreaterThan(0);
+    } finally {
+      await worker.stop();
+      await own.close();
+    }
+  });
+});
