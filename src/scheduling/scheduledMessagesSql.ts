@@ -1,10 +1,15 @@
+import { createHash } from 'node:crypto';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import type { Metadata } from '../store/types.js';
 
 /** The LISTEN/NOTIFY channel that wakes delivery loops when a message is scheduled or cancelled. */
 export function scheduleChannelFor(schema: string): string {
-  return `beckett_${schema}_schedule`;
+  const channel = `beckett_${schema}_schedule`;
+  // Channel names are identifiers (at most 63 bytes): long schema names get a hashed channel.
+  return channel.length <= 63
+    ? channel
+    : `beckett_schedule_${createHash('sha256').update(schema).digest('hex').slice(0, 32)}`;
 }
 
 export interface ScheduledRow {

@@ -329,3 +329,24 @@ describe('the scheduler service', () => {
     expect(errors).toEqual([]);
   });
 });
+
+describe('long schema names', () => {
+  it('schedules and wakes the loop when "beckett_<schema>_schedule" would pass 63 bytes', async () => {
+    const long = await setupDb('sched_with_a_rather_long_schema_prefix_x', { poolSize: 4 });
+    try {
+      expect(long.schema.length).toBeGreaterThan(50);
+      const ac = new AbortController();
+      const run = createSchedulerService(long.store, { maxWaitMs: 60_000 })(ac.signal);
+      await new Promise((r) => setTimeout(r, 200));
+      await scheduleMessage(long.store, 'long-1', { type: 't', data: {} }, { delay: 100 });
+      const until = Date.now() + 10_000;
+      while ((await long.store.readStream('long-1')).length === 0 && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 20));
+      ac.abort();
+      await run;
+      expect((await long.store.readStream('long-1')).length).toBe(1);
+    } finally {
+      await long.close();
+    }
+  });
+});
