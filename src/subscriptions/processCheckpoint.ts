@@ -140,6 +140,7 @@ async function runDirect(
     m.streamPosition === claim.streamPosition + 1 ? claim.attempts + 1 : 1;
   try {
     if (sub.batchHandler) {
+      if (signal.aborted || leaseLost()) throw signal.reason ?? new Error('aborted');
       const batch = items.filter((i) => i.deliver).map((i) => deliverable(deps, i.message));
       const first = items[0]!.message;
       if (batch.length > 0)

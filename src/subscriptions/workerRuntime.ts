@@ -9,7 +9,12 @@ import { InvalidInputError, NotFoundError, NotMigratedError, toError } from '../
 import { createMessageStore, type MessageStore } from '../store/messageStore.js';
 import { channelFor } from '../store/notifications.js';
 import { instrumentSubscription } from '../telemetry/instrumentSubscription.js';
-import { claimCheckpoint, releaseWorkerLeases } from './claimCheckpoint.js';
+import {
+  type ClaimedCheckpoint,
+  claimCheckpoint,
+  completeCheckpoint,
+  releaseWorkerLeases,
+} from './claimCheckpoint.js';
 import { heldBack, readerRound } from './globalReader.js';
 import { connectGuarded, guardPool } from './guardPool.js';
 import { CoalescedNotify, checkpointsPayload, listenForWakeups } from './listenForWakeups.js';
@@ -193,9 +198,17 @@ export function createWorker(opts: WorkerOptions): Worker {
     let errorDelay = 100;
     // Handlers run in spans, record metrics and get ctx.schedule (see instrumentSubscription).
     const bySub = new Map<string, ResolvedSubscription>(subs.map((s) => [s.name, instrumentSubscription(s)]));
+    // A claim whose last write failed (database away): its lease is handed back as soon as the
+    // database answers again, rather than leaving the stream idle until the lease expires.
+    let unreleased: ClaimedCheckpoint | undefined;
     while (!signal.aborted) {
+      let claim: ClaimedCheckpoint | undefined;
       try {
-        const claim = await claimCheckpoint(pool, ctx, {
+        if (unreleased) {
+          await completeCheckpoint(pool, ctx, unreleased, unreleased.streamPosition);
+          unreleased = undefined;
+        }
+        claim = await claimCheckpoint(pool, ctx, {
           group: group.name,
           subscriptions: subNames,
           workerId: id,
@@ -228,6 +241,7 @@ export function createWorker(opts: WorkerOptions): Worker {
           ...(result.error ? { error: result.error } : {}),
         });
       } catch (err) {
+        if (claim) unreleased = claim;
         onError(err, 'consumer');
         await sleep(errorDelay, signal);
         errorDelay = Math.min(errorDelay * 2, 5000);
