@@ -142,7 +142,8 @@ export class BeckettMetrics {
       series = new Map();
       this.#counters.set(name, series);
     }
-    const k = key(labels);
+    // Labels always come in the same key order per metric: their values identify the series.
+    const k = Object.values(labels).join('\u0000');
     const cur = series.get(k);
     if (cur) cur.value += n;
     else series.set(k, { labels, value: n });
@@ -161,7 +162,7 @@ export class BeckettMetrics {
     const attrs = { 'beckett.group': info.group, 'beckett.subscription': info.subscription };
     const o = this.#otel();
     o.duration.record(info.durationSeconds, { ...attrs, 'beckett.outcome': info.ok ? 'ok' : 'error' });
-    const k = key(labels);
+    const k = `${info.group}\u0000${info.subscription}`;
     let h = this.#histograms.get(k);
     if (!h) {
       h = { labels, state: { counts: DURATION_BUCKETS.map(() => 0), sum: 0, count: 0 } };

@@ -14,10 +14,12 @@ import {
 /** Instrumentation scope of every beckett span and metric. */
 export const INSTRUMENTATION_NAME = 'beckett';
 
-// Looked up on use: the user may register their SDK after importing beckett (the API's proxy
-// provider also copes, but a fresh lookup keeps tests that swap providers honest).
+let cachedTracer: Tracer | undefined;
+
+// The API hands out a proxy tracer that follows the provider registered later, so one lookup does.
 function tracer(): Tracer {
-  return trace.getTracer(INSTRUMENTATION_NAME);
+  cachedTracer ??= trace.getTracer(INSTRUMENTATION_NAME);
+  return cachedTracer;
 }
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
