@@ -56,9 +56,6 @@ interface HistogramState {
 
 type Labels = Record<string, string>;
 
-const key = (labels: Labels): string =>
-  JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
-
 /**
  * beckett's metrics, kept twice: as OpenTelemetry instruments (exported by whatever SDK the user
  * registered; no-ops otherwise) and as in-process totals, so `/metrics` answers in Prometheus text
