@@ -1,5 +1,7 @@
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
+import { MESSAGE_COLUMNS, type MessageRow, rowToMessage } from '../store/rowToMessage.js';
+import type { RecordedMessage } from '../store/types.js';
 import { CLAIMABLE_STATUSES } from './registerSubscriptions.js';
 import type { StoredError } from './retryPolicy.js';
 
@@ -23,45 +25,61 @@ export interface ClaimedCheckpoint {
   leaseId: string;
 }
 
-interface ClaimRow {
-  subscription_name: string;
-  stream_name: string;
-  stream_position: number;
-  stream_version: number;
-  attempts: number;
-  status: ClaimedCheckpoint['status'];
+interface ClaimRow extends Partial<Omit<MessageRow, 'stream_name' | 'stream_position'>> {
+  cp_subscription: string;
+  cp_stream: string;
+  cp_position: number;
+  cp_version: number;
+  cp_attempts: number;
+  cp_status: ClaimedCheckpoint['status'];
   lease_id: string;
+  stream_name: string | null;
+  stream_position: number | null;
 }
 
 // Claim order is next_attempt_at, which every release moves to now(): streams take turns, so a long
-// stream re-claimed batch after batch cannot starve the others.
+// stream re-claimed batch after batch cannot starve the others. The claimed stream's next batch is
+// read in the same statement (one round trip less per claim; the batch size is the subscription's).
 const claimSql = (ctx: SqlContext) =>
-  `UPDATE ${ctx.s}.checkpoints AS c
-      SET leased_by = $3, lease_id = gen_random_uuid(),
-          leased_until = now() + make_interval(secs => $4::float8 / 1000), updated_at = now()
-     FROM (SELECT k.group_name, k.subscription_name, k.stream_name
-             FROM ${ctx.s}.checkpoints k
-             JOIN ${ctx.s}.subscriptions s ON s.group_name = k.group_name AND s.name = k.subscription_name
-            WHERE k.group_name = $1 AND k.subscription_name = ANY($2::text[])
-              AND k.stream_position < k.stream_version
-              AND k.status <> 'failed'
-              AND k.next_attempt_at <= now()
-              AND (k.leased_until IS NULL OR k.leased_until < now())
-              AND s.status = ANY($5::text[])
-            ORDER BY k.next_attempt_at
-            LIMIT 1
-            FOR UPDATE OF k SKIP LOCKED) AS pick
-    WHERE c.group_name = pick.group_name AND c.subscription_name = pick.subscription_name
-      AND c.stream_name = pick.stream_name
-   RETURNING c.subscription_name, c.stream_name, c.stream_position, c.stream_version, c.attempts,
-             c.status, c.lease_id::text AS lease_id`;
+  `WITH claimed AS (
+     UPDATE ${ctx.s}.checkpoints AS c
+        SET leased_by = $3, lease_id = gen_random_uuid(),
+            leased_until = now() + make_interval(secs => $4::float8 / 1000), updated_at = now()
+       FROM (SELECT k.group_name, k.subscription_name, k.stream_name
+               FROM ${ctx.s}.checkpoints k
+               JOIN ${ctx.s}.subscriptions s ON s.group_name = k.group_name AND s.name = k.subscription_name
+              WHERE k.group_name = $1 AND k.subscription_name = ANY($2::text[])
+                AND k.stream_position < k.stream_version
+                AND k.status <> 'failed'
+                AND k.next_attempt_at <= now()
+                AND (k.leased_until IS NULL OR k.leased_until < now())
+                AND s.status = ANY($5::text[])
+              ORDER BY k.next_attempt_at
+              LIMIT 1
+              FOR UPDATE OF k SKIP LOCKED) AS pick
+      WHERE c.group_name = pick.group_name AND c.subscription_name = pick.subscription_name
+        AND c.stream_name = pick.stream_name
+     RETURNING c.subscription_name AS cp_subscription, c.stream_name AS cp_stream,
+               c.stream_position AS cp_position, c.stream_version AS cp_version,
+               c.attempts AS cp_attempts, c.status AS cp_status, c.lease_id::text AS lease_id)
+   SELECT claimed.*, m.*
+     FROM claimed
+     LEFT JOIN LATERAL (
+       SELECT ${MESSAGE_COLUMNS} FROM ${ctx.s}.messages
+        WHERE stream_name = claimed.cp_stream AND stream_position > claimed.cp_position
+        ORDER BY stream_position
+        LIMIT ($6::int[])[array_position($2::text[], claimed.cp_subscription)]) m ON true
+    ORDER BY m.stream_position`;
 
-/** Claim one checkpoint of the group for `workerId`, or undefined when none is ready. */
+/**
+ * Claim one checkpoint of the group for `workerId`, with the next messages of its stream (up to the
+ * subscription's batch size, `batchSizes[i]` for `subscriptions[i]`); undefined when none is ready.
+ */
 export async function claimCheckpoint(
   db: Queryable,
   ctx: SqlContext,
-  args: { group: string; subscriptions: string[]; workerId: string; leaseMs: number },
-): Promise<ClaimedCheckpoint | undefined> {
+  args: { group: string; subscriptions: string[]; batchSizes: number[]; workerId: string; leaseMs: number },
+): Promise<(ClaimedCheckpoint & { messages: RecordedMessage[] }) | undefined> {
   const { rows } = await db.query<ClaimRow>(
     statement(ctx, 'claim_checkpoint', claimSql(ctx), [
       args.group,
@@ -69,19 +87,21 @@ export async function claimCheckpoint(
       args.workerId,
       args.leaseMs,
       CLAIMABLE_STATUSES,
+      args.batchSizes,
     ]),
   );
   const r = rows[0];
   if (!r) return undefined;
   return {
     group: args.group,
-    subscription: r.subscription_name,
-    stream: r.stream_name,
-    streamPosition: r.stream_position,
-    streamVersion: r.stream_version,
-    attempts: r.attempts,
-    status: r.status,
+    subscription: r.cp_subscription,
+    stream: r.cp_stream,
+    streamPosition: r.cp_position,
+    streamVersion: r.cp_version,
+    attempts: r.cp_attempts,
+    status: r.cp_status,
     leaseId: r.lease_id,
+    messages: r.stream_name === null ? [] : rows.map((row) => rowToMessage(row as unknown as MessageRow)),
   };
 }
 

@@ -76,12 +76,14 @@ function deliverable(deps: ProcessDeps, message: RecordedMessage): RecordedMessa
  * record progress (or the failure) and drop the lease. The lease is extended while handlers run;
  * once it is found lost, nothing more is handled or written.
  */
-export async function processCheckpoint(deps: ProcessDeps, claim: ClaimedCheckpoint): Promise<ProcessResult> {
+export async function processCheckpoint(
+  deps: ProcessDeps,
+  claim: ClaimedCheckpoint & { messages?: RecordedMessage[] },
+): Promise<ProcessResult> {
   const { pool, ctx, sub } = deps;
-  const read = await readStream(pool, ctx, claim.stream, {
-    from: claim.streamPosition + 1,
-    limit: sub.batchSize,
-  });
+  const read =
+    claim.messages ??
+    (await readStream(pool, ctx, claim.stream, { from: claim.streamPosition + 1, limit: sub.batchSize }));
   if (read.length === 0) {
     // The messages the checkpoint points at are gone (retention, manual delete): nothing to handle.
     await completeCheckpoint(pool, ctx, claim, claim.streamVersion);

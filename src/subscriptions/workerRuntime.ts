@@ -135,6 +135,7 @@ export function createWorker(opts: WorkerOptions): Worker {
   guardPool(pool);
   const subs = [...group.subscriptions.values()];
   const subNames = subs.map((s) => s.name);
+  const batchSizes = subs.map((s) => s.batchSize);
   const store: MessageStore = createMessageStore({
     pool,
     schema,
@@ -211,6 +212,7 @@ export function createWorker(opts: WorkerOptions): Worker {
         claim = await claimCheckpoint(pool, ctx, {
           group: group.name,
           subscriptions: subNames,
+          batchSizes,
           workerId: id,
           leaseMs,
         });

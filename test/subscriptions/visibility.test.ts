@@ -85,6 +85,7 @@ describe('log visibility, reader exclusivity, crashed leases', () => {
     const ghost = await claimCheckpoint(db.pool, ctx, {
       group: 'G',
       subscriptions: ['cr'],
+      batchSizes: [100],
       workerId: 'ghost',
       leaseMs: 1200,
     });
