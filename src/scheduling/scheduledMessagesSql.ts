@@ -152,7 +152,8 @@ export async function msUntilNextDue(
   const sql = `SELECT least(
   (SELECT extract(epoch FROM min(deliver_at) - clock_timestamp()) * 1000 FROM ${ctx.s}.scheduled_messages),
   (SELECT extract(epoch FROM min(next_occurrence_at) - clock_timestamp()) * 1000
-     FROM ${ctx.s}.recurring_messages WHERE name = ANY($1::text[]))
+     FROM ${ctx.s}.recurring_messages
+    WHERE name = ANY($1::text[]) AND next_occurrence_at < 'infinity'::timestamptz)
 )::float8 AS ms`;
   const { rows } = await db.query<{ ms: number | null }>(
     statement(ctx, 'schedule_next_due', sql, [recurringNames]),

@@ -153,3 +153,32 @@ describe('recurring delivery', () => {
     expect(delivered).toBe(msgs.length);
   });
 });
+
+describe('a schedule that never fires again', () => {
+  it('is parked at infinity without breaking the delivery loop', async () => {
+    // 30 February never comes: croner finds no next run and the row parks at infinity.
+    const r = recurring({ name: 'last-one', stream: 'ticks-last', cron: '0 0 0 1 1 *' });
+    await syncRecurringMessages(db.store, [r]);
+    await setNext('last-one', new Date(Date.now() - 1000));
+    await db.pool.query(
+      `UPDATE "${db.schema}".recurring_messages SET cron = '0 0 0 30 2 *' WHERE name = 'last-one'`,
+    );
+    const first = await deliverDueRecurring(db.store, [r]);
+    expect(first.delivered).toBe(1);
+    const [row] = (await listRecurringMessages(db.store)).filter((x) => x.name === 'last-one');
+    expect(Number.isFinite(new Date(row!.nextOccurrenceAt).getTime())).toBe(false);
+    // The loop still runs (its next-due query must cope with infinity) and delivers other messages.
+    const ac = new AbortController();
+    const errors: unknown[] = [];
+    const loop = createSchedulerService(db.store, {
+      recurring: [r],
+      maxWaitMs: 200,
+      onError: (e) => errors.push(e),
+    })(ac.signal);
+    await new Promise((res) => setTimeout(res, 500));
+    ac.abort();
+    await loop;
+    expect(errors).toEqual([]);
+    expect((await db.store.readStream('ticks-last')).length).toBe(1);
+  });
+});
