@@ -242,7 +242,9 @@ describe('worker runtime (in process)', () => {
     await w2.stop();
     expect(a.sort()).toEqual(['cu-1@1', 'cu-1@2', 'cu-1@3', 'cu-2@1']);
     expect(b.sort()).toEqual(['cu-1@1', 'cu-1@2', 'cu-1@3', 'cu-2@1']);
-    expect(c).toEqual(['cu-1@3']);
+    // 'end' starts at the gap-safe end of the log: cu-2@1 may still be behind a transaction open
+    // elsewhere on a shared server when "third" registers (then it is delivered, never lost).
+    expect(c.filter((x) => x !== 'cu-2@1')).toEqual(['cu-1@3']);
     // A subscription no longer in the config is kept, marked unknown.
     const w3 = startWorker(
       db,

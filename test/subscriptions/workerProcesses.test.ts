@@ -32,6 +32,12 @@ describe('es worker processes', () => {
         DATABASE_URL: db.url,
       },
     );
+    // Both processes up before the work arrives, so that both take part.
+    await until(
+      async () => (await count(`SELECT count(*) AS n FROM "${db.schema}".workers`)) === 2,
+      'two workers',
+      60_000,
+    );
     const streams = 500;
     const rounds = 20;
     // Appends keep arriving while the workers run: 20 rounds of one message per stream.
