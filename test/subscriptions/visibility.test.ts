@@ -87,12 +87,14 @@ describe('log visibility, reader exclusivity, crashed leases', () => {
       subscriptions: ['cr'],
       batchSizes: [100],
       workerId: 'ghost',
-      leaseMs: 1200,
+      leaseMs: 2000,
     });
+    const claimedAt = Date.now();
     expect(ghost?.stream).toBe('cr-1');
     const w = startWorker(db, config, { concurrency: 2 });
     await w.start();
-    await delay(600);
+    // Well inside the lease, idle consumers have polled several times and must not have taken it.
+    await delay(Math.max(0, claimedAt + 1200 - Date.now()));
     expect(seen).toEqual([]);
     await until(() => seen.length >= 2, 'the expired lease to be reclaimed', 10_000);
     await w.stop();
