@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { logEnd } from '../../src/store/readLog.js';
 import { ES_BIN, es } from '../helpers/cli.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 
@@ -29,7 +30,8 @@ function spawnTail(args: string[]) {
   return { child, lines };
 }
 
-async function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
+// Generous: gap-safe reads wait for every older transaction in the cluster (other test files hold some).
+async function until(check: () => boolean, what: string, ms = 90_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
@@ -37,8 +39,18 @@ async function until(check: () => boolean, what: string, ms = 20_000): Promise<v
   }
 }
 
+async function untilAsync(check: () => Promise<boolean>, what: string, ms = 90_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe('es tail', () => {
-  it('prints a message committed after it started, as JSON, and exits 0 on Ctrl-C', async () => {
+  it('prints a message committed after it started, as JSON, and exits 0 on Ctrl-C', {
+    timeout: 120_000,
+  }, async () => {
     const head = (await db.store.append('order-9', { type: 'placed', data: { n: 0 } })).globalPosition;
     // Start from the next position: whatever the start-up time, the next commit is the first line.
     const { child, lines } = spawnTail(['order', '--from', String(head + 1), '--json']);
@@ -67,7 +79,9 @@ describe('es tail', () => {
     expect(lines).toHaveLength(1);
   });
 
-  it('starts at the end by default: only messages committed after it started', async () => {
+  it('starts at the end by default: only messages committed after it started', {
+    timeout: 120_000,
+  }, async () => {
     await db.store.append('cart-1', { type: 'old', data: {} });
     const { child, lines } = spawnTail(['cart']);
     // Append until one shows up: the start-up time is unknown, the first line must still be new.
@@ -87,13 +101,20 @@ describe('es tail', () => {
     expect((await child).exitCode).toBe(0);
   });
 
-  it('follows a single stream (a name with "-") and filters types with --no-follow', async () => {
+  it('follows a single stream (a name with "-") and filters types with --no-follow', {
+    timeout: 120_000,
+  }, async () => {
     await db.store.append('shop-1', [
       { type: 'a', data: { i: 1 } },
       { type: 'b', data: { i: 2 } },
       { type: 'a', data: { i: 3 } },
     ]);
-    await db.store.append('shop-2', { type: 'a', data: { i: 4 } });
+    const last = await db.store.append('shop-2', { type: 'a', data: { i: 4 } });
+    // --no-follow prints what is final: wait until no older transaction in the cluster hides it.
+    await untilAsync(
+      async () => (await logEnd(db.pool, db.store.sqlContext)).globalPosition >= last.globalPosition,
+      'the log to be readable',
+    );
     const r = await es(
       ['--schema', db.schema, 'tail', 'shop-1', '--from', '0', '--type', 'a', '--no-follow'],
       {
@@ -119,7 +140,7 @@ describe('es tail', () => {
     ).toEqual([1, 2, 3, 4]);
   });
 
-  it('takes --from as an ISO time', async () => {
+  it('takes --from as an ISO time', { timeout: 120_000 }, async () => {
     await db.store.append('clock-1', { type: 'before', data: {} });
     const [before] = await db.store.readStream('clock-1');
     await new Promise((r) => setTimeout(r, 20));
@@ -127,7 +148,7 @@ describe('es tail', () => {
     const [, after] = await db.store.readStream('clock-1');
     expect(after!.createdAt.getTime()).toBeGreaterThan(before!.createdAt.getTime());
     const r = await es(
-      ['--schema', db.schema, 'tail', 'clock', '--from', after!.createdAt.toISOString(), '--no-follow'],
+      ['--schema', db.schema, 'tail', 'clock-1', '--from', after!.createdAt.toISOString(), '--no-follow'],
       { env },
     );
     expect(String(r.stdout)).toMatch(/clock-1@2 after/);
@@ -145,7 +166,7 @@ describe('es tail', () => {
 });
 
 describe('es tail when the server drops its connections', () => {
-  it('reconnects and carries on from where it was', async () => {
+  it('reconnects and carries on from where it was', { timeout: 120_000 }, async () => {
     const head = (await db.store.append('ship-1', { type: 'made', data: { n: 0 } })).globalPosition;
     const { child, lines } = spawnTail(['ship', '--from', String(head), '--json']);
     await until(() => lines.length >= 1, 'the first message');
