@@ -14,7 +14,8 @@ Database: --database-url, then DATABASE_URL, then the config's database.url; wit
 starts an embedded PostgreSQL with its data in .beckett/ (es db status | es db stop).
 Config: beckett.config.ts (or .mts/.js/.mjs) found from the working directory up, or --config PATH.
 Exit codes: 0 ok, 1 unexpected, 2 bad input, 3 config, 4 database unreachable, 5 migration checksum,
-6 database ahead of code, 7 version conflict, 8 not found, 9 invalid message, 10 not migrated.`;
+6 database ahead of code, 7 version conflict, 8 not found, 9 invalid message, 10 not migrated,
+11 unhealthy (es health).`;
 
 export function buildProgram(): Command {
   const program = new Command('es')
