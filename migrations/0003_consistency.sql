@@ -85,11 +85,11 @@ DECLARE
   v_sel integer[];
 BEGIN
   -- One statement takes every lock, in hash order (modes interleaved: sorted order across both
-  -- modes is what rules out deadlocks).
+  -- modes is what rules out deadlocks). Keys are per schema: other schemas' messages never match.
   PERFORM count(CASE WHEN l.excl THEN pg_advisory_xact_lock(l.h)::text
                      ELSE pg_advisory_xact_lock_shared(l.h)::text END)
     FROM (SELECT k.h, bool_or(k.excl) AS excl
-            FROM (SELECT hashtextextended('beckett.dcb:' || u.key, 0) AS h, u.excl
+            FROM (SELECT hashtextextended('beckett.dcb:__SCHEMA__:' || u.key, 0) AS h, u.excl
                     FROM unnest(p_keys, p_exclusive) AS u(key, excl)) k
            GROUP BY k.h ORDER BY k.h) l;
 

@@ -1,7 +1,7 @@
 import type { Query } from './query.js';
 
 /*
- * Advisory lock keys for conditional appends (hashed in SQL with a 'beckett.dcb:' prefix).
+ * Advisory lock keys for conditional appends (hashed in SQL with a 'beckett.dcb:<schema>:' prefix).
  *
  * A condition item (types T, tags G) matches a message (type t, tags S) when t is in T (or T is
  * empty) and G is a subset of S. The item locks EXCLUSIVELY:

@@ -16,7 +16,7 @@ import { setupDb, type TestDb } from '../helpers/db.js';
 
 let db: TestDb;
 beforeAll(async () => {
-  db = await setupDb('dcb_append', { poolSize: 24 });
+  db = await setupDb('dcb_append', { poolSize: 12 });
 });
 afterAll(async () => {
   await db?.close();

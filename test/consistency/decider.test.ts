@@ -14,7 +14,7 @@ import { setupDb, type TestDb } from '../helpers/db.js';
 
 let db: TestDb;
 beforeAll(async () => {
-  db = await setupDb('dcb_decider');
+  db = await setupDb('dcb_decider', { poolSize: 8 });
 });
 afterAll(async () => {
   await db?.close();

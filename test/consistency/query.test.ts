@@ -8,7 +8,7 @@ import { setupDb, type TestDb } from '../helpers/db.js';
 
 let db: TestDb;
 beforeAll(async () => {
-  db = await setupDb('dcb_query');
+  db = await setupDb('dcb_query', { poolSize: 4 });
   const s = db.store;
   await s.append('course-1', { type: 'course_defined', data: { n: 1 }, tags: ['course:1'] });
   await s.append('course-1', { type: 'student_subscribed', data: { n: 2 }, tags: ['course:1', 'student:a'] });

@@ -7,7 +7,7 @@ import { setupDb, type TestDb } from '../helpers/db.js';
 
 let db: TestDb;
 beforeAll(async () => {
-  db = await setupDb('dcb_snap');
+  db = await setupDb('dcb_snap', { poolSize: 4 });
 });
 afterAll(async () => {
   await db?.close();
