@@ -84,6 +84,11 @@ DECLARE
   v_i integer;
   v_sel integer[];
 BEGIN
+  -- The check must see what was committed under the locks: a transaction snapshot would not.
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION USING ERRCODE = 'BKC02',
+      MESSAGE = 'append_with_condition needs READ COMMITTED (the check must see commits made under its locks)';
+  END IF;
   -- One statement takes every lock, in hash order (modes interleaved: sorted order across both
   -- modes is what rules out deadlocks). Keys are per schema: other schemas' messages never match.
   PERFORM count(CASE WHEN l.excl THEN pg_advisory_xact_lock(l.h)::text

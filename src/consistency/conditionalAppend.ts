@@ -43,6 +43,7 @@ export interface ConditionalAppendResult {
 
 const CONDITION_FAILED = 'BKC01';
 const WRONG_VERSION_ONE = 'BKV01';
+const NOT_READ_COMMITTED = 'BKC02';
 const WRONG_VERSION_OF = 'BKV02';
 
 interface Prepared {
@@ -133,8 +134,9 @@ const sql = (ctx: SqlContext) =>
  * of its messages, so concurrent conditional appends see it; a plain `store.append` does not,
  * so write messages that conditions may match through this function.
  *
- * Runs as one statement on the store's pool, or on `opts.db` (a client inside your transaction;
- * then the locks are held, and the messages visible, until you commit).
+ * Runs as one statement on the store's pool, or on `opts.db` (a client inside your transaction,
+ * which must be READ COMMITTED: the locks are then held, and the messages become visible, when
+ * you commit).
  */
 export async function appendWithCondition(
   store: MessageStore,
@@ -198,6 +200,10 @@ export async function appendWithCondition(
     if (state === CONDITION_FAILED) {
       throw new AppendConditionFailedError(typeof after === 'number' ? after : position?.globalPosition);
     }
+    if (state === NOT_READ_COMMITTED)
+      throw new InvalidInputError(
+        'appendWithCondition needs a READ COMMITTED transaction: in REPEATABLE READ or SERIALIZABLE its check could miss commits made under its locks.',
+      );
     if (state === WRONG_VERSION_ONE) {
       const stream = p.streams[0]!;
       throw new WrongExpectedVersionError(

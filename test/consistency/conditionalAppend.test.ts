@@ -10,7 +10,11 @@ import { CommandExecutor } from '../../src/consistency/commandExecutor.js';
 import { appendWithCondition } from '../../src/consistency/conditionalAppend.js';
 import { Query } from '../../src/consistency/query.js';
 import { readForDecision } from '../../src/consistency/readByQuery.js';
-import { AppendConditionFailedError, WrongExpectedVersionError } from '../../src/errors.js';
+import {
+  AppendConditionFailedError,
+  InvalidInputError,
+  WrongExpectedVersionError,
+} from '../../src/errors.js';
 import type { LogPosition, RecordedMessage } from '../../src/store/types.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 
@@ -102,6 +106,22 @@ describe('appendWithCondition', () => {
       { failIfEventsMatch: onCourse('a1'), after: await readForDecision(store, onCourse('a1')) },
     );
     expect(await count(`SELECT count(*) AS n FROM "$S".messages`)).toBe(4);
+  });
+
+  it('refuses to run its check inside a REPEATABLE READ transaction', async () => {
+    const c = await db.client();
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await expect(
+      appendWithCondition(
+        db.store,
+        [{ stream: 'course-rr', messages: subscribed('rr', 's1') }],
+        {
+          failIfEventsMatch: onCourse('rr'),
+        },
+        { db: c },
+      ),
+    ).rejects.toBeInstanceOf(InvalidInputError);
+    await c.query('ROLLBACK');
   });
 
   it('checks expected versions of several streams atomically', async () => {
