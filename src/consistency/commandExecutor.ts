@@ -123,7 +123,8 @@ export class CommandExecutor {
       const page = await this.#store.readStream(stream, { from: version + 1, limit: PAGE });
       for (const m of page) state = decider.evolve(state, m);
       folded += page.length;
-      version += page.length;
+      // The last position read, not a count: retention may have removed a stream's head.
+      version = page[page.length - 1]?.streamPosition ?? version;
       if (page.length < PAGE) break;
     }
     const messageCount = (snap?.messageCount ?? 0) + folded;
@@ -152,7 +153,7 @@ export class CommandExecutor {
       for (;;) {
         const page = await this.#store.readStream(stream, { from: version + 1, limit: PAGE });
         all.push(...page);
-        version += page.length;
+        version = page[page.length - 1]?.streamPosition ?? version;
         if (page.length < PAGE) break;
       }
       versions.set(stream, version);
