@@ -16,7 +16,7 @@ import { LOG_START } from '../src/store/types.js';
 import { benchDatabaseUrl, describeUrl, dropSchemas, migratedSchema, openPool } from './lib/db.js';
 import { scaled } from './lib/env.js';
 import { fmtRate, fmtRatio, printTable } from './lib/format.js';
-import { copyMessages } from './lib/load.js';
+import { copyMessages, waitUntilReadable } from './lib/load.js';
 import { timed } from './lib/stats.js';
 import { runChildren } from './lib/workerParent.js';
 
@@ -35,6 +35,8 @@ async function main(): Promise<void> {
   try {
     const load = await timed(() => copyMessages(admin, schema, total, streams));
     console.log(`loaded ${total} messages over ${streams} streams by COPY in ${load.seconds.toFixed(1)} s`);
+    const waited = await waitUntilReadable(admin, schema);
+    if (waited > 0.5) console.log(`waited ${waited.toFixed(1)} s for an open transaction elsewhere to end`);
 
     const client = new pg.Client({ connectionString: url });
     await client.connect();
@@ -80,6 +82,8 @@ async function main(): Promise<void> {
     await client.end();
     const mid = (xs: { seconds: number; result: number }[]) =>
       [...xs].sort((x, y) => x.seconds - y.seconds)[xs.length >> 1]!;
+    for (const x of [...rawPasses, ...libPasses])
+      if (x.result !== total) throw new Error(`a read pass saw ${x.result} of ${total} messages`);
     rows.push({
       label: `raw keyset read, ${PAGE}/page`,
       n: mid(rawPasses).result,

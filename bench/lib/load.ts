@@ -43,3 +43,31 @@ export async function copyMessages(
   }
   await pool.query(`ANALYZE ${escapeIdentifier(schema)}.messages`);
 }
+
+/**
+ * Wait until every message of `schema`.messages is below the snapshot's xmin, i.e. readable by a
+ * gap-safe reader: a transaction left open anywhere in the cluster (another test, a psql session)
+ * holds the log back. Returns the seconds waited; throws after `timeoutMs`, naming the oldest
+ * transaction.
+ */
+export async function waitUntilReadable(pool: pg.Pool, schema: string, timeoutMs = 120_000): Promise<number> {
+  const start = performance.now();
+  for (;;) {
+    const { rows } = await pool.query<{ ok: boolean }>(
+      `SELECT coalesce(max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()), true) AS ok
+         FROM ${escapeIdentifier(schema)}.messages`,
+    );
+    if (rows[0]?.ok) return (performance.now() - start) / 1000;
+    if (performance.now() - start > timeoutMs) {
+      const { rows: old } = await pool.query<{ pid: number; age: string; query: string }>(
+        `SELECT pid, (now() - xact_start)::text AS age, left(query, 120) AS query FROM pg_stat_activity
+          WHERE backend_xid IS NOT NULL OR backend_xmin IS NOT NULL ORDER BY xact_start LIMIT 1`,
+      );
+      const o = old[0];
+      throw new Error(
+        `the log stayed behind an open transaction for ${timeoutMs / 1000} s${o ? ` (pid ${o.pid}, open ${o.age}: ${o.query})` : ''}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -69,6 +69,7 @@ export async function runChildren(
           s.last = m.last ?? 0;
         } else if (m.t === 'done') {
           s.rss = m.maxRssKb ?? 0;
+          s.stats = m.stats;
           s.done = true;
         } else if (m.t === 'error' && errors.length < 5) errors.push(m.message ?? 'error');
         wake();
