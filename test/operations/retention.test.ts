@@ -45,6 +45,13 @@ describe('retention', () => {
     const worker = startWorker(db, config);
     await worker.start();
     await until(async () => (await checkpoint(db, 'sub', 'order-1'))?.status === 'failed', 'the failure');
+    // And the global reader has dispatched the whole stream (its log position is at the head).
+    await until(async () => {
+      const { rows } = await db.pool.query(
+        `SELECT log_position FROM "${db.schema}".subscriptions WHERE group_name = 'G' AND name = 'sub'`,
+      );
+      return rows[0]?.log_position === 5;
+    }, 'the reader');
     await worker.stop();
     expect((await checkpoint(db, 'sub', 'order-1'))?.stream_position).toBe(2);
 
@@ -52,7 +59,17 @@ describe('retention', () => {
       dryRun: true,
       subscriptions: subscriptionFilters(config),
     });
-    expect(dry.policies[0]).toMatchObject({ deleted: 2, protected: 2, heldBy: ['G/sub'], batches: 0 });
+    const state = async () =>
+      JSON.stringify({
+        checkpoints: (await db.pool.query(`SELECT * FROM "${db.schema}".checkpoints`)).rows,
+        subscriptions: (await db.pool.query(`SELECT * FROM "${db.schema}".subscriptions`)).rows,
+      });
+    expect(dry.policies[0], await state()).toMatchObject({
+      deleted: 2,
+      protected: 2,
+      heldBy: ['G/sub'],
+      batches: 0,
+    });
     expect(await positions('order-1')).toEqual([1, 2, 3, 4, 5]);
 
     const applied = await applyRetention(db.pool, ctx, keepOne, {
