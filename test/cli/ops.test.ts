@@ -82,10 +82,10 @@ describe('es checkpoints', () => {
     const r = await run('checkpoints');
     expect(r.exitCode, err(r)).toBe(0);
     const lines = out(r).trim().split('\n');
-    expect(lines[0]).toMatch(/^ID\s+POS\/VER\s+STATUS\s+ATTEMPTS\s+NEXT ATTEMPT\s+LAST ERROR$/);
+    expect(lines[0]).toMatch(/^ID\s+STREAM\s+POS\/VER\s+STATUS\s+ATTEMPTS\s+NEXT ATTEMPT\s+LAST ERROR$/);
     expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual(['G/flaky/order-1', 'G/flaky/order-2']);
     expect(lines[1]).toMatch(
-      /^G\/flaky\/order-1\s+1\/3\s+failed\s+1\s+never \(failed\)\s+Error: cannot handle order-1$/,
+      /^G\/flaky\/order-1\s+order-1\s+1\/3\s+failed\s+1\s+never \(failed\)\s+Error: cannot handle order-1$/,
     );
   });
 

@@ -73,9 +73,10 @@ The ID column (group/subscription/stream) is what es retry and es skip take.`,
         };
         print(
           table(
-            ['ID', 'POS/VER', 'STATUS', 'ATTEMPTS', 'NEXT ATTEMPT', 'LAST ERROR'],
+            ['ID', 'STREAM', 'POS/VER', 'STATUS', 'ATTEMPTS', 'NEXT ATTEMPT', 'LAST ERROR'],
             list.map((c) => [
               c.id,
+              c.stream,
               `${c.position}/${c.version}`,
               c.status,
               String(c.attempts),
