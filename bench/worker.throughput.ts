@@ -1,6 +1,8 @@
 /**
  * worker.throughput: 100k messages over 10k streams (10 each), a no-op handler; one worker
- * process, then two, from "go" to the last checkpoint written. Each worker is a child process
+ * process, then two, from "go" to the last checkpoint written; then 100k messages over 100k
+ * streams (one each) in one worker process, so that every claim handles one message, like every
+ * unbatched graphile-worker job handles one item. Each worker is a child process
  * (bench/lib/workerChild.ts) running createWorker() with concurrency 4 and a pool of 10; its peak
  * RSS is reported.
  * Peer: graphile-worker 0.16 on the same database, same concurrency and pool size, 100k no-op jobs
@@ -32,6 +34,7 @@ const CONCURRENCY = 4;
 const POOL_SIZE = 10;
 const PER_STREAM = 10;
 const PGBOSS_BATCH = 100;
+const ONE_PER_STREAM = 'beckett, 1 worker process, 1 message per stream';
 const quiet = new Logger(() => () => undefined);
 
 interface Row {
@@ -100,6 +103,15 @@ async function main(): Promise<void> {
         ),
       );
       rows.push({ label, r });
+    }
+    {
+      // The same count with one message per stream: every claim handles a single message, as every
+      // graphile-worker job handles a single item in its unbatched run.
+      const schema = await migratedSchema(admin, 'bench_wt1');
+      schemas.push(schema);
+      await copyMessages(admin, schema, total, total);
+      const label = ONE_PER_STREAM;
+      rows.push({ label, r: check(label, await runChildren([spec('beckett', schema)], total)) });
     }
 
     const gwUnbatched = uniqueName('bench_gw');
@@ -175,7 +187,8 @@ async function main(): Promise<void> {
     await admin.end();
   }
 
-  const find = (prefix: string) => rows.find((x) => x.label.startsWith(prefix))!;
+  const find = (key: string) =>
+    rows.find((x) => x.label === key) ?? rows.find((x) => x.label.startsWith(key))!;
   const gw = find('graphile-worker, unbatched');
   printTable(
     `${total} items, concurrency ${CONCURRENCY} per process, pool ${POOL_SIZE}`,
@@ -195,7 +208,7 @@ async function main(): Promise<void> {
   const gwb = find('graphile-worker, batch');
   console.log('');
   for (const w of [1, 2]) {
-    const ours = find(`beckett, ${w} worker`);
+    const ours = find(`beckett, ${w} worker process${w > 1 ? 'es' : ''}`);
     const line = [
       `worker.throughput.${w}w`,
       `ratio=${fmtRatio(rateOf(ours.r) / rateOf(gw.r))}`,
@@ -207,10 +220,19 @@ async function main(): Promise<void> {
     ];
     console.log(line.join(' '));
   }
-  const ours1 = find('beckett, 1 worker');
-  console.log(
-    `worker.throughput.1w.vs_raw ratio=${fmtRatio(rateOf(ours1.r) / rateOf(raw1.r))} ours=${fmtRate(rateOf(ours1.r))} raw=${fmtRate(rateOf(raw1.r))}`,
-  );
+  const ours1 = find('beckett, 1 worker process');
+  const single = find(ONE_PER_STREAM);
+  const raw10 = find('raw SKIP LOCKED dequeue, 10/');
+  const pair = (name: string, a: Row, b: Row, key: string) =>
+    console.log(
+      `${name} ratio=${fmtRatio(rateOf(a.r) / rateOf(b.r))} ours=${fmtRate(rateOf(a.r))} ${key}=${fmtRate(rateOf(b.r))}`,
+    );
+  // One message per claim against one item per job: the like-for-like unbatched comparison.
+  pair('worker.throughput.1w.1_per_stream', single, gw, 'graphile');
+  // Ten messages per claim against batch jobs of ten items and ten rows per dequeue.
+  pair('worker.throughput.1w.vs_graphile_batched', ours1, gwb, 'graphile_batched');
+  pair('worker.throughput.1w.vs_raw', ours1, raw10, 'raw10');
+  pair('worker.throughput.1w.1_per_stream.vs_raw', single, raw1, 'raw1');
 }
 
 await main();
