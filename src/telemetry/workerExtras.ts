@@ -3,6 +3,7 @@ import type { ResolvedConfig } from '../config/types.js';
 import { InvalidInputError, toError } from '../errors.js';
 import { lagSnapshot } from '../operations/lagSnapshot.js';
 import { subscriptionFilters } from '../operations/subscriptionFilters.js';
+import { createRetentionService } from '../retention/applyRetention.js';
 import { createSchedulerService } from '../scheduling/schedulerService.js';
 import type { MessageStore } from '../store/messageStore.js';
 import { type HttpEndpoints, startHttpEndpoints } from './httpEndpoints.js';
@@ -111,6 +112,10 @@ export async function startWorkerExtras(opts: WorkerExtrasOptions): Promise<Work
             recurring: opts.config.recurring,
             metrics,
             ...(opts.onError ? { onError: (e: unknown) => opts.onError?.(toError(e), 'scheduler') } : {}),
+          }),
+          // Scheduled retention (config retention.interval); returns at once when none is set.
+          createRetentionService(opts.pool, opts.store.sqlContext, opts.config, {
+            ...(opts.onError ? { onError: (e: unknown) => opts.onError?.(toError(e), 'retention') } : {}),
           }),
         ];
 
