@@ -1,13 +1,10 @@
-import type { MessageDefinition } from '../config/types.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { sqlStateOf } from '../db/sqlstate.js';
 import { AppendConditionFailedError, InvalidInputError, WrongExpectedVersionError } from '../errors.js';
 import { expectedVersionCode, TAG_SEPARATOR_CHAR } from '../store/appendToStream.js';
 import { checkStreamName, type MessageStore } from '../store/messageStore.js';
-import { validateData } from '../store/messageTypes.js';
-import type { ExpectedVersion, LogPosition, Metadata, NewMessage } from '../store/types.js';
-import { uuidv7 } from '../store/uuidv7.js';
+import type { ExpectedVersion, LogPosition, NewMessage } from '../store/types.js';
 import { appendLockKeys } from './lockKeys.js';
 import { Query } from './query.js';
 import type { DecisionSnapshot } from './readByQuery.js';
@@ -58,7 +55,7 @@ interface Prepared {
   forLocks: { type: string; tags: string[] }[];
 }
 
-async function prepare(defs: Record<string, MessageDefinition>, appends: ConditionalStreamAppend[]) {
+async function prepare(store: MessageStore, appends: ConditionalStreamAppend[]) {
   if (!Array.isArray(appends) || appends.length === 0)
     throw new InvalidInputError('Nothing to append: no streams given.');
   const p: Prepared = {
@@ -87,34 +84,14 @@ async function prepare(defs: Record<string, MessageDefinition>, appends: Conditi
     const messages = Array.isArray(a.messages) ? a.messages : [a.messages];
     if (messages.length === 0)
       throw new InvalidInputError(`Nothing to append to "${a.stream}": the message list is empty.`);
-    for (const m of messages) {
-      if (typeof m !== 'object' || m === null || typeof m.type !== 'string' || m.type.length === 0)
-        throw new InvalidInputError(
-          `Invalid message ${JSON.stringify(m)}: a message needs a non-empty string "type".`,
-        );
-      if (m.data === undefined)
-        throw new InvalidInputError(
-          `Message of type "${m.type}" has no data.`,
-          'Pass data: {} for a message without payload.',
-        );
-      const tags = m.tags ?? [];
-      if (
-        !Array.isArray(tags) ||
-        tags.some((t) => typeof t !== 'string' || t.length === 0 || t.includes(TAG_SEPARATOR_CHAR))
-      )
-        throw new InvalidInputError(
-          `Invalid tags on a "${m.type}" message: tags are non-empty strings such as "course:c1".`,
-        );
-      const id = m.id ?? uuidv7();
-      const metadata: Metadata = { ...m.metadata };
-      if (metadata.correlationId === undefined) metadata.correlationId = id;
+    for (const m of await store.prepareMessages(messages)) {
       p.streamIdx.push(p.streams.length);
-      p.ids.push(id);
+      p.ids.push(m.id);
       p.types.push(m.type);
-      p.data.push(JSON.stringify(await validateData(defs, m.type, m.data)));
-      p.metadata.push(JSON.stringify(metadata));
-      p.tags.push(tags.join(TAG_SEPARATOR_CHAR));
-      p.forLocks.push({ type: m.type, tags });
+      p.data.push(JSON.stringify(m.data));
+      p.metadata.push(JSON.stringify(m.metadata));
+      p.tags.push(m.tags.join(TAG_SEPARATOR_CHAR));
+      p.forLocks.push({ type: m.type, tags: m.tags });
     }
   }
   return p;
@@ -163,7 +140,7 @@ export async function appendWithCondition(
     );
   const snapshot = typeof after === 'object' && 'snapshot' in after ? after.snapshot : null;
   const position = typeof after === 'object' && !('snapshot' in after) ? after : undefined;
-  const p = await prepare(store.messageDefinitions, appends);
+  const p = await prepare(store, appends);
   const query = condition?.failIfEventsMatch;
   const locks = appendLockKeys(query, p.forLocks);
   // A query matching everything is checked as one item with no filter.

@@ -1,12 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { Queryable } from '../db/queryable.js';
 import { InvalidInputError } from '../errors.js';
-import { TAG_SEPARATOR_CHAR } from '../store/appendToStream.js';
+import type { PreparedMessage } from '../store/appendToStream.js';
 import { checkStreamName, type MessageStore } from '../store/messageStore.js';
-import { validateData } from '../store/messageTypes.js';
 import type { Metadata, NewMessage, RecordedMessage } from '../store/types.js';
-import { uuidv7 } from '../store/uuidv7.js';
-import { currentTraceparent } from '../telemetry/tracing.js';
 import {
   deleteScheduled,
   insertScheduled,
@@ -80,47 +77,20 @@ export async function scheduleMessage(
   opts: ScheduleOptions = {},
 ): Promise<string> {
   checkStreamName(stream);
-  if (
-    typeof message !== 'object' ||
-    message === null ||
-    typeof message.type !== 'string' ||
-    message.type === ''
-  )
-    throw new InvalidInputError(
-      `Invalid message ${JSON.stringify(message)}: a message needs a non-empty string "type".`,
-    );
-  if (message.data === undefined)
-    throw new InvalidInputError(
-      `Message of type "${message.type}" has no data.`,
-      'Pass data: {} for a message without payload.',
-    );
-  const tags = message.tags ?? [];
-  if (
-    !Array.isArray(tags) ||
-    tags.some((t) => typeof t !== 'string' || t === '' || t.includes(TAG_SEPARATOR_CHAR))
-  )
-    throw new InvalidInputError(`Invalid tags on a "${message.type}" message: tags are non-empty strings.`);
-  const id = message.id ?? uuidv7();
-  if (!UUID.test(id)) throw new InvalidInputError(`Invalid message id ${JSON.stringify(id)}: use a UUID.`);
   const { at, delayMs } = resolveWhen(when);
-  const data = await validateData(store.messageDefinitions, message.type, message.data);
-  const metadata: Metadata = { ...message.metadata };
-  // Delivery continues the scheduling trace: its span's parent is the span active now.
-  if (metadata.traceparent === undefined) {
-    const traceparent = currentTraceparent();
-    if (traceparent) metadata.traceparent = traceparent;
-  }
+  // Delivery continues the scheduling trace: the prepared metadata carries the span active now.
+  const [{ id, type, data, metadata, tags }] = (await store.prepareMessages([message])) as [PreparedMessage];
   await insertScheduled(opts.client ?? store.pool, store.sqlContext, {
-    id: id.toLowerCase(),
+    id,
     stream,
-    type: message.type,
+    type,
     data,
     metadata,
     tags,
     at,
     delayMs,
   });
-  return id.toLowerCase();
+  return id;
 }
 
 /**

@@ -4,10 +4,11 @@ import { assertSafeSchemaName, escapeIdentifier } from '../db/identifier.js';
 import { createPool } from '../db/pool.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { InvalidInputError } from '../errors.js';
-import { Attr, currentTraceparent, SpanKind, withSpan } from '../telemetry/tracing.js';
-import { appendToStream, type PreparedMessage, TAG_SEPARATOR_CHAR } from './appendToStream.js';
-import { upcast, validateData } from './messageTypes.js';
+import { Attr, SpanKind, withSpan } from '../telemetry/tracing.js';
+import { appendToStream, type PreparedMessage } from './appendToStream.js';
+import { upcast } from './messageTypes.js';
 import { Notifier } from './notifications.js';
+import { prepareMessage } from './prepareMessage.js';
 import { readCategory, readLog } from './readLog.js';
 import { readStream, streamVersion } from './readStream.js';
 import type {
@@ -20,7 +21,6 @@ import type {
   ReadStreamOptions,
   RecordedMessage,
 } from './types.js';
-import { uuidv7 } from './uuidv7.js';
 
 export interface MessageStoreOptions {
   /** A pool you own (it stays open on close()). Give this or `connectionString`. */
@@ -140,40 +140,14 @@ export class MessageStore {
     });
   }
 
-  async #prepare(messages: NewMessage[]): Promise<PreparedMessage[]> {
+  /**
+   * @internal Validate and complete messages for writing (ids, schema, metadata inherited by this
+   * store); used by every write path so a message is refused the same way everywhere.
+   */
+  async prepareMessages(messages: NewMessage[]): Promise<PreparedMessage[]> {
     if (messages.length === 0) throw new InvalidInputError('Nothing to append: the message list is empty.');
     const out: PreparedMessage[] = [];
-    for (const m of messages) {
-      if (typeof m !== 'object' || m === null || typeof m.type !== 'string' || m.type.length === 0) {
-        throw new InvalidInputError(
-          `Invalid message ${JSON.stringify(m)}: a message needs a non-empty string "type".`,
-        );
-      }
-      if (m.data === undefined)
-        throw new InvalidInputError(
-          `Message of type "${m.type}" has no data.`,
-          'Pass data: {} for a message without payload.',
-        );
-      const tags = m.tags ?? [];
-      if (
-        !Array.isArray(tags) ||
-        tags.some((t) => typeof t !== 'string' || t.length === 0 || t.includes(TAG_SEPARATOR_CHAR))
-      ) {
-        throw new InvalidInputError(
-          `Invalid tags on a "${m.type}" message: tags are non-empty strings such as "course:c1".`,
-        );
-      }
-      const id = m.id ?? uuidv7();
-      const data = await validateData(this.#shared.defs, m.type, m.data);
-      const metadata: Metadata = { ...this.#inherited, ...m.metadata };
-      if (metadata.correlationId === undefined) metadata.correlationId = id;
-      // The appending span, so a handler of this message continues the same trace.
-      if (metadata.traceparent === undefined) {
-        const traceparent = currentTraceparent();
-        if (traceparent) metadata.traceparent = traceparent;
-      }
-      out.push({ id, type: m.type, data, metadata, tags });
-    }
+    for (const m of messages) out.push(await prepareMessage(m, this.#shared.defs, this.#inherited));
     return out;
   }
 
@@ -194,7 +168,7 @@ export class MessageStore {
       `${stream} append`,
       { kind: SpanKind.PRODUCER, attributes: spanAttributes('send', stream, list.length) },
       async () => {
-        const prepared = await this.#prepare(list);
+        const prepared = await this.prepareMessages(list);
         const result = await appendToStream(this.#db, this.#shared.ctx, stream, expected, prepared);
         if (!this.#client) this.#shared.notifier.notify();
         return result;
@@ -230,7 +204,7 @@ export class MessageStore {
       prepared.push({
         stream: a.stream,
         expected,
-        messages: await this.#prepare(Array.isArray(a.messages) ? a.messages : [a.messages]),
+        messages: await this.prepareMessages(Array.isArray(a.messages) ? a.messages : [a.messages]),
       });
     }
     prepared.sort((x, y) => (x.stream < y.stream ? -1 : x.stream > y.stream ? 1 : 0));

@@ -248,3 +248,16 @@ describe('reads', () => {
     expect(none.position).toEqual(rest.position);
   });
 });
+
+describe('message ids given by the caller', () => {
+  it('keeps a given UUID and refuses an id that is not one, writing nothing', async () => {
+    const id = '0190f4a2-7b1c-7d3e-8f00-123456789abc';
+    await db.store.append('ids-1', { id: id.toUpperCase(), type: 'x', data: {} });
+    const [m] = await db.store.readStream('ids-1');
+    expect(m!.id).toBe(id);
+    await expect(db.store.append('ids-2', { id: 'order-42', type: 'x', data: {} })).rejects.toThrow(
+      /Invalid message id "order-42"/,
+    );
+    expect(await db.store.streamVersion('ids-2')).toBe(0);
+  });
+});
