@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     poolSize: POOL_SIZE,
     ...extra,
   });
-  const check = (label: string, r: ChildrenResult) => {
+  const check = (label: string, r: ChildrenResult, allowPartial = false) => {
     if (r.errors.length) console.log(`  ${label} errors: ${r.errors.join(' | ')}`);
     for (const st of r.stats)
       if (st)
@@ -86,7 +86,8 @@ async function main(): Promise<void> {
             .map(([k, v]) => `${k}=${v}`)
             .join(' ')}`,
         );
-    if (r.processed < total) throw new Error(`${label}: only ${r.processed} of ${total} processed in time`);
+    if (r.processed < total && !allowPartial)
+      throw new Error(`${label}: only ${r.processed} of ${total} processed in time`);
     return r;
   };
   try {
@@ -111,7 +112,15 @@ async function main(): Promise<void> {
       schemas.push(schema);
       await copyMessages(admin, schema, total, total);
       const label = ONE_PER_STREAM;
-      rows.push({ label, r: check(label, await runChildren([spec('beckett', schema)], total)) });
+      // Bounded to 60 s: with many finished checkpoints the claim slows down (see the README); the
+      // rate is then over the part processed, and the row says so.
+      const r = await runChildren([spec('beckett', schema)], total, 60_000);
+      const partial = r.processed < total;
+      rows.push({
+        label,
+        r: check(label, r, true),
+        ...(partial ? { note: `stopped after 60 s: ${r.processed} of ${total}` } : {}),
+      });
     }
 
     const gwUnbatched = uniqueName('bench_gw');
