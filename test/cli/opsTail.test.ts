@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { logEnd } from '../../src/store/readLog.js';
+import { logEnd, oldestOpenTransaction } from '../../src/store/readLog.js';
 import { ES_BIN, es } from '../helpers/cli.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 
@@ -39,10 +39,16 @@ async function until(check: () => boolean, what: string, ms = 90_000): Promise<v
   }
 }
 
-async function untilAsync(check: () => Promise<boolean>, what: string, ms = 90_000): Promise<void> {
+async function untilAsync(
+  check: () => Promise<boolean>,
+  what: string,
+  ms = 90_000,
+  explain?: () => Promise<string>,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`Timed out waiting for ${what}${explain ? `: ${await explain()}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -114,6 +120,9 @@ describe('es tail', () => {
     await untilAsync(
       async () => (await logEnd(db.pool, db.store.sqlContext)).globalPosition >= last.globalPosition,
       'the log to be readable',
+      90_000,
+      // If this times out, say which transaction held every gap-safe reader back.
+      async () => JSON.stringify(await oldestOpenTransaction(db.pool)),
     );
     const r = await es(
       ['--schema', db.schema, 'tail', 'shop-1', '--from', '0', '--type', 'a', '--no-follow'],
