@@ -23,6 +23,11 @@ export interface ReplayStream {
   previousPosition: number;
   /** Where the checkpoint was moved back to (the message before the range's first). */
   rewoundTo: number;
+  /**
+   * The last position handled again: the range's last message in this stream when the range has an
+   * end (--to; the checkpoint then jumps back to previousPosition), else previousPosition.
+   */
+  handledAgainUpTo: number;
   /** Messages of the range in this stream. */
   messages: number;
 }
@@ -36,8 +41,8 @@ export interface ReplayResult {
   /** Messages of the range to handle again. */
   messages: number;
   /**
-   * Messages read again in all: the range plus, in the same streams, the later messages handled
-   * before (each stream is replayed in order from the range's first message to where it was).
+   * Messages read again in all. With --to, the range's messages and the stream's other messages
+   * between them; without it, each stream from the range's first message up to where it was.
    */
   redelivered: number;
   /** Streams whose checkpoint a worker holds right now and that could not be moved back. */
@@ -52,7 +57,7 @@ export interface ReplayResult {
  */
 const planSql = (ctx: SqlContext) => `
   SELECT c.stream_name, c.stream_position AS previous, min(m.stream_position) - 1 AS rewound_to,
-         count(*)::int AS messages
+         max(m.stream_position) AS last_in_range, count(*)::int AS messages
     FROM ${ctx.s}.checkpoints c
     JOIN ${ctx.s}.messages m ON m.stream_name = c.stream_name AND m.stream_position <= c.stream_position
    WHERE c.group_name = $1 AND c.subscription_name = $2
@@ -75,7 +80,11 @@ const rewindSql = (ctx: SqlContext) => `
   moved AS (
     UPDATE ${ctx.s}.checkpoints c
        SET stream_position = p.rewound_to, status = 'active', attempts = 0, last_error = NULL,
-           next_attempt_at = now(), updated_at = now()
+           next_attempt_at = now(), updated_at = now(),
+           -- With --to, stop at the range's end and jump back to where the checkpoint was
+           -- (migration 0005), so later messages are not handled again.
+           replay_until = CASE WHEN $10 AND p.last_in_range < p.previous THEN p.last_in_range END,
+           replay_resume = CASE WHEN $10 AND p.last_in_range < p.previous THEN p.previous END
       FROM plan p
      WHERE c.group_name = $1 AND c.subscription_name = $2 AND c.stream_name = p.stream_name
        AND c.stream_position = p.previous
@@ -88,6 +97,7 @@ interface PlanRow {
   stream_name: string;
   previous: number;
   rewound_to: number;
+  last_in_range: number;
   messages: number;
   moved?: boolean;
 }
@@ -108,10 +118,14 @@ function params(args: ReplayArgs, only: string[] | null): unknown[] {
   ];
 }
 
-const toStream = (r: PlanRow): ReplayStream => ({
+/** Whether the range has an end (--to): then only the range is handled again. */
+const bounded = (args: ReplayArgs): boolean => args.to !== undefined;
+
+const toStream = (args: ReplayArgs, r: PlanRow): ReplayStream => ({
   stream: r.stream_name,
   previousPosition: r.previous,
   rewoundTo: r.rewound_to,
+  handledAgainUpTo: bounded(args) ? Math.min(r.last_in_range, r.previous) : r.previous,
   messages: r.messages,
 });
 
@@ -122,15 +136,16 @@ function summarize(args: ReplayArgs, dryRun: boolean, streams: ReplayStream[], b
     subscription: args.subscription,
     streams,
     messages: streams.reduce((n, s) => n + s.messages, 0),
-    redelivered: streams.reduce((n, s) => n + (s.previousPosition - s.rewoundTo), 0),
+    redelivered: streams.reduce((n, s) => n + (s.handledAgainUpTo - s.rewoundTo), 0),
     busy,
   };
 }
 
 /**
  * Replay a range of a subscription: move the checkpoints of the streams with already processed
- * messages in the range back to just before the range, so the workers handle those messages again
- * (each stream in order, from the range's first message up to where it was). Unknown group or
+ * messages in the range back to just before the range, so the workers handle those messages again,
+ * each stream in order: with `to`, up to the range's last message, after which the checkpoint returns
+ * to where it was; without it, up to where it was. Unknown group or
  * subscription: NotFoundError naming the known ones. A checkpoint a worker holds is retried until
  * `busyTimeoutMs` (default 10 s), then reported in `busy`.
  */
@@ -156,14 +171,20 @@ export async function replay(
   await assertSubscription(db, ctx, args.group, args.subscription);
   if (opts.dryRun) {
     const { rows } = await db.query<PlanRow>(planSql(ctx), params(args, null));
-    return summarize(args, true, rows.map(toStream), []);
+    return summarize(
+      args,
+      true,
+      rows.map((r) => toStream(args, r)),
+      [],
+    );
   }
   const deadline = Date.now() + (opts.busyTimeoutMs ?? 10_000);
   const done: ReplayStream[] = [];
   let only: string[] | null = null;
   for (;;) {
-    const rows: PlanRow[] = (await db.query<PlanRow>(rewindSql(ctx), params(args, only))).rows;
-    for (const r of rows) if (r.moved) done.push(toStream(r));
+    const rows: PlanRow[] = (await db.query<PlanRow>(rewindSql(ctx), [...params(args, only), bounded(args)]))
+      .rows;
+    for (const r of rows) if (r.moved) done.push(toStream(args, r));
     const busy: string[] = rows.filter((r) => !r.moved).map((r) => r.stream_name);
     if (busy.length === 0 || Date.now() >= deadline) {
       done.sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : 0));

@@ -33,13 +33,15 @@ interface ClaimRow extends Partial<Omit<MessageRow, 'stream_name' | 'stream_posi
   cp_attempts: number;
   cp_status: ClaimedCheckpoint['status'];
   lease_id: string;
+  cp_replay_until: number | null;
   stream_name: string | null;
   stream_position: number | null;
 }
 
 // Claim order is next_attempt_at, which every release moves to now(): streams take turns, so a long
 // stream re-claimed batch after batch cannot starve the others. The claimed stream's next batch is
-// read in the same statement (one round trip less per claim; the batch size is the subscription's).
+// read in the same statement (one round trip less per claim; the batch size is the subscription's),
+// and not past the end of a replay range (see migration 0005).
 const claimSql = (ctx: SqlContext) =>
   `WITH claimed AS (
      UPDATE ${ctx.s}.checkpoints AS c
@@ -61,12 +63,14 @@ const claimSql = (ctx: SqlContext) =>
         AND c.stream_name = pick.stream_name
      RETURNING c.subscription_name AS cp_subscription, c.stream_name AS cp_stream,
                c.stream_position AS cp_position, c.stream_version AS cp_version,
-               c.attempts AS cp_attempts, c.status AS cp_status, c.lease_id::text AS lease_id)
+               c.attempts AS cp_attempts, c.status AS cp_status, c.lease_id::text AS lease_id,
+               c.replay_until AS cp_replay_until)
    SELECT claimed.*, m.*
      FROM claimed
      LEFT JOIN LATERAL (
        SELECT ${MESSAGE_COLUMNS} FROM ${ctx.s}.messages
         WHERE stream_name = claimed.cp_stream AND stream_position > claimed.cp_position
+          AND (claimed.cp_replay_until IS NULL OR stream_position <= claimed.cp_replay_until)
         ORDER BY stream_position
         LIMIT ($6::int[])[array_position($2::text[], claimed.cp_subscription)]) m ON true
     ORDER BY m.stream_position`;

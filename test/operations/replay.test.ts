@@ -65,13 +65,15 @@ describe('replay', () => {
       to: { position: 6 },
     });
     expect(r).toMatchObject({ messages: 2, redelivered: 2, busy: [] });
-    expect(r.streams).toEqual([{ stream: 'order-2', previousPosition: 3, rewoundTo: 1, messages: 2 }]);
+    expect(r.streams).toEqual([
+      { stream: 'order-2', previousPosition: 3, rewoundTo: 1, handledAgainUpTo: 3, messages: 2 },
+    ]);
     expect(await settle(2)).toEqual(['order-2@2', 'order-2@3']);
     const p = await replayProgress(db.pool, db.store.sqlContext, r);
     expect(p).toMatchObject({ done: 2, total: 2, finished: true, failed: [] });
   });
 
-  it('replays a stream in order from the range up to where it was, and says so', async () => {
+  it('handles exactly the range when it ends mid-stream: the checkpoint then returns to where it was', async () => {
     handled.splice(0);
     const r = await replay(db.pool, db.store.sqlContext, {
       group: 'G',
@@ -79,7 +81,27 @@ describe('replay', () => {
       from: { position: 2 },
       to: { position: 2 },
     });
-    expect(r).toMatchObject({ messages: 1, redelivered: 2 });
+    expect(r).toMatchObject({ messages: 1, redelivered: 1 });
+    expect(r.streams).toEqual([
+      { stream: 'order-1', previousPosition: 3, rewoundTo: 1, handledAgainUpTo: 2, messages: 1 },
+    ]);
+    // settle() also waits for the checkpoint to be back at 3: order-1@3 must not be handled again.
+    expect(await settle(1)).toEqual(['order-1@2']);
+    const cp = await db.pool.query(
+      `SELECT replay_until, replay_resume FROM "${db.schema}".checkpoints WHERE subscription_name = 'sub' AND stream_name = 'order-1'`,
+    );
+    expect(cp.rows[0]).toEqual({ replay_until: null, replay_resume: null });
+  });
+
+  it('without --to, replays each stream in order from the range up to where it was', async () => {
+    handled.splice(0);
+    const r = await replay(db.pool, db.store.sqlContext, {
+      group: 'G',
+      subscription: 'sub',
+      from: { position: 2 },
+      stream: 'order-1',
+    });
+    expect(r).toMatchObject({ messages: 2, redelivered: 2 });
     expect(await settle(2)).toEqual(['order-1@2', 'order-1@3']);
   });
 

@@ -33,8 +33,10 @@ Examples:
   $ es replay --group InventoryAllocation --subscription allocate --stream order-123
 
 Each stream with handled messages in the range goes back to just before its first one; the
-workers then handle that stream again, in order, up to where it was (so later messages of the same
-stream are handled again too: the result says how many). Workers of the group must be running.
+workers then handle that stream again, in order. With --to they stop at the range's last message
+and the checkpoint returns to where it was: later messages are not handled again (other messages of
+the stream that fall between the range's messages are, to keep its order; the result says how many).
+Without --to they go on up to where it was. Workers of the group must be running.
 Exit 8 for an unknown group or subscription; 7 when a worker held a checkpoint throughout.`,
     )
     .action(async (opts: ReplayFlags, cmd: Command) => {
@@ -71,7 +73,7 @@ Exit 8 for an unknown group or subscription; 7 when a worker held a checkpoint t
           const what = `${r.messages} message${r.messages === 1 ? '' : 's'} in ${r.streams.length} stream${r.streams.length === 1 ? '' : 's'}`;
           const extra =
             r.redelivered > r.messages
-              ? ` (${r.redelivered} handled again in all: later messages of those streams too, in order)`
+              ? ` (${r.redelivered} handled again in all: those streams' other messages within the range, in order)`
               : '';
           if (r.dryRun) print(`would replay ${what} of ${name}${extra}; nothing changed (dry run)`);
           else if (r.streams.length === 0)
