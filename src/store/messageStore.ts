@@ -284,8 +284,9 @@ export class MessageStore {
 
   /** Close the pool if the store created it. Idempotent. */
   async close(): Promise<void> {
-    this.#shared.notifier.close();
+    // Announce appends still waiting for their wake-up, then stop.
     await this.#shared.notifier.flush();
+    this.#shared.notifier.close();
     if (this.#shared.ownsPool) {
       this.#shared.ownsPool = false;
       await this.#shared.pool.end();

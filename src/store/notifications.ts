@@ -6,52 +6,79 @@ export function channelFor(schema: string): string {
   return `beckett_${schema}`;
 }
 
+/** Default shortest time between two wake-ups of one store. */
+export const NOTIFY_WINDOW_MS = 3;
+
 /**
  * Wake-up notifications, sent after commit and coalesced. A NOTIFY inside the writing transaction
  * takes a cluster-wide lock at commit and serialises every notifying commit; here writers only mark
- * "something was appended" and at most one NOTIFY is in flight, with at most one more queued behind
- * it, however many appends commit meanwhile.
+ * "something was appended". The first append after a quiet spell is announced at once (low
+ * latency); appends that follow within the window share one trailing NOTIFY at its end, so a busy
+ * writer sends at most one per window instead of one per append, and the last append of a burst is
+ * always announced. At most one NOTIFY is in flight.
  */
 export class Notifier {
   #inFlight = false;
   #pending = false;
   #closed = false;
+  #lastSentAt = Number.NEGATIVE_INFINITY;
+  #timer: NodeJS.Timeout | undefined;
   readonly #pool: pg.Pool;
   readonly #channel: string;
+  readonly #windowMs: number;
 
-  constructor(pool: pg.Pool, ctx: SqlContext) {
+  constructor(pool: pg.Pool, ctx: SqlContext, windowMs = NOTIFY_WINDOW_MS) {
     this.#pool = pool;
     this.#channel = channelFor(ctx.schema);
+    this.#windowMs = windowMs;
   }
 
-  /** Note that messages were committed; a NOTIFY follows soon. Never throws. */
+  /** Note that messages were committed; a NOTIFY follows within the window. Never throws. */
   notify(): void {
     if (this.#closed) return;
-    if (this.#inFlight) {
-      this.#pending = true;
+    this.#pending = true;
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#inFlight || this.#timer || !this.#pending || this.#closed) return;
+    const wait = this.#lastSentAt + this.#windowMs - performance.now();
+    if (wait <= 0) {
+      void this.#send();
       return;
     }
-    this.#inFlight = true;
-    void this.#send();
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#schedule();
+    }, wait);
+    // A pending wake-up never keeps the process alive on its own.
+    this.#timer.unref();
   }
 
   async #send(): Promise<void> {
+    this.#inFlight = true;
+    this.#pending = false;
+    this.#lastSentAt = performance.now();
     try {
-      do {
-        this.#pending = false;
-        // Wake-ups are an optimisation (pollers are the backstop): a failed NOTIFY is not an error.
-        await this.#pool.query('SELECT pg_notify($1, $2)', [this.#channel, '']).catch(() => undefined);
-      } while (this.#pending && !this.#closed);
+      // Wake-ups are an optimisation (pollers are the backstop): a failed NOTIFY is not an error.
+      await this.#pool.query('SELECT pg_notify($1, $2)', [this.#channel, '']).catch(() => undefined);
     } finally {
       this.#inFlight = false;
+      this.#schedule();
     }
   }
 
-  /** Wait for the NOTIFY in flight, if any. */
+  /** Send a pending wake-up now and wait for the NOTIFY in flight, if any. */
   async flush(): Promise<void> {
+    if (this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      if (this.#pending && !this.#closed && !this.#inFlight) void this.#send();
+    }
     while (this.#inFlight) await new Promise((r) => setTimeout(r, 1));
   }
 
+  /** Stop sending (the store flushes first, so no pending wake-up is dropped). */
   close(): void {
     this.#closed = true;
   }
