@@ -103,7 +103,7 @@ export class WrongExpectedVersionError extends BeckettError {
   constructor(stream: string, expected: ExpectedVersionDescription, actual: number) {
     super(
       'WRONG_EXPECTED_VERSION',
-      `Wrong expected version for stream "${stream}": expected ${describeExpected(expected)}, actual version is ${actual}${actual === 0 ? ' (no stream)' : ''}.`,
+      `Wrong expected version for stream "${stream}": expected ${describeExpected(expected)}, ${actual < 0 ? 'but another writer appended to it at the same time' : `actual version is ${actual}${actual === 0 ? ' (no stream)' : ''}`}.`,
       {
         exitCode: ExitCode.conflict,
         hint: 'Reload the stream and decide again, or append with expected version "any".',

@@ -2,8 +2,14 @@ import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { sqlStateOf } from '../db/sqlstate.js';
 import { AppendConditionFailedError, InvalidInputError, WrongExpectedVersionError } from '../errors.js';
-import { expectedVersionCode, TAG_SEPARATOR_CHAR } from '../store/appendToStream.js';
+import {
+  expectedVersionCode,
+  isPositionTaken,
+  TAG_SEPARATOR_CHAR,
+  UNKNOWN_VERSION,
+} from '../store/appendToStream.js';
 import { checkStreamName, type MessageStore } from '../store/messageStore.js';
+import { streamVersion } from '../store/readStream.js';
 import type { ExpectedVersion, LogPosition, NewMessage } from '../store/types.js';
 import { appendLockKeys } from './lockKeys.js';
 import { Query } from './query.js';
@@ -187,6 +193,18 @@ export async function appendWithCondition(
         stream,
         appends[0]?.expectedVersion ?? 'any',
         Number((err as { detail?: string }).detail ?? 0),
+      );
+    }
+    // A plain append with an exact expected version (no lock, migration 0006) took a position first.
+    if (isPositionTaken(err)) {
+      const one = p.streams.length === 1 ? p.streams[0]! : undefined;
+      // Outside a caller's transaction, the actual version can be read now that this one failed.
+      const actual =
+        one && !opts.db ? await streamVersion(store.pool, store.sqlContext, one) : UNKNOWN_VERSION;
+      throw new WrongExpectedVersionError(
+        one ?? p.streams.join(', '),
+        (one ? appends[0]?.expectedVersion : undefined) ?? 'any',
+        actual,
       );
     }
     if (state === WRONG_VERSION_OF) {

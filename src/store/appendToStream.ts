@@ -27,8 +27,8 @@ const sql = (ctx: SqlContext) =>
   `SELECT stream_version, last_global_position FROM ${ctx.s}.append_to_stream($1, $2, $3, $4, $5, $6, $7)`;
 
 /**
- * Append messages to one stream in one round trip (see append_to_stream() in the first
- * migration). Writes nothing when the expected version does not match.
+ * Append messages to one stream in one round trip (see append_to_stream() in migrations 0001 and
+ * 0006). Writes nothing when the expected version does not match.
  */
 export async function appendToStream(
   db: Queryable,
@@ -37,6 +37,8 @@ export async function appendToStream(
   expected: ExpectedVersion,
   messages: PreparedMessage[],
 ): Promise<AppendResult> {
+  const exact = typeof expected === 'number' || expected === 'no_stream';
+  if (exact && messages.length === 1) return appendOneExact(db, ctx, stream, expected, messages[0]!);
   const values = [
     stream,
     expectedVersionCode(expected),
@@ -57,15 +59,75 @@ export async function appendToStream(
     if (state === WRONG_VERSION_STATE) {
       throw new WrongExpectedVersionError(stream, expected, Number((err as { detail?: string }).detail ?? 0));
     }
-    // A writer that bypasses append_to_stream() and its lock can still win the race for a position.
-    if (
-      state === SqlState.uniqueViolation &&
-      (err as { constraint?: string }).constraint === 'messages_stream_position_key'
-    ) {
-      throw new WrongExpectedVersionError(stream, expected, -1);
-    }
+    // Another writer took the position first: an exact expected version lost its race (appends
+    // with an exact version take no lock, see migration 0006). The actual version is unknown here
+    // (-1): inside a failed transaction nothing more can be read; the store looks it up.
+    if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
     throw err;
   }
 }
 
 export const TAG_SEPARATOR_CHAR = TAG_SEPARATOR;
+
+/*
+ * The common case, one message with an exact expected version, as a single INSERT with scalar
+ * parameters: no function call, no arrays. It writes position N+1 only if position N exists (or N is
+ * 0); a concurrent appender that took N+1 first makes it fail on the unique constraint, like
+ * append_to_stream() in migration 0006.
+ */
+const appendOneSql = (ctx: SqlContext) =>
+  `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
+   SELECT $1, $2, $3::bigint + 1, $4, $5, $6, $7
+    WHERE $3::bigint = 0
+       OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint)
+   RETURNING global_position`;
+
+async function appendOneExact(
+  db: Queryable,
+  ctx: SqlContext,
+  stream: string,
+  expected: ExpectedVersion,
+  m: PreparedMessage,
+): Promise<AppendResult> {
+  const n = expectedVersionCode(expected);
+  try {
+    const { rows } = await db.query<{ global_position: number }>(
+      statement(ctx, 'append_one', appendOneSql(ctx), [
+        m.id,
+        stream,
+        n,
+        m.type,
+        JSON.stringify(m.data),
+        JSON.stringify(m.metadata),
+        m.tags,
+      ]),
+    );
+    const row = rows[0];
+    // Position N does not exist: the stream is shorter than expected. Its version is read by the
+    // store (inside a caller's transaction a read is still possible here: nothing failed).
+    if (!row) throw new WrongExpectedVersionError(stream, expected, await streamVersionOf(db, ctx, stream));
+    return { streamVersion: n + 1, globalPosition: row.global_position };
+  } catch (err) {
+    if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
+    throw err;
+  }
+}
+
+async function streamVersionOf(db: Queryable, ctx: SqlContext, stream: string): Promise<number> {
+  const { rows } = await db.query<{ v: number }>(
+    `SELECT coalesce(max(stream_position), 0) AS v FROM ${ctx.s}.messages WHERE stream_name = $1`,
+    [stream],
+  );
+  return rows[0]?.v ?? 0;
+}
+
+/** The `actual` of a WrongExpectedVersionError raised by a lost race, before the store looks it up. */
+export const UNKNOWN_VERSION = -1;
+
+/** A unique violation on (stream_name, stream_position): someone else appended at that position. */
+export function isPositionTaken(err: unknown): boolean {
+  return (
+    sqlStateOf(err) === SqlState.uniqueViolation &&
+    (err as { constraint?: string }).constraint === 'messages_stream_position_key'
+  );
+}

@@ -3,9 +3,9 @@ import type { MessageDefinition } from '../config/types.js';
 import { assertSafeSchemaName, escapeIdentifier } from '../db/identifier.js';
 import { createPool } from '../db/pool.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, WrongExpectedVersionError } from '../errors.js';
 import { Attr, SpanKind, withSpan } from '../telemetry/tracing.js';
-import { appendToStream, type PreparedMessage } from './appendToStream.js';
+import { appendToStream, type PreparedMessage, UNKNOWN_VERSION } from './appendToStream.js';
 import { upcast } from './messageTypes.js';
 import { Notifier } from './notifications.js';
 import { prepareMessage } from './prepareMessage.js';
@@ -141,6 +141,31 @@ export class MessageStore {
   }
 
   /**
+   * Appends with an exact expected version take no lock (migration 0006), so a lost race for a
+   * position surfaces as a unique violation, reported with an unknown actual version. An append
+   * expecting "any" or "stream_exists" that collides with one of them is simply retried; an exact
+   * one fails with the actual version looked up. Inside a caller's transaction nothing can be
+   * retried or read after the error: it is rethrown as is.
+   */
+  async #settleRace<T>(
+    attempt: () => Promise<T>,
+    expectedOf: (stream: string) => ExpectedVersion,
+  ): Promise<T> {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (!(err instanceof WrongExpectedVersionError) || err.actual !== UNKNOWN_VERSION || this.#client)
+          throw err;
+        const expected = expectedOf(err.stream);
+        if ((expected === 'any' || expected === 'stream_exists') && tries < 10) continue;
+        const actual = await streamVersion(this.#shared.pool, this.#shared.ctx, err.stream);
+        throw new WrongExpectedVersionError(err.stream, expected, actual);
+      }
+    }
+  }
+
+  /**
    * @internal Validate and complete messages for writing (ids, schema, metadata inherited by this
    * store); used by every write path so a message is refused the same way everywhere.
    */
@@ -169,7 +194,10 @@ export class MessageStore {
       { kind: SpanKind.PRODUCER, attributes: spanAttributes('send', stream, list.length) },
       async () => {
         const prepared = await this.prepareMessages(list);
-        const result = await appendToStream(this.#db, this.#shared.ctx, stream, expected, prepared);
+        const result = await this.#settleRace(
+          () => appendToStream(this.#db, this.#shared.ctx, stream, expected, prepared),
+          () => expected,
+        );
         if (!this.#client) this.#shared.notifier.notify();
         return result;
       },
@@ -215,13 +243,19 @@ export class MessageStore {
       return results;
     };
     if (this.#client) return run(this.#client);
+    const expectedOf = (stream: string) => prepared.find((p) => p.stream === stream)?.expected ?? 'any';
+    const results = await this.#settleRace(() => this.#inOwnTransaction(run), expectedOf);
+    this.#shared.notifier.notify();
+    return results;
+  }
+
+  async #inOwnTransaction<T>(fn: (db: Queryable) => Promise<T>): Promise<T> {
     const client = await this.#shared.pool.connect();
     try {
       await client.query('BEGIN');
-      const results = await run(client);
+      const result = await fn(client);
       await client.query('COMMIT');
-      this.#shared.notifier.notify();
-      return results;
+      return result;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;

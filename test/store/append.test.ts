@@ -93,6 +93,52 @@ describe('append with expected version', () => {
   });
 });
 
+describe('exact expected versions race without a lock', () => {
+  it('mixing exact-version and "any" appenders: every "any" lands, exact ones win or get the actual version', async () => {
+    await db.store.append('mixed-1', item(0));
+    const rounds = 10;
+    for (let round = 0; round < rounds; round++) {
+      const version = await db.store.streamVersion('mixed-1');
+      const exact = Array.from({ length: 6 }, (_, i) =>
+        db.store.append('mixed-1', item(1000 + round * 10 + i), { expectedVersion: version }),
+      );
+      const any = Array.from({ length: 6 }, (_, i) =>
+        db.store.append('mixed-1', item(2000 + round * 10 + i)),
+      );
+      const exactResults = await settle(exact);
+      const anyResults = await settle(any);
+      expect(anyResults.errors).toEqual([]);
+      expect(exactResults.ok.length).toBeLessThanOrEqual(1);
+      for (const e of exactResults.errors) {
+        expect(e).toBeInstanceOf(WrongExpectedVersionError);
+        expect((e as WrongExpectedVersionError).actual).toBeGreaterThan(version);
+      }
+    }
+    const stream = await db.store.readStream('mixed-1', { limit: 10_000 });
+    expect(stream.map((m) => m.streamPosition)).toEqual(
+      Array.from({ length: stream.length }, (_, i) => i + 1),
+    );
+    expect(stream.length).toBeGreaterThanOrEqual(1 + rounds * 6);
+  });
+
+  it('a lost race inside a multi-stream append writes nothing and names the actual version', async () => {
+    await db.store.append('pair-a', item(1));
+    await db.store.append('pair-b', item(1));
+    const results = await settle(
+      Array.from({ length: 8 }, (_, i) =>
+        db.store.appendMultiple([
+          { stream: 'pair-a', messages: item(i), expectedVersion: 1 },
+          { stream: 'pair-b', messages: item(i), expectedVersion: 1 },
+        ]),
+      ),
+    );
+    expect(results.ok).toHaveLength(1);
+    for (const e of results.errors) expect(e).toMatchObject({ actual: 2 });
+    expect(await db.store.streamVersion('pair-a')).toBe(2);
+    expect(await db.store.streamVersion('pair-b')).toBe(2);
+  });
+});
+
 describe('multi-stream append', () => {
   it('writes every stream or none', async () => {
     await db.store.append('account-x', item(1));
