@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts', 'test/**/*.test.tsx'],
     globalSetup: ['test/globalSetup.ts'],
+    setupFiles: ['test/setupFile.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',

@@ -8,9 +8,41 @@ import { createMessageStore, type MessageStore } from '../../src/store/messageSt
 
 export const databaseUrl = (): string => inject('databaseUrl');
 
-/** A fresh, unique schema name for one test file (left behind for inspection when a test fails). */
+let fileFailed = false;
+const createdSchemas: string[] = [];
+
+/** Called by test/setupFile.ts when a test of this file fails: its schemas are then kept. */
+export function markFileFailed(): void {
+  fileFailed = true;
+}
+
+/**
+ * Drop every schema this file made with uniqueSchema(), unless one of its tests failed (then they
+ * stay for inspection). Run by test/setupFile.ts after the file's own afterAll hooks.
+ */
+export async function dropCreatedSchemas(): Promise<void> {
+  if (fileFailed || createdSchemas.length === 0) return;
+  const client = new pg.Client({ connectionString: databaseUrl() });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    // Best effort: a schema still locked by a straggler is left, never waited on for long.
+    await client.query(`SET lock_timeout = '5s'`);
+    for (const s of createdSchemas.splice(0)) {
+      await client.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(s)} CASCADE`).catch(() => undefined);
+    }
+  } catch {
+    // The server may be gone (a restart test); the schemas stay.
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** A fresh, unique schema name, dropped after the file (kept for inspection when a test fails). */
 export function uniqueSchema(prefix = 't'): string {
-  return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+  const schema = `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
+  createdSchemas.push(schema);
+  return schema;
 }
 
 export interface TestDb {
@@ -25,7 +57,7 @@ export interface TestDb {
   close(): Promise<void>;
 }
 
-/** Create a migrated schema for a test file. */
+/** Create a migrated schema for a test file (dropped after the file unless one of its tests failed). */
 export async function setupDb(prefix = 't', opts: { poolSize?: number } = {}): Promise<TestDb> {
   const url = databaseUrl();
   const schema = uniqueSchema(prefix);
