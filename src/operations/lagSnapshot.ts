@@ -1,5 +1,5 @@
 import type { Queryable, SqlContext } from '../db/queryable.js';
-import { type BlockingTransaction, logEnd, logHead, oldestOpenTransaction } from '../store/readLog.js';
+import { type BlockingTransaction, logHead, oldestOpenTransaction, readableUpTo } from '../store/readLog.js';
 import { MATCHES_FILTER, type SubscriptionFilter, subscriptionsWithFilters } from './subscriptionFilters.js';
 
 /** Undispatched messages are counted up to this many per subscription (keeps a refresh cheap). */
@@ -57,7 +57,7 @@ export interface LagSnapshot {
   schema: string;
   /** The highest global position written. */
   head: number;
-  /** The last global position gap-safe readers can see now (below the oldest open transaction). */
+  /** Every message up to this global position is final: gap-safe readers can read that far now. */
   readable: number;
   /** A long-open transaction holding every gap-safe reader back, if any. */
   blocking: BlockingTransaction | null;
@@ -148,7 +148,7 @@ export async function lagSnapshot(
 ): Promise<LagSnapshot> {
   const group = opts.group ?? null;
   const stale = opts.staleWorkerSeconds ?? 30;
-  const [subs, groups, workers, head, end, blocking] = await Promise.all([
+  const [subs, groups, workers, head, readable, blocking] = await Promise.all([
     db.query<SubscriptionRow>(subscriptionsSql(ctx), [JSON.stringify(opts.subscriptions ?? []), group]),
     db.query<{
       name: string;
@@ -165,14 +165,14 @@ export async function lagSnapshot(
       heartbeat_age: number;
     }>(workersSql(ctx), [group]),
     logHead(db, ctx),
-    logEnd(db, ctx),
+    readableUpTo(db, ctx),
     oldestOpenTransaction(db, opts.blockingAfterSeconds ?? 5),
   ]);
   return {
     takenAt: new Date().toISOString(),
     schema: ctx.schema,
     head,
-    readable: end.globalPosition,
+    readable,
     blocking: blocking ?? null,
     groups: groups.rows.map((g) => {
       const ws: WorkerInfo[] = workers.rows

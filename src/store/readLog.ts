@@ -98,6 +98,22 @@ export async function logEnd(db: Queryable, ctx: SqlContext): Promise<LogPositio
   return row ? { transactionId: row.transaction_id, globalPosition: row.global_position } : LOG_START;
 }
 
+/**
+ * The highest global position up to which every message is final (readable by gap-safe readers):
+ * just below the lowest position still held by a running transaction, or the head when none is.
+ * Not logEnd()'s position, which is a resume cursor in transaction order: a transaction that took
+ * a lower position can commit after one that took a higher one.
+ */
+export async function readableUpTo(db: Queryable, ctx: SqlContext): Promise<number> {
+  const { rows } = await db.query<{ readable: number }>(
+    `SELECT coalesce(
+       (SELECT min(global_position) - 1 FROM ${ctx.s}.messages
+         WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())),
+       (SELECT coalesce(max(global_position), 0) FROM ${ctx.s}.messages)) AS readable`,
+  );
+  return rows[0]?.readable ?? 0;
+}
+
 /** The oldest open transaction in the cluster holding gap-safe readers back, if any. */
 export interface BlockingTransaction {
   pid: number;

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MessageStore } from '../../src/store/messageStore.js';
+import { logEnd, logHead, readableUpTo } from '../../src/store/readLog.js';
 import { LOG_START, type LogPosition, type RecordedMessage } from '../../src/store/types.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 
@@ -171,5 +172,28 @@ describe('wake-up notifications', () => {
     expect(count).toBeGreaterThanOrEqual(1);
     expect(lastAt).toBeGreaterThanOrEqual(lastAppendAt - 5);
     expect(count).toBeLessThan(appends);
+  });
+});
+
+describe('readableUpTo', () => {
+  it('reaches the head once everything is final, even when transaction order and position order differ', async () => {
+    const t1 = await openTransaction();
+    await t1.client.query('SELECT pg_current_xact_id()'); // older transaction id...
+    const early = await db.store.append('upto-a', { type: 'x', data: {} }); // ...lower position, newer transaction
+    // While T1 runs, nothing from its transaction id on is final.
+    expect(await readableUpTo(db.pool, db.store.sqlContext)).toBeLessThan(early.globalPosition);
+    const late = await t1.store.append('upto-b', { type: 'x', data: {} }); // higher position, older transaction
+    await t1.client.query('COMMIT');
+    expect(late.globalPosition).toBeGreaterThan(early.globalPosition);
+    // Other test files may hold a transaction open for a moment: wait until everything is final.
+    let readable = 0;
+    for (let i = 0; i < 300 && readable < late.globalPosition; i++) {
+      readable = await readableUpTo(db.pool, db.store.sqlContext);
+      if (readable < late.globalPosition) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(readable).toBe(await logHead(db.pool, db.store.sqlContext));
+    // The resume cursor is the last message in transaction order: here the lower position.
+    const end = await logEnd(db.pool, db.store.sqlContext);
+    expect(end.globalPosition).toBe(early.globalPosition);
   });
 });
