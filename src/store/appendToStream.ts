@@ -2,6 +2,7 @@ import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { WrongExpectedVersionError } from '../errors.js';
+import { streamVersion } from './readStream.js';
 import type { AppendResult, ExpectedVersion, Metadata } from './types.js';
 
 /** Raised by append_to_stream() on a version mismatch; DETAIL carries the actual version. */
@@ -105,20 +106,12 @@ async function appendOneExact(
     const row = rows[0];
     // Position N does not exist: the stream is shorter than expected. Its version is read by the
     // store (inside a caller's transaction a read is still possible here: nothing failed).
-    if (!row) throw new WrongExpectedVersionError(stream, expected, await streamVersionOf(db, ctx, stream));
+    if (!row) throw new WrongExpectedVersionError(stream, expected, await streamVersion(db, ctx, stream));
     return { streamVersion: n + 1, globalPosition: row.global_position };
   } catch (err) {
     if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
     throw err;
   }
-}
-
-async function streamVersionOf(db: Queryable, ctx: SqlContext, stream: string): Promise<number> {
-  const { rows } = await db.query<{ v: number }>(
-    `SELECT coalesce(max(stream_position), 0) AS v FROM ${ctx.s}.messages WHERE stream_name = $1`,
-    [stream],
-  );
-  return rows[0]?.v ?? 0;
 }
 
 /** The `actual` of a WrongExpectedVersionError raised by a lost race, before the store looks it up. */

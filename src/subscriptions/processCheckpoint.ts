@@ -127,28 +127,42 @@ function handlerContext(
   return { store, signal, client, group: deps.sub.group, subscription: deps.sub.name, attempt };
 }
 
-async function runDirect(
+/**
+ * Call the subscription's handler over the claimed items, in stream order: the batch handler once
+ * with the deliverable messages, or the handler message by message until the claim is aborted.
+ * Returns how far it got; a throw is returned as `failure` (what was handled before it counts).
+ */
+async function callHandlers(
   deps: ProcessDeps,
-  claim: ClaimedCheckpoint,
   items: Prepared[],
   signal: AbortSignal,
   leaseLost: () => boolean,
-): Promise<ProcessResult> {
-  const { pool, ctx, sub } = deps;
-  let position = claim.streamPosition;
+  on: {
+    store: MessageStore;
+    client: pg.PoolClient | undefined;
+    attemptFor: (m: RecordedMessage) => number;
+    /** Do not start a batch handler once the claim is aborted (the direct path). */
+    checkBeforeBatch: boolean;
+  },
+  from: number,
+): Promise<{ position: number; handled: number; failure: Error | undefined }> {
+  const { sub } = deps;
+  let position = from;
   let handled = 0;
-  let failure: Error | undefined;
-  const attemptFor = (m: RecordedMessage) =>
-    m.streamPosition === claim.streamPosition + 1 ? claim.attempts + 1 : 1;
   try {
     if (sub.batchHandler) {
-      if (signal.aborted || leaseLost()) throw signal.reason ?? new Error('aborted');
+      if (on.checkBeforeBatch && (signal.aborted || leaseLost())) throw signal.reason ?? new Error('aborted');
       const batch = items.filter((i) => i.deliver).map((i) => deliverable(deps, i.message));
-      const first = items[0]!.message;
       if (batch.length > 0)
         await sub.batchHandler(
           batch as never,
-          handlerContext(deps, deps.store.causedBy(batch[0]!), signal, undefined, attemptFor(first)),
+          handlerContext(
+            deps,
+            on.store.causedBy(batch[0]!),
+            signal,
+            on.client,
+            on.attemptFor(items[0]!.message),
+          ),
         );
       position = items[items.length - 1]!.message.streamPosition;
       handled = items.length;
@@ -159,16 +173,37 @@ async function runDirect(
           const m = deliverable(deps, message);
           await sub.handler!(
             m as never,
-            handlerContext(deps, deps.store.causedBy(m), signal, undefined, attemptFor(message)),
+            handlerContext(deps, on.store.causedBy(m), signal, on.client, on.attemptFor(message)),
           );
         }
         position = message.streamPosition;
         handled++;
       }
     }
+    return { position, handled, failure: undefined };
   } catch (err) {
-    failure = toError(err);
+    return { position, handled, failure: toError(err) };
   }
+}
+
+async function runDirect(
+  deps: ProcessDeps,
+  claim: ClaimedCheckpoint,
+  items: Prepared[],
+  signal: AbortSignal,
+  leaseLost: () => boolean,
+): Promise<ProcessResult> {
+  const { pool, ctx, sub } = deps;
+  const attemptFor = (m: RecordedMessage) =>
+    m.streamPosition === claim.streamPosition + 1 ? claim.attempts + 1 : 1;
+  const { position, handled, failure } = await callHandlers(
+    deps,
+    items,
+    signal,
+    leaseLost,
+    { store: deps.store, client: undefined, attemptFor, checkBeforeBatch: true },
+    claim.streamPosition,
+  );
   if (leaseLost()) return { handled, position, status: 'lease-lost', attempt: claim.attempts + 1 };
   if (failure && !deps.signal.aborted) {
     const attempts = position > claim.streamPosition ? 1 : claim.attempts + 1;
@@ -198,40 +233,25 @@ async function runTransactional(
   const { pool, ctx, sub } = deps;
   const client = await connectGuarded(pool);
   let broken: Error | undefined;
-  let position = claim.streamPosition;
-  let handled = 0;
-  let failure: Error | undefined;
   const attempt = claim.attempts + 1;
+  let failure: Error | undefined;
   try {
     await client.query('BEGIN');
-    const txStore = deps.store.withTransaction(client);
-    try {
-      if (sub.batchHandler) {
-        const batch = items.filter((i) => i.deliver).map((i) => deliverable(deps, i.message));
-        if (batch.length > 0)
-          await sub.batchHandler(
-            batch as never,
-            handlerContext(deps, txStore.causedBy(batch[0]!), signal, client, attempt),
-          );
-        position = items[items.length - 1]!.message.streamPosition;
-        handled = items.length;
-      } else {
-        for (const { message, deliver } of items) {
-          if (signal.aborted || leaseLost()) break;
-          if (deliver) {
-            const m = deliverable(deps, message);
-            await sub.handler!(
-              m as never,
-              handlerContext(deps, txStore.causedBy(m), signal, client, attempt),
-            );
-          }
-          position = message.streamPosition;
-          handled++;
-        }
-      }
-    } catch (err) {
-      failure = toError(err);
-    }
+    const run = await callHandlers(
+      deps,
+      items,
+      signal,
+      leaseLost,
+      {
+        store: deps.store.withTransaction(client),
+        client,
+        attemptFor: () => attempt,
+        checkBeforeBatch: false,
+      },
+      claim.streamPosition,
+    );
+    const { position, handled } = run;
+    failure = run.failure;
     // The checkpoint advances in the handler's transaction, conditional on the lease: if the lease
     // was lost, nothing the handler wrote is kept, so each message counts exactly once.
     if (!failure && !leaseLost() && position > claim.streamPosition) {
