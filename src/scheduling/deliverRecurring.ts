@@ -1,9 +1,9 @@
-import type pg from 'pg';
 import type { ResolvedRecurringMessage } from '../config/types.js';
 import { toError } from '../errors.js';
 import type { MessageStore } from '../store/messageStore.js';
 import { Attr, SpanKind, withSpan } from '../telemetry/tracing.js';
 import { isDuplicateMessageId } from './deliverScheduled.js';
+import { inDeliveryTransaction } from './deliveryTransaction.js';
 import {
   advanceRecurring,
   claimDueRecurring,
@@ -74,75 +74,55 @@ export async function deliverDueRecurring(
   };
   if (recurring.length === 0) return result;
   const ctx = store.sqlContext;
-  const client: pg.PoolClient = await store.pool.connect();
-  let broken = false;
-  // A connection killed under us (server restart, pg_terminate_backend) surfaces as the failed
-  // query; without a listener the client's 'error' event would crash the process.
-  const onError = () => {
-    broken = true;
-  };
-  client.on('error', onError);
-  try {
-    await client.query('BEGIN');
-    try {
-      const { rows, now } = await claimDueRecurring(
-        client,
-        ctx,
-        recurring.map((r) => r.name),
-        opts.limit ?? 100,
-      );
-      result.claimed = rows.length;
-      const tx = store.withTransaction(client);
-      for (const row of rows) {
-        const occurrence = row.next_occurrence_at;
-        let error: string | null = null;
-        await client.query('SAVEPOINT beckett_recurring');
-        try {
-          await withSpan(
-            `${row.stream_name} deliver recurring`,
-            {
-              kind: SpanKind.INTERNAL,
-              attributes: {
-                [Attr.system]: 'beckett',
-                [Attr.destination]: row.stream_name,
-                [Attr.messageType]: row.type,
-                'beckett.recurring.name': row.name,
-              },
+  await inDeliveryTransaction(store, async (client) => {
+    const { rows, now } = await claimDueRecurring(
+      client,
+      ctx,
+      recurring.map((r) => r.name),
+      opts.limit ?? 100,
+    );
+    result.claimed = rows.length;
+    const tx = store.withTransaction(client);
+    for (const row of rows) {
+      const occurrence = row.next_occurrence_at;
+      let error: string | null = null;
+      await client.query('SAVEPOINT beckett_recurring');
+      try {
+        await withSpan(
+          `${row.stream_name} deliver recurring`,
+          {
+            kind: SpanKind.INTERNAL,
+            attributes: {
+              [Attr.system]: 'beckett',
+              [Attr.destination]: row.stream_name,
+              [Attr.messageType]: row.type,
+              'beckett.recurring.name': row.name,
             },
-            () =>
-              tx.append(row.stream_name, {
-                id: occurrenceId(row.name, occurrence),
-                type: row.type,
-                data: row.data,
-                metadata: { recurring: row.name, occurrence: occurrence.toISOString() },
-              }),
-          );
-          await client.query('RELEASE SAVEPOINT beckett_recurring');
-          result.delivered += 1;
-          result.deliveredNames.push(row.name);
-        } catch (err) {
-          await client.query('ROLLBACK TO SAVEPOINT beckett_recurring');
-          if (isDuplicateMessageId(err)) result.duplicates += 1;
-          else {
-            error = toError(err).message;
-            result.failed += 1;
-          }
+          },
+          () =>
+            tx.append(row.stream_name, {
+              id: occurrenceId(row.name, occurrence),
+              type: row.type,
+              data: row.data,
+              metadata: { recurring: row.name, occurrence: occurrence.toISOString() },
+            }),
+        );
+        await client.query('RELEASE SAVEPOINT beckett_recurring');
+        result.delivered += 1;
+        result.deliveredNames.push(row.name);
+      } catch (err) {
+        await client.query('ROLLBACK TO SAVEPOINT beckett_recurring');
+        if (isDuplicateMessageId(err)) result.duplicates += 1;
+        else {
+          error = toError(err).message;
+          result.failed += 1;
         }
-        const from = now.getTime() > occurrence.getTime() ? now : occurrence;
-        const next = nextOccurrence(row.cron, row.timezone, from) ?? null;
-        await advanceRecurring(client, ctx, { name: row.name, occurrence, next, error });
       }
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
-      throw err;
+      const from = now.getTime() > occurrence.getTime() ? now : occurrence;
+      const next = nextOccurrence(row.cron, row.timezone, from) ?? null;
+      await advanceRecurring(client, ctx, { name: row.name, occurrence, next, error });
     }
-  } finally {
-    client.off('error', onError);
-    client.release(broken);
-  }
+  });
   if (result.delivered > 0) store.notify();
   return result;
 }

@@ -1,8 +1,8 @@
-import type pg from 'pg';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { toError } from '../errors.js';
 import type { MessageStore } from '../store/messageStore.js';
 import { Attr, contextFromTraceparent, SpanKind, withSpan } from '../telemetry/tracing.js';
+import { inDeliveryTransaction } from './deliveryTransaction.js';
 import { claimDueScheduled, deleteDelivered, recordDeliveryFailure } from './scheduledMessagesSql.js';
 
 export interface DeliveryResult {
@@ -43,75 +43,55 @@ export async function deliverDueMessages(
   opts: { limit?: number } = {},
 ): Promise<DeliveryResult> {
   const ctx = store.sqlContext;
-  const client: pg.PoolClient = await store.pool.connect();
   const result: DeliveryResult = { delivered: 0, duplicates: 0, failed: 0, claimed: 0 };
-  let broken = false;
-  // A connection killed under us (server restart, pg_terminate_backend) surfaces as the failed
-  // query; without a listener the client's 'error' event would crash the process.
-  const onError = () => {
-    broken = true;
-  };
-  client.on('error', onError);
-  try {
-    await client.query('BEGIN');
-    try {
-      const rows = await claimDueScheduled(client, ctx, opts.limit ?? 100);
-      result.claimed = rows.length;
-      const tx = store.withTransaction(client);
-      const done: string[] = [];
-      for (const row of rows) {
-        // A savepoint per message: one bad message must not hold back the others.
-        await client.query('SAVEPOINT beckett_deliver');
-        const { traceparent, ...metadata } = row.metadata;
-        try {
-          await withSpan(
-            `${row.stream_name} deliver scheduled`,
-            {
-              kind: SpanKind.INTERNAL,
-              parent: contextFromTraceparent(traceparent),
-              attributes: {
-                [Attr.system]: 'beckett',
-                [Attr.destination]: row.stream_name,
-                [Attr.messageId]: row.id,
-                [Attr.messageType]: row.type,
-              },
+  await inDeliveryTransaction(store, async (client) => {
+    const rows = await claimDueScheduled(client, ctx, opts.limit ?? 100);
+    result.claimed = rows.length;
+    const tx = store.withTransaction(client);
+    const done: string[] = [];
+    for (const row of rows) {
+      // A savepoint per message: one bad message must not hold back the others.
+      await client.query('SAVEPOINT beckett_deliver');
+      const { traceparent, ...metadata } = row.metadata;
+      try {
+        await withSpan(
+          `${row.stream_name} deliver scheduled`,
+          {
+            kind: SpanKind.INTERNAL,
+            parent: contextFromTraceparent(traceparent),
+            attributes: {
+              [Attr.system]: 'beckett',
+              [Attr.destination]: row.stream_name,
+              [Attr.messageId]: row.id,
+              [Attr.messageType]: row.type,
             },
-            () =>
-              tx.append(row.stream_name, {
-                id: row.id,
-                type: row.type,
-                data: row.data,
-                metadata: { ...metadata, scheduledAt: row.deliver_at.toISOString() },
-                tags: row.tags,
-              }),
-          );
-          await client.query('RELEASE SAVEPOINT beckett_deliver');
+          },
+          () =>
+            tx.append(row.stream_name, {
+              id: row.id,
+              type: row.type,
+              data: row.data,
+              metadata: { ...metadata, scheduledAt: row.deliver_at.toISOString() },
+              tags: row.tags,
+            }),
+        );
+        await client.query('RELEASE SAVEPOINT beckett_deliver');
+        done.push(row.id);
+        result.delivered += 1;
+      } catch (err) {
+        await client.query('ROLLBACK TO SAVEPOINT beckett_deliver');
+        if (isDuplicateMessageId(err)) {
           done.push(row.id);
-          result.delivered += 1;
-        } catch (err) {
-          await client.query('ROLLBACK TO SAVEPOINT beckett_deliver');
-          if (isDuplicateMessageId(err)) {
-            done.push(row.id);
-            result.duplicates += 1;
-          } else {
-            const e = toError(err);
-            await recordDeliveryFailure(client, ctx, row.id, e.message, failureBackoffMs(row.attempts));
-            result.failed += 1;
-          }
+          result.duplicates += 1;
+        } else {
+          const e = toError(err);
+          await recordDeliveryFailure(client, ctx, row.id, e.message, failureBackoffMs(row.attempts));
+          result.failed += 1;
         }
       }
-      await deleteDelivered(client, ctx, done);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
-      throw err;
     }
-  } finally {
-    client.off('error', onError);
-    client.release(broken);
-  }
+    await deleteDelivered(client, ctx, done);
+  });
   if (result.delivered > 0) store.notify();
   return result;
 }
