@@ -58,6 +58,7 @@ class Waiter {
 class ScheduleListener {
   #client: pg.PoolClient | undefined;
   #connecting: Promise<void> | undefined;
+  #release: (() => void) | undefined;
 
   constructor(
     private readonly store: MessageStore,
@@ -68,21 +69,33 @@ class ScheduleListener {
     if (this.#client) return;
     this.#connecting ??= (async () => {
       const client = await this.store.pool.connect();
-      const drop = () => {
+      // A dying connection can report its error during LISTEN, after close(), or more than once:
+      // release it exactly once (a second release throws inside pg-pool and kills the process),
+      // and keep listening for errors so a late one is never unhandled.
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
         if (this.#client === client) this.#client = undefined;
         client.release(true);
+      };
+      const drop = () => {
+        const wasOurs = !released;
+        release();
         // Wake the loop: it re-listens and re-checks, since notifications may have been missed.
-        this.onNotify();
+        if (wasOurs) this.onNotify();
       };
       client.on('notification', () => this.onNotify());
-      client.once('error', drop);
+      client.on('error', drop);
       try {
         await client.query(`LISTEN "${scheduleChannelFor(this.store.schema)}"`);
       } catch (err) {
-        client.release(true);
+        release();
         throw err;
       }
+      if (released) return; // the connection died during LISTEN; the next ensure() reconnects
       this.#client = client;
+      this.#release = release;
     })().finally(() => {
       this.#connecting = undefined;
     });
@@ -90,10 +103,10 @@ class ScheduleListener {
   }
 
   close(): void {
-    const c = this.#client;
-    this.#client = undefined;
     // Destroy rather than return a LISTENing connection to the pool.
-    c?.release(true);
+    this.#release?.();
+    this.#release = undefined;
+    this.#client = undefined;
   }
 }
 
