@@ -11,7 +11,7 @@ import {
 import { checkStreamName, type MessageStore } from '../store/messageStore.js';
 import { streamVersion } from '../store/readStream.js';
 import type { ExpectedVersion, LogPosition, NewMessage } from '../store/types.js';
-import { appendLockKeys } from './lockKeys.js';
+import { appendLocks } from './lockKeys.js';
 import { Query } from './query.js';
 import type { DecisionSnapshot } from './readByQuery.js';
 
@@ -148,12 +148,12 @@ export async function appendWithCondition(
   const position = typeof after === 'object' && !('snapshot' in after) ? after : undefined;
   const p = await prepare(store, appends);
   const query = condition?.failIfEventsMatch;
-  const locks = appendLockKeys(query, p.forLocks);
+  const locks = appendLocks(store.schema, query, p.forLocks);
   // A query matching everything is checked as one item with no filter.
   const items = query ? (query.matchesAll ? [{}] : query.items) : [];
   const ctx = store.sqlContext;
   const values = [
-    locks.keys,
+    locks.ids,
     locks.exclusive,
     items.map((i) => (i.types ?? []).join(TAG_SEPARATOR_CHAR)),
     items.map((i) => (i.tags ?? []).join(TAG_SEPARATOR_CHAR)),

@@ -1,7 +1,7 @@
 import type { Query } from './query.js';
 
 /*
- * Advisory lock keys for conditional appends (hashed in SQL with a 'beckett.dcb:<schema>:' prefix).
+ * Advisory lock keys for conditional appends (hashed to 64-bit lock ids by lockId() below).
  *
  * A condition item (types T, tags G) matches a message (type t, tags S) when t is in T (or T is
  * empty) and G is a subset of S. The item locks EXCLUSIVELY:
@@ -43,13 +43,43 @@ export function messageLockKeys(message: { type: string; tags?: readonly string[
   return keys;
 }
 
-/** The keys and modes of one conditional append, deduplicated (exclusive wins). */
-export function appendLockKeys(
+/*
+ * A key's 64-bit advisory lock id: two 32-bit multiplicative hashes of the schema-qualified key
+ * (cyrb53's mixing, widened to 64 bits). Every client computes the same id and takes the ids in
+ * ascending order, which is what keeps two appenders from deadlocking on them. A collision only
+ * makes two unrelated keys wait for each other.
+ */
+export function lockId(schema: string, key: string): bigint {
+  const text = `beckett.dcb:${schema}:${key}`;
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return BigInt.asIntN(64, (BigInt(h2 >>> 0) << 32n) | BigInt(h1 >>> 0));
+}
+
+/**
+ * The advisory locks of one conditional append, in the order to take them (ascending id) with
+ * their mode: deduplicated, exclusive winning over shared.
+ */
+export function appendLocks(
+  schema: string,
   condition: Query | undefined,
   messages: readonly { type: string; tags?: readonly string[] }[],
-): { keys: string[]; exclusive: boolean[] } {
+): { ids: string[]; exclusive: boolean[] } {
   const modes = new Map<string, boolean>();
-  for (const m of messages) for (const k of messageLockKeys(m)) modes.set(k, false);
+  for (const m of messages) for (const k of messageLockKeys(m)) if (!modes.has(k)) modes.set(k, false);
   if (condition) for (const k of conditionLockKeys(condition)) modes.set(k, true);
-  return { keys: [...modes.keys()], exclusive: [...modes.values()] };
+  const byId = new Map<bigint, boolean>();
+  for (const [k, excl] of modes) {
+    const id = lockId(schema, k);
+    byId.set(id, excl || (byId.get(id) ?? false));
+  }
+  const ids = [...byId.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return { ids: ids.map(String), exclusive: ids.map((id) => byId.get(id)!) };
 }

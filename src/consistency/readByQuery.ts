@@ -23,22 +23,27 @@ export interface ReadByQueryResult {
 }
 
 /**
- * The query as SQL: items OR'd, each `tags @> $n` (the GIN index) and `type = ANY($m)`.
+ * The query as SQL: items OR'd; an item with tags finds its messages through message_tags by its
+ * first tag (every match carries it), then checks `tags @>` all of them and `type = ANY(...)`.
  * Parameters start at `first`; returns the filter and its values.
  */
-export function queryFilter(query: Query, first: number): { sql: string; values: unknown[] } {
+export function queryFilter(ctx: SqlContext, query: Query, first: number): { sql: string; values: unknown[] } {
   if (query.matchesAll) return { sql: 'true', values: [] };
   const values: unknown[] = [];
+  const param = (v: unknown) => {
+    values.push(v);
+    return `$${first + values.length - 1}`;
+  };
   const parts = query.items.map((item) => {
     const conds: string[] = [];
     if (item.tags?.length) {
-      values.push(item.tags);
-      conds.push(`tags @> $${first + values.length - 1}::text[]`);
+      const tags = param(item.tags);
+      conds.push(
+        `global_position IN (SELECT t.global_position FROM ${ctx.s}.message_tags t WHERE t.tag = (${tags}::text[])[1])`,
+        `tags @> ${tags}::text[]`,
+      );
     }
-    if (item.types?.length) {
-      values.push(item.types);
-      conds.push(`type = ANY($${first + values.length - 1}::text[])`);
-    }
+    if (item.types?.length) conds.push(`type = ANY(${param(item.types)}::text[])`);
     return `(${conds.join(' AND ')})`;
   });
   return { sql: parts.length === 1 ? parts[0]! : `(${parts.join(' OR ')})`, values };
@@ -87,7 +92,7 @@ export async function readByQuery(
   const after =
     typeof opts.after === 'number' ? await logPositionOf(db, ctx, opts.after) : (opts.after ?? LOG_START);
   const limit = opts.limit ?? 1000;
-  const filter = queryFilter(query, 4);
+  const filter = queryFilter(ctx, query, 4);
   const { rows } = await db.query<MessageRow>(readSql(ctx, filter.sql), [
     after.transactionId,
     after.globalPosition,
@@ -183,7 +188,7 @@ export async function readForDecision(
   const ctx = store.sqlContext;
   const pageSize = opts.pageSize ?? 1000;
   const since = opts.since ?? null;
-  const f1 = queryFilter(query, 3);
+  const f1 = queryFilter(ctx, query, 3);
   const first = await db.query<MessageRow & { snapshot: string }>(firstPageSql(ctx, f1.sql), [
     since,
     pageSize,
@@ -192,7 +197,7 @@ export async function readForDecision(
   const snapshot = first.rows[0]!.snapshot;
   const messages = first.rows.filter((r) => r.global_position !== null).map(rowToMessage);
   let page = messages.length;
-  const fn = queryFilter(query, 6);
+  const fn = queryFilter(ctx, query, 6);
   while (page === pageSize) {
     const last = messages[messages.length - 1]!;
     const { rows } = await db.query<MessageRow>(nextPageSql(ctx, fn.sql), [

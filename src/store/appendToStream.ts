@@ -77,11 +77,18 @@ export const TAG_SEPARATOR_CHAR = TAG_SEPARATOR;
  * append_to_stream() in migration 0006.
  */
 const appendOneSql = (ctx: SqlContext) =>
-  `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
-   SELECT $1, $2, $3::bigint + 1, $4, $5, $6, $7
-    WHERE $3::bigint = 0
-       OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint)
-   RETURNING global_position`;
+  `WITH inserted AS (
+     INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
+     SELECT $1, $2, $3::bigint + 1, $4, $5, $6, $7
+      WHERE $3::bigint = 0
+         OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint)
+     RETURNING global_position, transaction_id, type, tags
+   ), tagged AS (
+     INSERT INTO ${ctx.s}.message_tags (tag, transaction_id, global_position, type)
+     SELECT DISTINCT g.tag, i.transaction_id, i.global_position, i.type
+       FROM inserted i CROSS JOIN LATERAL unnest(i.tags) AS g(tag)
+   )
+   SELECT global_position FROM inserted`;
 
 async function appendOneExact(
   db: Queryable,

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CommandExecutor } from '../../src/consistency/commandExecutor.js';
+import { appendWithCondition } from '../../src/consistency/conditionalAppend.js';
 import type { Decider } from '../../src/consistency/decider.js';
 import { Query } from '../../src/consistency/query.js';
 import { loadSnapshot } from '../../src/consistency/snapshots.js';
@@ -103,10 +104,7 @@ describe('snapshots', () => {
     // A transaction inserts first (lower position) and commits only after the snapshot is taken.
     const late = await db.client();
     await late.query('BEGIN');
-    await late.query(
-      `INSERT INTO "${db.schema}".messages (id, stream_name, stream_position, type, data, tags)
-       VALUES (gen_random_uuid(), 'tq-late', 1, 'added', '{"n": 1000}', '{tally:q}')`,
-    );
+    await appendWithCondition(db.store, [{ stream: 'tq-late', messages: add(1000) }], undefined, { db: late });
     for (let i = 1; i <= 5; i++) await db.store.append(`tq-${i}`, add(i));
     const first = await ex.load(t.decider, boundary);
     expect(first).toMatchObject({ state: { total: 15 }, folded: 5, fromSnapshot: false });
