@@ -27,7 +27,11 @@ export interface ReadByQueryResult {
  * first tag (every match carries it), then checks `tags @>` all of them and `type = ANY(...)`.
  * Parameters start at `first`; returns the filter and its values.
  */
-export function queryFilter(ctx: SqlContext, query: Query, first: number): { sql: string; values: unknown[] } {
+export function queryFilter(
+  ctx: SqlContext,
+  query: Query,
+  first: number,
+): { sql: string; values: unknown[] } {
   if (query.matchesAll) return { sql: 'true', values: [] };
   const values: unknown[] = [];
   const param = (v: unknown) => {

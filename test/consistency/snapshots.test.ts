@@ -104,7 +104,9 @@ describe('snapshots', () => {
     // A transaction inserts first (lower position) and commits only after the snapshot is taken.
     const late = await db.client();
     await late.query('BEGIN');
-    await appendWithCondition(db.store, [{ stream: 'tq-late', messages: add(1000) }], undefined, { db: late });
+    await appendWithCondition(db.store, [{ stream: 'tq-late', messages: add(1000) }], undefined, {
+      db: late,
+    });
     for (let i = 1; i <= 5; i++) await db.store.append(`tq-${i}`, add(i));
     const first = await ex.load(t.decider, boundary);
     expect(first).toMatchObject({ state: { total: 15 }, folded: 5, fromSnapshot: false });
