@@ -140,16 +140,23 @@ DECLARE
   v_expected bigint;
   v_i integer;
   v_sel integer[];
+  v_void text;
 BEGIN
   -- The check must see what was committed under the locks: a transaction snapshot would not.
   IF current_setting('transaction_isolation') <> 'read committed' THEN
     RAISE EXCEPTION USING ERRCODE = 'BKC02',
       MESSAGE = 'append_with_condition needs READ COMMITTED (the check must see commits made under its locks)';
   END IF;
-  -- Every lock in one statement, in the client's order (ascending key, the same in every client,
-  -- which is what rules out deadlocks between appenders).
-  PERFORM CASE WHEN u.excl THEN pg_advisory_xact_lock(u.k) ELSE pg_advisory_xact_lock_shared(u.k) END
-     FROM unnest(p_locks, p_exclusive) WITH ORDINALITY AS u(k, excl, o) ORDER BY u.o;
+  -- Every lock in the client's order (ascending id, the same in every client, which is what
+  -- rules out deadlocks between appenders).
+  -- Assignments of plain expressions: plpgsql evaluates them without starting an executor.
+  FOR v_i IN 1 .. coalesce(array_length(p_locks, 1), 0) LOOP
+    IF p_exclusive[v_i] THEN
+      v_void := pg_advisory_xact_lock(p_locks[v_i])::text;
+    ELSE
+      v_void := pg_advisory_xact_lock_shared(p_locks[v_i])::text;
+    END IF;
+  END LOOP;
 
   IF p_after_snapshot IS NULL AND p_after_xid IS NULL AND p_after_gp IS NOT NULL THEN
     SELECT m.transaction_id INTO p_after_xid FROM __SCHEMA__.messages m WHERE m.global_position = p_after_gp;
