@@ -69,7 +69,11 @@ BEGIN
       RAISE EXCEPTION USING ERRCODE = 'BKV01', MESSAGE = 'wrong expected version', DETAIL = v_current::text;
     END IF;
   END IF;
-  IF array_length(p_ids, 1) = 1 THEN
+  IF array_length(p_ids, 1) = 1 AND (p_tags[1] IS NULL OR p_tags[1] = '') THEN
+    INSERT INTO __SCHEMA__.messages (id, stream_name, stream_position, type, data, metadata)
+    VALUES (p_ids[1], p_stream, v_current + 1, p_types[1], p_data[1], coalesce(p_metadata[1], '{}'::jsonb))
+    RETURNING global_position INTO last_global_position;
+  ELSIF array_length(p_ids, 1) = 1 THEN
     WITH inserted AS (
       INSERT INTO __SCHEMA__.messages (id, stream_name, stream_position, type, data, metadata, tags)
       VALUES (p_ids[1], p_stream, v_current + 1, p_types[1], p_data[1], coalesce(p_metadata[1], '{}'::jsonb),

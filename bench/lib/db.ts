@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { ensureEmbedded } from '../../src/db/embedded.js';
@@ -57,23 +56,13 @@ export async function migratedSchema(pool: pg.Pool, prefix: string): Promise<str
 }
 
 /**
- * The `messages` table of the first migration, with all its constraints and indexes, but nothing
- * else (no function): the table shape the raw baselines write to. Taken from the migration file
- * itself so the baseline cannot drift from the real table.
+ * A new schema migrated like beckett's own (the same `messages` table, indexes and constraints as
+ * the store writes to, after every migration), for raw baselines: they write to the table directly,
+ * never through beckett's functions, so the comparison is the same table shape with and without
+ * beckett's code in between.
  */
-export function messagesTableDdl(schema: string): string {
-  const text = readFileSync(join(REPO_ROOT, 'migrations', '0001_message_store.sql'), 'utf8');
-  const cut = text.indexOf('CREATE FUNCTION');
-  const ddl = cut >= 0 ? text.slice(0, cut) : text;
-  return ddl.replaceAll('__SCHEMA__', escapeIdentifier(schema));
-}
-
-/** A new schema holding only a copy of the messages table (for raw baselines). */
 export async function baselineSchema(pool: pg.Pool, prefix: string): Promise<string> {
-  const schema = uniqueName(prefix);
-  await pool.query(`CREATE SCHEMA ${escapeIdentifier(schema)}`);
-  await pool.query(messagesTableDdl(schema));
-  return schema;
+  return migratedSchema(pool, prefix);
 }
 
 export async function dropSchemas(pool: pg.Pool, schemas: string[]): Promise<void> {

@@ -74,14 +74,18 @@ export const TAG_SEPARATOR_CHAR = TAG_SEPARATOR;
  * The common case, one message with an exact expected version, as a single INSERT with scalar
  * parameters: no function call, no arrays. It writes position N+1 only if position N exists (or N is
  * 0); a concurrent appender that took N+1 first makes it fail on the unique constraint, like
- * append_to_stream() in migration 0006.
+ * append_to_stream() in migration 0006. A tagged message also gets its message_tags rows
+ * (migration 0007) from the same statement; an untagged one skips that part of the plan.
  */
-const appendOneSql = (ctx: SqlContext) =>
-  `WITH inserted AS (
-     INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
+const appendOneSql = (ctx: SqlContext, tagged: boolean) => {
+  const insert = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
      SELECT $1, $2, $3::bigint + 1, $4, $5, $6, $7
       WHERE $3::bigint = 0
-         OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint)
+         OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint)`;
+  if (!tagged) return `${insert}
+     RETURNING global_position`;
+  return `WITH inserted AS (
+     ${insert}
      RETURNING global_position, transaction_id, type, tags
    ), tagged AS (
      INSERT INTO ${ctx.s}.message_tags (tag, transaction_id, global_position, type)
@@ -89,6 +93,7 @@ const appendOneSql = (ctx: SqlContext) =>
        FROM inserted i CROSS JOIN LATERAL unnest(i.tags) AS g(tag)
    )
    SELECT global_position FROM inserted`;
+};
 
 async function appendOneExact(
   db: Queryable,
@@ -98,9 +103,10 @@ async function appendOneExact(
   m: PreparedMessage,
 ): Promise<AppendResult> {
   const n = expectedVersionCode(expected);
+  const tagged = m.tags.length > 0;
   try {
     const { rows } = await db.query<{ global_position: number }>(
-      statement(ctx, 'append_one', appendOneSql(ctx), [
+      statement(ctx, tagged ? 'append_one_tagged' : 'append_one', appendOneSql(ctx, tagged), [
         m.id,
         stream,
         n,
