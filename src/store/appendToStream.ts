@@ -77,12 +77,13 @@ export const TAG_SEPARATOR_CHAR = TAG_SEPARATOR;
  * append_to_stream() in migration 0006. A tagged message also gets its message_tags rows
  * (migration 0007) from the same statement; an untagged one skips that part of the plan.
  */
-const appendOneSql = (ctx: SqlContext, tagged: boolean) => {
+const appendOneSqlText = (ctx: SqlContext, tagged: boolean) => {
   const insert = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
      SELECT $1, $2, $3::bigint + 1, $4, $5, $6, $7
       WHERE $3::bigint = 0
          OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint)`;
-  if (!tagged) return `${insert}
+  if (!tagged)
+    return `${insert}
      RETURNING global_position`;
   return `WITH inserted AS (
      ${insert}
@@ -94,6 +95,18 @@ const appendOneSql = (ctx: SqlContext, tagged: boolean) => {
    )
    SELECT global_position FROM inserted`;
 };
+
+// The text per schema and shape, built once (it is sent with every append of that shape).
+const appendOneSqlCache = new Map<string, string>();
+function appendOneSql(ctx: SqlContext, tagged: boolean): string {
+  const key = `${tagged ? 't' : 'u'}${ctx.s}`;
+  let text = appendOneSqlCache.get(key);
+  if (text === undefined) {
+    text = appendOneSqlText(ctx, tagged);
+    appendOneSqlCache.set(key, text);
+  }
+  return text;
+}
 
 async function appendOneExact(
   db: Queryable,

@@ -45,7 +45,8 @@ export async function prepareMessage(
     );
   }
   const id = m.id?.toLowerCase() ?? uuidv7();
-  const data = await validateData(defs, m.type, m.data);
+  // Awaited only when the type declares a schema: most appends skip the extra microtask.
+  const data = defs[m.type]?.schema ? await validateData(defs, m.type, m.data) : m.data;
   const metadata: Metadata = { ...inherited, ...m.metadata };
   if (metadata.correlationId === undefined) metadata.correlationId = id;
   // The appending span, so a handler of this message continues the same trace.

@@ -1,11 +1,26 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 let lastMs = 0;
 let seq = 0;
 
+// Random bytes are drawn 4 KiB at a time (one syscall per 256 ids, not one per id).
+const POOL_SIZE = 4096;
+const pool = Buffer.alloc(POOL_SIZE);
+let offset = POOL_SIZE;
+
+function random16(): Buffer {
+  if (offset + 16 > POOL_SIZE) {
+    randomFillSync(pool);
+    offset = 0;
+  }
+  const bytes = Buffer.from(pool.subarray(offset, offset + 16));
+  offset += 16;
+  return bytes;
+}
+
 /** A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits; ids sort by creation time. */
 export function uuidv7(): string {
-  const bytes = randomBytes(16);
+  const bytes = random16();
   let ms = Date.now();
   // Keep ids monotonic within one process when many are made in the same millisecond.
   if (ms <= lastMs) {
