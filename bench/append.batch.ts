@@ -12,14 +12,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { escapeIdentifier } from '../src/db/identifier.js';
 import { createMessageStore, type MessageStore } from '../src/store/messageStore.js';
 import { uuidv7 } from '../src/store/uuidv7.js';
-import {
-  baselineSchema,
-  benchDatabaseUrl,
-  describeUrl,
-  dropSchemas,
-  migratedSchema,
-  openPool,
-} from './lib/db.js';
+import { benchDatabaseUrl, describeUrl, dropSchemas, migratedSchema, openPool } from './lib/db.js';
 import { scaled } from './lib/env.js';
 import { printMeasurements, ratioLine } from './lib/format.js';
 import { type Measurement, medianOf, medianRatio, rate, timed } from './lib/stats.js';
@@ -119,8 +112,8 @@ async function main(): Promise<void> {
       const runs: [Measurement[], Measurement[], Measurement[]] = [[], [], []];
       for (let round = 0; round < ROUNDS; round++) {
         const ours = await migratedSchema(pool, 'bench_batch');
-        const rawSchema = await baselineSchema(pool, 'bench_batch_raw');
-        const copySchema = await baselineSchema(pool, 'bench_batch_copy');
+        const rawSchema = await migratedSchema(pool, 'bench_batch_raw');
+        const copySchema = await migratedSchema(pool, 'bench_batch_copy');
         schemas.push(ours, rawSchema, copySchema);
         const store = createMessageStore({ pool, schema: ours });
         const fns: [string, BatchFn][] = [

@@ -15,14 +15,7 @@ import { escapeIdentifier } from '../src/db/identifier.js';
 import { appendToStream } from '../src/store/appendToStream.js';
 import { createMessageStore } from '../src/store/messageStore.js';
 import { uuidv7 } from '../src/store/uuidv7.js';
-import {
-  baselineSchema,
-  benchDatabaseUrl,
-  describeUrl,
-  dropSchemas,
-  migratedSchema,
-  openPool,
-} from './lib/db.js';
+import { benchDatabaseUrl, describeUrl, dropSchemas, migratedSchema, openPool } from './lib/db.js';
 import { scaled } from './lib/env.js';
 import { fmtRatio, printTable } from './lib/format.js';
 import { median } from './lib/stats.js';
@@ -71,7 +64,7 @@ async function main(): Promise<void> {
   };
   const plainStep = async (label: string, name: string, sql: (s: string) => string): Promise<Step> => {
     const p = await pool(1);
-    const schema = await baselineSchema(p, `bench_bd_${name}`);
+    const schema = await migratedSchema(p, `bench_bd_${name}`);
     schemas.push(schema);
     const text = sql(escapeIdentifier(schema));
     return {

@@ -9,7 +9,6 @@ import { escapeIdentifier } from '../src/db/identifier.js';
 import { createMessageStore } from '../src/store/messageStore.js';
 import { uuidv7 } from '../src/store/uuidv7.js';
 import {
-  baselineSchema,
   benchDatabaseUrl,
   createDatabase,
   describeUrl,
@@ -70,7 +69,7 @@ async function main(): Promise<void> {
     label: 'raw 1-row INSERT',
     async setup(poolSize) {
       const pool = await openPool(url, poolSize);
-      const schema = await baselineSchema(pool, 'bench_single_raw');
+      const schema = await migratedSchema(pool, 'bench_single_raw');
       schemas.push(schema);
       const text = `INSERT INTO ${escapeIdentifier(schema)}.messages (id, stream_name, stream_position, type, data, metadata, tags)
         VALUES ($1, $2, $3, $4, $5, $6, $7)`;

@@ -16,7 +16,6 @@ import { escapeIdentifier } from '../src/db/identifier.js';
 import { createMessageStore } from '../src/store/messageStore.js';
 import { uuidv7 } from '../src/store/uuidv7.js';
 import {
-  baselineSchema,
   benchDatabaseUrl,
   describeUrl,
   dropSchemas,
@@ -135,7 +134,7 @@ async function main(): Promise<void> {
       }
       // Raw INSERT + NOTIFY -> LISTEN.
       {
-        const schema = await baselineSchema(pool, 'bench_lat_raw');
+        const schema = await migratedSchema(pool, 'bench_lat_raw');
         schemas.push(schema);
         const channel = `bench_${schema}`;
         const startedAt = new Map<number, number>();
@@ -166,7 +165,7 @@ async function main(): Promise<void> {
       }
       // Raw INSERT + NOTIFY -> LISTEN -> gap-safe read: what any gap-safe reader must wait for.
       {
-        const schema = await baselineSchema(pool, 'bench_lat_gap');
+        const schema = await migratedSchema(pool, 'bench_lat_gap');
         schemas.push(schema);
         const s = escapeIdentifier(schema);
         const channel = `bench_${schema}`;

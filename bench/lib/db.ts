@@ -48,21 +48,15 @@ export async function openPool(
   return pool;
 }
 
-/** A new schema migrated with beckett's migrations. */
+/**
+ * A new schema migrated with beckett's migrations. Raw baselines write to its `messages` table
+ * directly (never through beckett's functions): the same table shape, with and without beckett's
+ * code in between.
+ */
 export async function migratedSchema(pool: pg.Pool, prefix: string): Promise<string> {
   const schema = uniqueName(prefix);
   await migrate(pool, schema);
   return schema;
-}
-
-/**
- * A new schema migrated like beckett's own (the same `messages` table, indexes and constraints as
- * the store writes to, after every migration), for raw baselines: they write to the table directly,
- * never through beckett's functions, so the comparison is the same table shape with and without
- * beckett's code in between.
- */
-export async function baselineSchema(pool: pg.Pool, prefix: string): Promise<string> {
-  return migratedSchema(pool, prefix);
 }
 
 export async function dropSchemas(pool: pg.Pool, schemas: string[]): Promise<void> {

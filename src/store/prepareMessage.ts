@@ -45,8 +45,8 @@ export async function prepareMessage(
     );
   }
   const id = m.id?.toLowerCase() ?? uuidv7();
-  // Awaited only when the type declares a schema: most appends skip the extra microtask.
-  const data = defs[m.type]?.schema ? await validateData(defs, m.type, m.data) : m.data;
+  const validated = validateData(defs, m.type, m.data);
+  const data = validated instanceof Promise ? await validated : validated;
   const metadata: Metadata = { ...inherited, ...m.metadata };
   if (metadata.correlationId === undefined) metadata.correlationId = id;
   // The appending span, so a handler of this message continues the same trace.

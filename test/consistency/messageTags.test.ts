@@ -9,6 +9,7 @@ import { createPool } from '../../src/db/pool.js';
 import { AppendConditionFailedError } from '../../src/errors.js';
 import { createMessageStore } from '../../src/store/messageStore.js';
 import { databaseUrl, setupDb, type TestDb, uniqueSchema } from '../helpers/db.js';
+import { until } from '../helpers/until.js';
 
 let db: TestDb;
 beforeAll(async () => {
@@ -82,10 +83,10 @@ describe('message_tags', () => {
       const query = Query.of({ types: ['seat_taken'], tags: ['student:s1'] });
       // Gap-safe: on a shared server a transaction of another test file can hold it back a while.
       let found: string[] = [];
-      for (let i = 0; i < 200 && found.length === 0; i++) {
+      await until(async () => {
         found = (await readByQuery(pool, store.sqlContext, query)).messages.map((x) => x.streamName);
-        if (found.length === 0) await new Promise((r) => setTimeout(r, 50));
-      }
+        return found.length > 0;
+      }, 'the migrated message to be readable');
       expect(found).toEqual(['old-1']);
       const err = await appendWithCondition(
         store,

@@ -16,19 +16,7 @@ export function startWorker(db: TestDb, config: ResolvedConfig): Worker {
   return createWorker({ pool: db.pool, config, group: 'G', maxPollMs: 100, onError: () => undefined });
 }
 
-/** Poll until `check` is true, or fail naming `what`. */
-export async function until(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  ms = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export { until } from '../helpers/until.js';
 
 /** The checkpoint row of (G, subscription, stream). */
 export async function checkpoint(

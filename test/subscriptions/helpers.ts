@@ -33,18 +33,6 @@ export function startWorker(
   return Object.assign(w, { errors });
 }
 
-/** Poll until `check` returns true (or fail with `what` after `ms`). */
-export async function until(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  ms = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export { until } from '../helpers/until.js';
 
 export const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
