@@ -3,6 +3,7 @@ import { statement } from '../db/queryable.js';
 import { sqlStateOf } from '../db/sqlstate.js';
 import { AppendConditionFailedError, InvalidInputError, WrongExpectedVersionError } from '../errors.js';
 import {
+  appendOneSql,
   expectedVersionCode,
   isPositionTaken,
   TAG_SEPARATOR_CHAR,
@@ -107,6 +108,45 @@ const sql = (ctx: SqlContext) =>
   `SELECT stream_name, stream_version, last_global_position, transaction_id
      FROM ${ctx.s}.append_with_condition($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`;
 
+// One message to one stream at an exact version: the store's single INSERT, with the locks and the
+// check in its WHERE clause (migration 0008), parameters $8..$14 after the message's seven.
+const guard = (ctx: SqlContext) => ({
+  name: 'cond',
+  sql: `${ctx.s}.hold_append_condition($8, $9, $10, $11, $12, $13, $14)`,
+});
+
+type Row = {
+  stream_name: string;
+  stream_version: number;
+  last_global_position: number;
+  transaction_id: string;
+};
+
+/** The single-message shape: returns its one row, or none when position N does not exist. */
+async function appendOneGuarded(
+  db: Queryable,
+  ctx: SqlContext,
+  p: Prepared,
+  check: unknown[],
+): Promise<Row[]> {
+  const forLocks = p.forLocks[0]!;
+  const tagged = forLocks.tags.length > 0;
+  const { rows } = await db.query<{ global_position: number; transaction_id: string }>(
+    statement(
+      ctx,
+      tagged ? 'cond_append_one_tagged' : 'cond_append_one',
+      appendOneSql(ctx, tagged, guard(ctx)),
+      [p.ids[0], p.streams[0], p.expected[0], p.types[0], p.data[0], p.metadata[0], forLocks.tags, ...check],
+    ),
+  );
+  return rows.map((r) => ({
+    stream_name: p.streams[0]!,
+    stream_version: p.expected[0]! + 1,
+    last_global_position: r.global_position,
+    transaction_id: r.transaction_id,
+  }));
+}
+
 /**
  * Append to one or more streams, atomically, unless a message matching the condition's query
  * exists after the condition's position: then throw AppendConditionFailedError and write nothing.
@@ -152,7 +192,7 @@ export async function appendWithCondition(
   // A query matching everything is checked as one item with no filter.
   const items = query ? (query.matchesAll ? [{}] : query.items) : [];
   const ctx = store.sqlContext;
-  const values = [
+  const check = [
     locks.ids,
     locks.exclusive,
     items.map((i) => (i.types ?? []).join(TAG_SEPARATOR_CHAR)),
@@ -160,24 +200,28 @@ export async function appendWithCondition(
     position ? position.transactionId : null,
     typeof after === 'number' ? after : (position?.globalPosition ?? null),
     snapshot,
-    p.streams,
-    p.expected,
-    p.streamIdx,
-    p.ids,
-    p.types,
-    p.data,
-    p.metadata,
-    p.tags,
   ];
   const db = opts.db ?? store.pool;
-  let rows: {
-    stream_name: string;
-    stream_version: number;
-    last_global_position: number;
-    transaction_id: string;
-  }[];
+  const one = p.streams.length === 1 && p.ids.length === 1 && p.expected[0]! >= 0;
+  let rows: Row[];
   try {
-    ({ rows } = await db.query(statement(ctx, 'cond_append', sql(ctx), values)));
+    rows = one
+      ? await appendOneGuarded(db, ctx, p, check)
+      : (
+          await db.query<Row>(
+            statement(ctx, 'cond_append', sql(ctx), [
+              ...check,
+              p.streams,
+              p.expected,
+              p.streamIdx,
+              p.ids,
+              p.types,
+              p.data,
+              p.metadata,
+              p.tags,
+            ]),
+          )
+        ).rows;
   } catch (err) {
     const state = sqlStateOf(err);
     if (state === CONDITION_FAILED) {
@@ -217,6 +261,16 @@ export async function appendWithCondition(
       throw new WrongExpectedVersionError(detail.stream, given, detail.actual);
     }
     throw err;
+  }
+  // The single INSERT wrote nothing: position N does not exist, the stream is shorter (nothing
+  // failed, so its version can be read here, inside a caller's transaction too).
+  if (rows.length === 0) {
+    const stream = p.streams[0]!;
+    throw new WrongExpectedVersionError(
+      stream,
+      appends[0]?.expectedVersion ?? 'any',
+      await streamVersion(db, ctx, stream),
+    );
   }
   if (!opts.db) store.notify();
   const streams = new Map<string, { streamVersion: number; globalPosition: number }>();

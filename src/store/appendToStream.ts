@@ -76,15 +76,21 @@ export const TAG_SEPARATOR_CHAR = TAG_SEPARATOR;
  * 0); a concurrent appender that took N+1 first makes it fail on the unique constraint, like
  * append_to_stream() in migration 0006. A tagged message also gets its message_tags rows
  * (migration 0007) from the same statement; an untagged one skips that part of the plan.
+ *
+ * `guard`, when given, is one more condition in the WHERE clause (a conditional append's
+ * hold_append_condition() call, migration 0008); the statement then also returns the
+ * transaction id, for the caller's LogPosition.
  */
-const appendOneSqlText = (ctx: SqlContext, tagged: boolean) => {
+const appendOneSqlText = (ctx: SqlContext, tagged: boolean, guard: string | undefined) => {
+  const version = `$3::bigint = 0
+         OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint)`;
   const insert = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
      SELECT $1, $2, $3::bigint + 1, $4, $5, $6, $7
-      WHERE $3::bigint = 0
-         OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint)`;
+      WHERE ${guard ? `${guard} AND (${version})` : version}`;
+  const result = guard ? 'global_position, transaction_id::text AS transaction_id' : 'global_position';
   if (!tagged)
     return `${insert}
-     RETURNING global_position`;
+     RETURNING ${result}`;
   return `WITH inserted AS (
      ${insert}
      RETURNING global_position, transaction_id, type, tags
@@ -93,16 +99,20 @@ const appendOneSqlText = (ctx: SqlContext, tagged: boolean) => {
      SELECT DISTINCT g.tag, i.transaction_id, i.global_position, i.type
        FROM inserted i CROSS JOIN LATERAL unnest(i.tags) AS g(tag)
    )
-   SELECT global_position FROM inserted`;
+   SELECT ${result} FROM inserted`;
 };
 
 // The text per schema and shape, built once (it is sent with every append of that shape).
 const appendOneSqlCache = new Map<string, string>();
-function appendOneSql(ctx: SqlContext, tagged: boolean): string {
-  const key = `${tagged ? 't' : 'u'}${ctx.s}`;
+export function appendOneSql(
+  ctx: SqlContext,
+  tagged: boolean,
+  guard?: { name: string; sql: string },
+): string {
+  const key = `${tagged ? 't' : 'u'}${guard?.name ?? ''}.${ctx.s}`;
   let text = appendOneSqlCache.get(key);
   if (text === undefined) {
-    text = appendOneSqlText(ctx, tagged);
+    text = appendOneSqlText(ctx, tagged, guard?.sql);
     appendOneSqlCache.set(key, text);
   }
   return text;

@@ -74,7 +74,8 @@ describe('message_tags', () => {
         `SELECT * FROM "${schema}".append_to_stream('old-1', 0, ARRAY[gen_random_uuid()], ARRAY['seat_taken'],
            ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], ARRAY['course:c1' || chr(31) || 'student:s1'])`,
       );
-      expect((await migrate(pool, schema)).applied.map((x) => x.version)).toEqual([7]);
+      const upgraded = (await migrate(pool, schema)).applied.map((x) => x.version);
+      expect(upgraded).toEqual(all.filter((x) => x.version >= 7).map((x) => x.version));
       const rows = await tagRows(schema, pool);
       expect(rows.actual).toEqual(rows.expected);
       expect(rows.actual).toHaveLength(2);

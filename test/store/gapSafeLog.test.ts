@@ -178,7 +178,9 @@ describe('wake-up notifications', () => {
 describe('readableUpTo', () => {
   it('reaches the head once everything is final, even when transaction order and position order differ', async () => {
     const t1 = await openTransaction();
-    await t1.client.query('SELECT pg_current_xact_id()'); // older transaction id...
+    const t1Xid = BigInt(
+      (await t1.client.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x')).rows[0]!.x,
+    ); // older transaction id...
     const early = await db.store.append('upto-a', { type: 'x', data: {} }); // ...lower position, newer transaction
     // While T1 runs, nothing from its transaction id on is final.
     expect(await readableUpTo(db.pool, db.store.sqlContext)).toBeLessThan(early.globalPosition);
@@ -192,8 +194,13 @@ describe('readableUpTo', () => {
       if (readable < late.globalPosition) await new Promise((r) => setTimeout(r, 20));
     }
     expect(readable).toBe(await logHead(db.pool, db.store.sqlContext));
-    // The resume cursor is the last message in transaction order: here the lower position.
-    const end = await logEnd(db.pool, db.store.sqlContext);
+    // The resume cursor is the last message in transaction order: here the lower position (once
+    // no other file's transaction holds the snapshot's xmin back).
+    let end = await logEnd(db.pool, db.store.sqlContext);
+    for (let i = 0; i < 300 && BigInt(end.transactionId) <= t1Xid; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      end = await logEnd(db.pool, db.store.sqlContext);
+    }
     expect(end.globalPosition).toBe(early.globalPosition);
   });
 });
