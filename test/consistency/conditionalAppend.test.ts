@@ -17,6 +17,7 @@ import {
 } from '../../src/errors.js';
 import type { LogPosition, RecordedMessage } from '../../src/store/types.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
+import { until } from '../helpers/until.js';
 
 let db: TestDb;
 beforeAll(async () => {
@@ -266,6 +267,121 @@ describe('appendWithCondition', () => {
     await write;
   });
 });
+
+describe('one message at an exact version (the single INSERT guarded by the condition)', () => {
+  it('waits for an overlapping holder, then sees its commit; disjoint appends pass meanwhile', async () => {
+    const store = db.store;
+    const holder = await db.client();
+    const waiter = await db.client();
+    await holder.query('BEGIN');
+    await appendWithCondition(
+      store,
+      [{ stream: 'course-g1', messages: subscribed('g1', 's1'), expectedVersion: 'no_stream' }],
+      { failIfEventsMatch: onCourse('g1') },
+      { db: holder },
+    );
+    // Disjoint, exact version: completes while the holder's transaction is open.
+    const other = await appendWithCondition(
+      store,
+      [{ stream: 'course-g2', messages: subscribed('g2', 's2'), expectedVersion: 'no_stream' }],
+      { failIfEventsMatch: onCourse('g2') },
+    );
+    expect(other.streams.get('course-g2')).toMatchObject({ streamVersion: 1 });
+    expect(other.position.globalPosition).toBe(other.streams.get('course-g2')?.globalPosition);
+
+    let settled = false;
+    const overlapping = appendWithCondition(
+      store,
+      [{ stream: 'course-g1-b', messages: subscribed('g1', 's9'), expectedVersion: 'no_stream' }],
+      { failIfEventsMatch: onCourse('g1') },
+      { db: waiter },
+    ).finally(() => {
+      settled = true;
+    });
+    overlapping.catch(() => undefined);
+    await waitUntilBlockedOnAdvisoryLock(waiter);
+    expect(settled).toBe(false);
+    await holder.query('COMMIT');
+    await expect(overlapping).rejects.toBeInstanceOf(AppendConditionFailedError);
+    expect(await count(`SELECT count(*) AS n FROM "$S".messages WHERE 'course:g1' = ANY(tags)`)).toBe(1);
+    expect(await count(`SELECT count(*) AS n FROM "$S".message_tags WHERE tag = 'course:g1'`)).toBe(1);
+  });
+
+  it('a wrong expected version writes nothing and names the actual version', async () => {
+    const store = db.store;
+    await appendWithCondition(store, [
+      { stream: 'course-v1', messages: subscribed('v1', 'a'), expectedVersion: 0 },
+    ]);
+    const behind = await appendWithCondition(
+      store,
+      [{ stream: 'course-v1', messages: subscribed('v1', 'b'), expectedVersion: 3 }],
+      { failIfEventsMatch: onCourse('nothing') },
+    ).catch((e: unknown) => e);
+    expect(behind).toBeInstanceOf(WrongExpectedVersionError);
+    expect(behind).toMatchObject({ stream: 'course-v1', expected: 3, actual: 1 });
+    const taken = await appendWithCondition(store, [
+      { stream: 'course-v1', messages: subscribed('v1', 'c'), expectedVersion: 'no_stream' },
+    ]).catch((e: unknown) => e);
+    expect(taken).toBeInstanceOf(WrongExpectedVersionError);
+    expect(taken).toMatchObject({ stream: 'course-v1', expected: 'no_stream', actual: 1 });
+    const next = await appendWithCondition(store, [
+      { stream: 'course-v1', messages: subscribed('v1', 'd'), expectedVersion: 1 },
+    ]);
+    expect(next.streams.get('course-v1')?.streamVersion).toBe(2);
+    expect(await count(`SELECT count(*) AS n FROM "$S".messages WHERE stream_name = 'course-v1'`)).toBe(2);
+  });
+
+  it('20 rounds of 10 appenders released at once on one condition: exactly one wins each round', async () => {
+    const store = db.makeStore();
+    const gate = await db.client();
+    for (let round = 0; round < 20; round++) {
+      // Even rounds: tagged messages and a tag query; odd rounds: untagged, a type-only query.
+      const tagged = round % 2 === 0;
+      const type = tagged ? 'student_subscribed' : `seat_claimed_${round}`;
+      const query = tagged ? onCourse(`race${round}`) : Query.of({ types: [type] });
+      // The gate holds the messages table: all ten inserts queue behind it, then run at once.
+      await gate.query('BEGIN');
+      await gate.query(`LOCK TABLE "${db.schema}".messages IN SHARE MODE`);
+      const racing = Promise.allSettled(
+        Array.from({ length: 10 }, (_, i) =>
+          appendWithCondition(
+            store,
+            [
+              {
+                stream: `claim-${round}-${i}`,
+                messages: tagged ? subscribed(`race${round}`, `s${i}`) : { type, data: { i } },
+                expectedVersion: 'no_stream',
+              },
+            ],
+            { failIfEventsMatch: query },
+          ),
+        ),
+      );
+      await until(async () => (await tableLockWaiters()) === 10, 'ten appends queued behind the gate');
+      await gate.query('COMMIT');
+      const results = await racing;
+      const won = results.filter((r) => r.status === 'fulfilled').length;
+      const refused = results.filter(
+        (r) => r.status === 'rejected' && r.reason instanceof AppendConditionFailedError,
+      ).length;
+      expect({ round, won, refused }).toEqual({ round, won: 1, refused: 9 });
+      expect(
+        await count(`SELECT count(*) AS n FROM "$S".messages WHERE stream_name LIKE $1`, [
+          `claim-${round}-%`,
+        ]),
+      ).toBe(1);
+    }
+  });
+});
+
+/** Backends of this database waiting for a table lock. */
+async function tableLockWaiters(): Promise<number> {
+  return count(
+    `SELECT count(*) AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+      WHERE NOT l.granted AND l.locktype = 'relation' AND c.relname = 'messages'
+        AND c.relnamespace = '"$S"'::regnamespace`,
+  );
+}
 
 describe('course capacity race', () => {
   it('50 rounds of 10 concurrent subscribers for 3 seats: exactly 3 win, never more', async () => {
