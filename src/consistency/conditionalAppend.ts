@@ -1,9 +1,9 @@
+import { runPipelined } from '../db/pipeline.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { sqlStateOf } from '../db/sqlstate.js';
 import { AppendConditionFailedError, InvalidInputError, WrongExpectedVersionError } from '../errors.js';
 import {
-  appendOneSql,
   expectedVersionCode,
   isPositionTaken,
   TAG_SEPARATOR_CHAR,
@@ -12,8 +12,9 @@ import {
 import { checkStreamName, type MessageStore } from '../store/messageStore.js';
 import { streamVersion } from '../store/readStream.js';
 import type { ExpectedVersion, LogPosition, NewMessage } from '../store/types.js';
+import { type After, gatedInsert, gatedInsertValues, LOCKS_SQL, snapshotBounds } from './conditionSql.js';
 import { appendLocks } from './lockKeys.js';
-import { Query } from './query.js';
+import { Query, type QueryItem } from './query.js';
 import type { DecisionSnapshot } from './readByQuery.js';
 
 /** Messages for one stream in a conditional append. */
@@ -108,13 +109,6 @@ const sql = (ctx: SqlContext) =>
   `SELECT stream_name, stream_version, last_global_position, transaction_id
      FROM ${ctx.s}.append_with_condition($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`;
 
-// One message to one stream at an exact version: the store's single INSERT, with the locks and the
-// check in its WHERE clause (migration 0008), parameters $8..$14 after the message's seven.
-const guard = (ctx: SqlContext) => ({
-  name: 'cond',
-  sql: `${ctx.s}.hold_append_condition($8, $9, $10, $11, $12, $13, $14)`,
-});
-
 type Row = {
   stream_name: string;
   stream_version: number;
@@ -122,29 +116,54 @@ type Row = {
   transaction_id: string;
 };
 
-/** The single-message shape: returns its one row, or none when position N does not exist. */
-async function appendOneGuarded(
+const notReadCommitted = () =>
+  new InvalidInputError(
+    'appendWithCondition needs a READ COMMITTED transaction: in REPEATABLE READ or SERIALIZABLE its check could miss commits made under its locks.',
+  );
+
+/**
+ * One message to one stream at an exact version (conditionSql.ts): the locks, then the store's
+ * single INSERT gated by the check, in one round trip. Returns its row, or none when position N
+ * does not exist.
+ */
+async function appendOnePipelined(
   db: Queryable,
   ctx: SqlContext,
   p: Prepared,
-  check: unknown[],
+  locks: { ids: string[]; exclusive: boolean[] },
+  after: After,
+  items: readonly QueryItem[],
+  conditionFailed: () => Error,
 ): Promise<Row[]> {
-  const forLocks = p.forLocks[0]!;
-  const tagged = forLocks.tags.length > 0;
-  const { rows } = await db.query<{ global_position: number; transaction_id: string }>(
-    statement(
-      ctx,
-      tagged ? 'cond_append_one_tagged' : 'cond_append_one',
-      appendOneSql(ctx, tagged, guard(ctx)),
-      [p.ids[0], p.streams[0], p.expected[0], p.types[0], p.data[0], p.metadata[0], forLocks.tags, ...check],
-    ),
-  );
-  return rows.map((r) => ({
-    stream_name: p.streams[0]!,
-    stream_version: p.expected[0]! + 1,
-    last_global_position: r.global_position,
-    transaction_id: r.transaction_id,
-  }));
+  const tags = p.forLocks[0]!.tags;
+  const insert = gatedInsert(ctx, tags.length > 0, after, items);
+  const lockStatement = statement(ctx, 'cond_locks', LOCKS_SQL, [locks.ids, locks.exclusive]);
+  const insertStatement = statement(ctx, insert.name, insert.text, [
+    p.ids[0],
+    p.streams[0],
+    p.expected[0],
+    p.types[0],
+    p.data[0],
+    p.metadata[0],
+    tags,
+    ...gatedInsertValues(after, items),
+  ]);
+  const [row] = await runPipelined(db, [
+    { name: lockStatement.name, text: LOCKS_SQL, values: lockStatement.values ?? [] },
+    { name: insertStatement.name, text: insert.text, values: insertStatement.values ?? [] },
+  ]);
+  const [readCommitted, conflict, globalPosition, transactionId] = row ?? [];
+  if (readCommitted !== 't') throw notReadCommitted();
+  if (conflict === 't') throw conditionFailed();
+  if (globalPosition === null || globalPosition === undefined) return [];
+  return [
+    {
+      stream_name: p.streams[0]!,
+      stream_version: p.expected[0]! + 1,
+      last_global_position: Number(globalPosition),
+      transaction_id: transactionId!,
+    },
+  ];
 }
 
 /**
@@ -192,45 +211,44 @@ export async function appendWithCondition(
   // A query matching everything is checked as one item with no filter.
   const items = query ? (query.matchesAll ? [{}] : query.items) : [];
   const ctx = store.sqlContext;
-  const check = [
-    locks.ids,
-    locks.exclusive,
-    items.map((i) => (i.types ?? []).join(TAG_SEPARATOR_CHAR)),
-    items.map((i) => (i.tags ?? []).join(TAG_SEPARATOR_CHAR)),
-    position ? position.transactionId : null,
-    typeof after === 'number' ? after : (position?.globalPosition ?? null),
-    snapshot,
-  ];
   const db = opts.db ?? store.pool;
-  const one = p.streams.length === 1 && p.ids.length === 1 && p.expected[0]! >= 0;
+  const conditionFailed = () =>
+    new AppendConditionFailedError(typeof after === 'number' ? after : position?.globalPosition);
   let rows: Row[];
   try {
-    rows = one
-      ? await appendOneGuarded(db, ctx, p, check)
-      : (
-          await db.query<Row>(
-            statement(ctx, 'cond_append', sql(ctx), [
-              ...check,
-              p.streams,
-              p.expected,
-              p.streamIdx,
-              p.ids,
-              p.types,
-              p.data,
-              p.metadata,
-              p.tags,
-            ]),
-          )
-        ).rows;
+    if (p.streams.length === 1 && p.ids.length === 1 && p.expected[0]! >= 0 && typeof after !== 'number') {
+      const at: After = snapshot
+        ? { kind: 'snapshot', ...snapshotBounds(snapshot) }
+        : position
+          ? { kind: 'position', ...position }
+          : { kind: 'none' };
+      rows = await appendOnePipelined(db, ctx, p, locks, at, items, conditionFailed);
+    } else {
+      // Every other shape: append_with_condition() (migrations 0007, 0008).
+      ({ rows } = await db.query<Row>(
+        statement(ctx, 'cond_append', sql(ctx), [
+          locks.ids,
+          locks.exclusive,
+          items.map((i) => (i.types ?? []).join(TAG_SEPARATOR_CHAR)),
+          items.map((i) => (i.tags ?? []).join(TAG_SEPARATOR_CHAR)),
+          position ? position.transactionId : null,
+          typeof after === 'number' ? after : (position?.globalPosition ?? null),
+          snapshot,
+          p.streams,
+          p.expected,
+          p.streamIdx,
+          p.ids,
+          p.types,
+          p.data,
+          p.metadata,
+          p.tags,
+        ]),
+      ));
+    }
   } catch (err) {
     const state = sqlStateOf(err);
-    if (state === CONDITION_FAILED) {
-      throw new AppendConditionFailedError(typeof after === 'number' ? after : position?.globalPosition);
-    }
-    if (state === NOT_READ_COMMITTED)
-      throw new InvalidInputError(
-        'appendWithCondition needs a READ COMMITTED transaction: in REPEATABLE READ or SERIALIZABLE its check could miss commits made under its locks.',
-      );
+    if (state === CONDITION_FAILED) throw conditionFailed();
+    if (state === NOT_READ_COMMITTED) throw notReadCommitted();
     if (state === WRONG_VERSION_ONE) {
       const stream = p.streams[0]!;
       throw new WrongExpectedVersionError(

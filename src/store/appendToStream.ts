@@ -76,43 +76,57 @@ export const TAG_SEPARATOR_CHAR = TAG_SEPARATOR;
  * 0); a concurrent appender that took N+1 first makes it fail on the unique constraint, like
  * append_to_stream() in migration 0006. A tagged message also gets its message_tags rows
  * (migration 0007) from the same statement; an untagged one skips that part of the plan.
- *
- * `guard`, when given, is one more condition in the WHERE clause (a conditional append's
- * hold_append_condition() call, migration 0008); the statement then also returns the
- * transaction id, for the caller's LogPosition.
  */
-const appendOneSqlText = (ctx: SqlContext, tagged: boolean, guard: string | undefined) => {
+
+/**
+ * A gate in front of the single INSERT (a conditional append's check, src/consistency/): `cte`
+ * is a CTE named `gate` of one row, the insert runs only where `gate.<where>`, and `select` is the
+ * statement's result, over `gate` and the CTE `inserted`.
+ */
+export interface InsertGate {
+  cte: string;
+  where: string;
+  select: string;
+}
+
+const appendOneSqlText = (ctx: SqlContext, tagged: boolean, gate: InsertGate | undefined) => {
   const version = `$3::bigint = 0
          OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint)`;
   const insert = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
      SELECT $1, $2, $3::bigint + 1, $4, $5, $6, $7
-      WHERE ${guard ? `${guard} AND (${version})` : version}`;
-  const result = guard ? 'global_position, transaction_id::text AS transaction_id' : 'global_position';
-  if (!tagged)
+      ${gate ? `FROM gate WHERE ${gate.where} AND (${version})` : `WHERE ${version}`}`;
+  if (!tagged && !gate)
     return `${insert}
-     RETURNING ${result}`;
-  return `WITH inserted AS (
+     RETURNING global_position`;
+  const ctes = [
+    ...(gate ? [`gate AS (${gate.cte})`] : []),
+    `inserted AS (
      ${insert}
      RETURNING global_position, transaction_id, type, tags
-   ), tagged AS (
+   )`,
+    ...(tagged
+      ? [
+          `tagged AS (
      INSERT INTO ${ctx.s}.message_tags (tag, transaction_id, global_position, type)
      SELECT DISTINCT g.tag, i.transaction_id, i.global_position, i.type
        FROM inserted i CROSS JOIN LATERAL unnest(i.tags) AS g(tag)
-   )
-   SELECT ${result} FROM inserted`;
+   )`,
+        ]
+      : []),
+  ];
+  return `WITH ${ctes.join(', ')}
+   ${gate ? gate.select : 'SELECT global_position FROM inserted'}`;
 };
 
-// The text per schema and shape, built once (it is sent with every append of that shape).
+// The text per schema and shape, built once (it is sent with every append of that shape); a gated
+// text is cached by its caller, with its gate.
 const appendOneSqlCache = new Map<string, string>();
-export function appendOneSql(
-  ctx: SqlContext,
-  tagged: boolean,
-  guard?: { name: string; sql: string },
-): string {
-  const key = `${tagged ? 't' : 'u'}${guard?.name ?? ''}.${ctx.s}`;
+export function appendOneSql(ctx: SqlContext, tagged: boolean, gate?: InsertGate): string {
+  if (gate) return appendOneSqlText(ctx, tagged, gate);
+  const key = `${tagged ? 't' : 'u'}${ctx.s}`;
   let text = appendOneSqlCache.get(key);
   if (text === undefined) {
-    text = appendOneSqlText(ctx, tagged, guard?.sql);
+    text = appendOneSqlText(ctx, tagged, gate);
     appendOneSqlCache.set(key, text);
   }
   return text;

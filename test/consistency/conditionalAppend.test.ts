@@ -8,6 +8,7 @@ import {
 } from '../../examples/courses/courses.js';
 import { CommandExecutor } from '../../src/consistency/commandExecutor.js';
 import { appendWithCondition } from '../../src/consistency/conditionalAppend.js';
+import { appendLocks } from '../../src/consistency/lockKeys.js';
 import { Query } from '../../src/consistency/query.js';
 import { readForDecision } from '../../src/consistency/readByQuery.js';
 import {
@@ -15,6 +16,7 @@ import {
   InvalidInputError,
   WrongExpectedVersionError,
 } from '../../src/errors.js';
+import { createMessageStore } from '../../src/store/messageStore.js';
 import type { LogPosition, RecordedMessage } from '../../src/store/types.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 import { until } from '../helpers/until.js';
@@ -183,15 +185,43 @@ describe('appendWithCondition', () => {
     await t1.query('COMMIT');
     // "global_position > after" alone would miss T1's message; the read snapshot does not, nor the
     // log position (transaction_id, global_position) a gap-safe read would have stopped at.
+    // Both ways of appending: append_with_condition() ('any') and the pipelined single INSERT.
     const seen = logPositionOf(read.messages[0]!);
-    for (const after of [read, seen, seen.globalPosition]) {
-      await expect(
-        appendWithCondition(store, [{ stream: 'course-late-2', messages: subscribed('late', 'z') }], {
-          failIfEventsMatch: q,
-          after,
-        }),
-      ).rejects.toBeInstanceOf(AppendConditionFailedError);
+    for (const expectedVersion of ['any', 'no_stream'] as const) {
+      for (const after of [read, seen, seen.globalPosition]) {
+        await expect(
+          appendWithCondition(
+            store,
+            [{ stream: 'course-late-2', messages: subscribed('late', 'z'), expectedVersion }],
+            { failIfEventsMatch: q, after },
+          ),
+        ).rejects.toBeInstanceOf(AppendConditionFailedError);
+      }
     }
+    // A multi-tag item and a type-only item see it too; items that do not match it do not.
+    const multi = Query.of({ types: ['student_subscribed'], tags: ['course:late', 'student:x'] });
+    const typeOnly = Query.of({ types: ['student_subscribed'] });
+    for (const failIfEventsMatch of [multi, typeOnly])
+      await expect(
+        appendWithCondition(
+          store,
+          [{ stream: 'course-late-2', messages: subscribed('late', 'z'), expectedVersion: 'no_stream' }],
+          { failIfEventsMatch, after: read },
+        ),
+      ).rejects.toBeInstanceOf(AppendConditionFailedError);
+    const ok = await appendWithCondition(
+      store,
+      [{ stream: 'course-late-2', messages: subscribed('late', 'z'), expectedVersion: 'no_stream' }],
+      {
+        failIfEventsMatch: Query.of(
+          { types: ['student_subscribed'], tags: ['course:late', 'student:nobody'] },
+          { types: ['course_defined'] },
+          { tags: ['course:other'] },
+        ),
+        after: read,
+      },
+    );
+    expect(ok.streams.get('course-late-2')?.streamVersion).toBe(1);
   });
 
   it('does not block appends with disjoint conditions; serialises overlapping ones before checking', async () => {
@@ -331,6 +361,41 @@ describe('one message at an exact version (the single INSERT guarded by the cond
     expect(await count(`SELECT count(*) AS n FROM "$S".messages WHERE stream_name = 'course-v1'`)).toBe(2);
   });
 
+  it('refuses REPEATABLE READ, and works without named prepared statements (PgBouncer)', async () => {
+    const c = await db.client();
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await expect(
+      appendWithCondition(
+        db.store,
+        [{ stream: 'course-rr1', messages: subscribed('rr1', 's1'), expectedVersion: 'no_stream' }],
+        { failIfEventsMatch: onCourse('rr1') },
+        { db: c },
+      ),
+    ).rejects.toBeInstanceOf(InvalidInputError);
+    await c.query('ROLLBACK');
+    expect(await count(`SELECT count(*) AS n FROM "$S".messages WHERE stream_name = 'course-rr1'`)).toBe(0);
+
+    const unnamed = createMessageStore({ pool: db.pool, schema: db.schema, preparedStatements: false });
+    const first = await appendWithCondition(
+      unnamed,
+      [{ stream: 'course-pb', messages: subscribed('pb', 's1'), expectedVersion: 'no_stream' }],
+      { failIfEventsMatch: onCourse('pb') },
+    );
+    await expect(
+      appendWithCondition(
+        unnamed,
+        [{ stream: 'course-pb', messages: subscribed('pb', 's2'), expectedVersion: 1 }],
+        { failIfEventsMatch: onCourse('pb') },
+      ),
+    ).rejects.toBeInstanceOf(AppendConditionFailedError);
+    await appendWithCondition(
+      unnamed,
+      [{ stream: 'course-pb', messages: subscribed('pb', 's2'), expectedVersion: 1 }],
+      { failIfEventsMatch: onCourse('pb'), after: first.position },
+    );
+    expect(await count(`SELECT count(*) AS n FROM "$S".messages WHERE stream_name = 'course-pb'`)).toBe(2);
+  });
+
   it('20 rounds of 10 appenders released at once on one condition: exactly one wins each round', async () => {
     const store = db.makeStore();
     const gate = await db.client();
@@ -339,7 +404,8 @@ describe('one message at an exact version (the single INSERT guarded by the cond
       const tagged = round % 2 === 0;
       const type = tagged ? 'student_subscribed' : `seat_claimed_${round}`;
       const query = tagged ? onCourse(`race${round}`) : Query.of({ types: [type] });
-      // The gate holds the messages table: all ten inserts queue behind it, then run at once.
+      // The gate holds the messages table: all ten appends queue behind it (or behind the one that
+      // holds the condition's lock while it waits for the table), then run at once.
       await gate.query('BEGIN');
       await gate.query(`LOCK TABLE "${db.schema}".messages IN SHARE MODE`);
       const racing = Promise.allSettled(
@@ -357,7 +423,8 @@ describe('one message at an exact version (the single INSERT guarded by the cond
           ),
         ),
       );
-      await until(async () => (await tableLockWaiters()) === 10, 'ten appends queued behind the gate');
+      const ids = appendLocks(db.schema, query, []).ids;
+      await until(async () => (await queuedAppends(ids)) === 10, 'ten appends queued behind the gate');
       await gate.query('COMMIT');
       const results = await racing;
       const won = results.filter((r) => r.status === 'fulfilled').length;
@@ -374,12 +441,15 @@ describe('one message at an exact version (the single INSERT guarded by the cond
   });
 });
 
-/** Backends of this database waiting for a table lock. */
-async function tableLockWaiters(): Promise<number> {
+/** Backends waiting for this schema's messages table, or for one of the advisory locks `ids`. */
+async function queuedAppends(ids: string[]): Promise<number> {
   return count(
-    `SELECT count(*) AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-      WHERE NOT l.granted AND l.locktype = 'relation' AND c.relname = 'messages'
-        AND c.relnamespace = '"$S"'::regnamespace`,
+    `SELECT count(DISTINCT l.pid) AS n FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
+      WHERE NOT l.granted
+        AND ((l.locktype = 'relation' AND c.relname = 'messages' AND c.relnamespace = '"$S"'::regnamespace)
+          OR (l.locktype = 'advisory' AND l.objsubid = 1
+              AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($1::bigint[])))`,
+    [ids],
   );
 }
 

@@ -1,14 +1,12 @@
--- Conditional appends of one message to one stream with an exact expected version (the common
--- DCB case) as the client's single INSERT, guarded by a function call in its WHERE clause:
--- hold_append_condition() takes the condition's locks and checks the condition in statements of
--- its own, so its check sees every commit made under those locks (a statement's snapshot is taken
--- before its locks are; a volatile function's statements each take a fresh one). The insert then
--- runs as a top-level prepared statement: no set-returning function around it, no SPI insert.
--- The expected-version probe in that INSERT uses the statement's snapshot, which is enough: the
--- caller knew position N from a committed read, so N was committed before the statement began.
+-- The locks and the check of a conditional append as a function of their own,
+-- hold_append_condition(), which append_with_condition() now calls (it no longer inserts single
+-- messages itself).
 --
--- append_with_condition() keeps the other shapes (several messages or streams, 'any' and
--- 'stream_exists') and now calls hold_append_condition() for its locks and check.
+-- One message to one stream at an exact expected version (the common DCB case) no longer goes
+-- through plpgsql at all: the client sends the locks and the store's single INSERT, gated by the
+-- check, as two statements in one round trip (src/consistency/conditionSql.ts). A statement's
+-- snapshot is taken before it runs, so the check must be a later statement than the locks, here
+-- as there.
 
 CREATE FUNCTION __SCHEMA__.hold_append_condition(
   p_locks bigint[],

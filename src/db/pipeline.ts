@@ -1,0 +1,181 @@
+import type pg from 'pg';
+import type { Queryable } from './queryable.js';
+
+/*
+ * Several statements in one round trip: Bind/Execute for each, then one Sync. The server runs them
+ * in order as one implicit transaction (or inside the caller's transaction), and in READ COMMITTED
+ * each statement takes its own snapshot: a later statement sees what was committed while an
+ * earlier one waited for a lock. One statement cannot do that (its snapshot is taken before it
+ * runs), and a plpgsql function that can costs a call, SPI and a plan cache of its own.
+ *
+ * Built on pg's Submittable interface (the one pg-cursor uses): pg has no per-query pipelining.
+ */
+
+export interface PipelinedStatement {
+  /** Named (prepared once per connection) or undefined for the unnamed statement. */
+  name: string | undefined;
+  text: string;
+  values: unknown[];
+}
+
+/** What pg's client calls on the active query; only the parts used here. */
+interface Connection {
+  parsedStatements: Record<string, string>;
+  parse(msg: { name: string; text: string; types: unknown[] }): void;
+  bind(msg: {
+    portal: string;
+    statement: string;
+    values: unknown[];
+    valueMapper: (v: unknown) => unknown;
+  }): void;
+  describe(msg: { type: 'P'; name: string }): void;
+  execute(msg: { portal: string; rows: number }): void;
+  sync(): void;
+  stream: { cork?: () => void; uncork?: () => void };
+}
+
+interface Message {
+  fields?: { name: string }[] | (string | null)[];
+}
+
+/**
+ * Parameters as text: the values the callers here pass are strings, numbers, booleans, null and
+ * one-dimensional arrays of those.
+ */
+function toParam(v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  if (Array.isArray(v)) return `{${v.map(arrayElement).join(',')}}`;
+  return String(v);
+}
+
+function arrayElement(v: unknown): string {
+  if (v === null || v === undefined) return 'NULL';
+  return `"${String(v).replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+}
+
+/**
+ * Base of the two submittables: settles on ReadyForQuery, or on an error (pg's client then drops
+ * the query and reads the ReadyForQuery that follows itself, before it sends anything else).
+ */
+abstract class Submission {
+  readonly done: Promise<void>;
+  #resolve!: () => void;
+  #reject!: (err: Error) => void;
+
+  constructor() {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  abstract submit(connection: Connection): void;
+  handleRowDescription(_msg: Message): void {}
+  handleDataRow(_msg: Message): void {}
+  handleCommandComplete(): void {}
+  handleEmptyQuery(): void {}
+  handlePortalSuspended(): void {}
+  handleCopyInResponse(): void {}
+  handleCopyData(): void {}
+  handleError(err: Error): void {
+    this.#reject(err);
+  }
+  handleReadyForQuery(): void {
+    this.#resolve();
+  }
+}
+
+/** Parse (prepare) one named statement; pg's client records it as parsed on ParseComplete. */
+class ParseOnly extends Submission {
+  constructor(
+    readonly name: string,
+    readonly text: string,
+  ) {
+    super();
+  }
+  submit(connection: Connection): void {
+    connection.parse({ name: this.name, text: this.text, types: [] });
+    connection.sync();
+  }
+}
+
+/** Bind/Execute every statement, Describe the last one, one Sync; keeps the last one's rows. */
+class Pipelined extends Submission {
+  rows: (string | null)[][] = [];
+  #described = false;
+
+  constructor(readonly statements: PipelinedStatement[]) {
+    super();
+  }
+
+  submit(connection: Connection): void {
+    connection.stream.cork?.();
+    try {
+      const last = this.statements.length - 1;
+      for (const [i, s] of this.statements.entries()) {
+        if (s.name === undefined) connection.parse({ name: '', text: s.text, types: [] });
+        connection.bind({ portal: '', statement: s.name ?? '', values: s.values, valueMapper: toParam });
+        if (i === last) connection.describe({ type: 'P', name: '' });
+        connection.execute({ portal: '', rows: 0 });
+      }
+      connection.sync();
+    } finally {
+      connection.stream.uncork?.();
+    }
+  }
+
+  override handleRowDescription(): void {
+    // Only the last statement is described: rows before its description belong to earlier ones.
+    this.#described = true;
+  }
+
+  override handleDataRow(msg: Message): void {
+    if (this.#described) this.rows.push(msg.fields as (string | null)[]);
+  }
+}
+
+async function onClient(
+  client: pg.PoolClient | pg.Client,
+  statements: PipelinedStatement[],
+): Promise<(string | null)[][]> {
+  const connection = (client as unknown as { connection: Connection }).connection;
+  // Named statements are prepared on first use, one round trip each, once per connection.
+  for (const s of statements) {
+    if (s.name !== undefined && connection.parsedStatements[s.name] === undefined) {
+      const parse = new ParseOnly(s.name, s.text);
+      client.query(parse as unknown as pg.Submittable);
+      await parse.done;
+    }
+  }
+  const run = new Pipelined(statements);
+  client.query(run as unknown as pg.Submittable);
+  await run.done;
+  return run.rows;
+}
+
+function isPool(db: Queryable): db is pg.Pool {
+  return typeof (db as pg.Pool).totalCount === 'number';
+}
+
+/**
+ * Run `statements` in one round trip, in one transaction (the caller's, when `db` is a client
+ * inside one); returns the last statement's rows as text values. An error in any statement
+ * rejects with pg's error and, outside a caller's transaction, rolls all of them back.
+ */
+export async function runPipelined(
+  db: Queryable,
+  statements: PipelinedStatement[],
+): Promise<(string | null)[][]> {
+  if (!isPool(db)) return onClient(db, statements);
+  const client = await db.connect();
+  let broken: Error | undefined;
+  try {
+    return await onClient(client, statements);
+  } catch (err) {
+    // A server error leaves the connection usable; anything else (a dropped socket) does not.
+    if (!(err instanceof Error && 'severity' in err)) broken = err as Error;
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
