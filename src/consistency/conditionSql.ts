@@ -92,7 +92,7 @@ function build(ctx: SqlContext, tagged: boolean, after: After['kind'], items: re
         );
     }
   }
-  return appendOneSql(ctx, tagged, {
+  return appendOneSql(ctx, tagged, false, {
     cte: `SELECT current_setting('transaction_isolation') = 'read committed' AS read_committed,
        ${checks.length ? checks.join('\n        OR ') : 'false'} AS conflict`,
     where: 'gate.read_committed AND NOT gate.conflict',

@@ -74,8 +74,10 @@ export const TAG_SEPARATOR_CHAR = TAG_SEPARATOR;
  * The common case, one message with an exact expected version, as a single INSERT with scalar
  * parameters: no function call, no arrays. It writes position N+1 only if position N exists (or N is
  * 0); a concurrent appender that took N+1 first makes it fail on the unique constraint, like
- * append_to_stream() in migration 0006. A tagged message also gets its message_tags rows
- * (migration 0007) from the same statement; an untagged one skips that part of the plan.
+ * append_to_stream() in migration 0006. N = 0 is a plain INSERT ... VALUES (the unique constraint
+ * is the whole check); N > 0 inserts from position N's index entry, so that a stream shorter than N
+ * gets no row. A tagged message also gets its message_tags rows (migration 0007) from the same
+ * statement; an untagged one skips that part of the plan.
  */
 
 /**
@@ -89,12 +91,19 @@ export interface InsertGate {
   select: string;
 }
 
-const appendOneSqlText = (ctx: SqlContext, tagged: boolean, gate: InsertGate | undefined) => {
-  const version = `$3::bigint = 0
-         OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint)`;
-  const insert = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
-     SELECT $1, $2, $3::bigint + 1, $4, $5, $6, $7
-      ${gate ? `FROM gate WHERE ${gate.where} AND (${version})` : `WHERE ${version}`}`;
+const appendOneSqlText = (ctx: SqlContext, tagged: boolean, first: boolean, gate: InsertGate | undefined) => {
+  const columns = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)`;
+  const values = '$1, $2, $3::bigint + 1, $4, $5, $6, $7';
+  let insert: string;
+  if (gate)
+    insert = `${columns}
+     SELECT ${values} FROM gate
+      WHERE ${gate.where} AND ($3::bigint = 0
+         OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint))`;
+  else if (first) insert = `${columns} VALUES (${values})`;
+  else
+    insert = `${columns}
+     SELECT ${values} FROM ${ctx.s}.messages p WHERE p.stream_name = $2 AND p.stream_position = $3::bigint`;
   if (!tagged && !gate)
     return `${insert}
      RETURNING global_position`;
@@ -121,12 +130,12 @@ const appendOneSqlText = (ctx: SqlContext, tagged: boolean, gate: InsertGate | u
 // The text per schema and shape, built once (it is sent with every append of that shape); a gated
 // text is cached by its caller, with its gate.
 const appendOneSqlCache = new Map<string, string>();
-export function appendOneSql(ctx: SqlContext, tagged: boolean, gate?: InsertGate): string {
-  if (gate) return appendOneSqlText(ctx, tagged, gate);
-  const key = `${tagged ? 't' : 'u'}${ctx.s}`;
+export function appendOneSql(ctx: SqlContext, tagged: boolean, first: boolean, gate?: InsertGate): string {
+  if (gate) return appendOneSqlText(ctx, tagged, false, gate);
+  const key = `${tagged ? 't' : 'u'}${first ? 'f' : 'n'}${ctx.s}`;
   let text = appendOneSqlCache.get(key);
   if (text === undefined) {
-    text = appendOneSqlText(ctx, tagged, gate);
+    text = appendOneSqlText(ctx, tagged, first, undefined);
     appendOneSqlCache.set(key, text);
   }
   return text;
@@ -143,15 +152,12 @@ async function appendOneExact(
   const tagged = m.tags.length > 0;
   try {
     const { rows } = await db.query<{ global_position: number }>(
-      statement(ctx, tagged ? 'append_one_tagged' : 'append_one', appendOneSql(ctx, tagged), [
-        m.id,
-        stream,
-        n,
-        m.type,
-        JSON.stringify(m.data),
-        JSON.stringify(m.metadata),
-        m.tags,
-      ]),
+      statement(
+        ctx,
+        `append_one${tagged ? '_tagged' : ''}${n === 0 ? '_first' : ''}`,
+        appendOneSql(ctx, tagged, n === 0),
+        [m.id, stream, n, m.type, JSON.stringify(m.data), JSON.stringify(m.metadata), m.tags],
+      ),
     );
     const row = rows[0];
     // Position N does not exist: the stream is shorter than expected. Its version is read by the
