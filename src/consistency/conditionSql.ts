@@ -120,3 +120,133 @@ export function snapshotBounds(snapshot: string): { xmax: string; xip: string[] 
   const [, xmax = '0', xip = ''] = snapshot.split(':');
   return { xmax, xip: xip === '' ? [] : xip.split(',') };
 }
+
+/*
+ * The same for a batch of such appends (group commit, conditionalBatcher.ts): one row per append
+ * from unnest(), every condition parameter an array with one element per append, each check a
+ * LATERAL probe per row (an EXISTS here may be planned as one hash of a whole table), and per row
+ * whether its condition failed and, if it was inserted, its position. The batch's appends have the
+ * same shape and no conflicting locks, so no append's check can be about another one's message.
+ */
+const batchCache = new Map<string, GatedInsert>();
+
+export function gatedBatchInsert(
+  ctx: SqlContext,
+  tagged: boolean,
+  after: After['kind'],
+  items: readonly QueryItem[],
+): GatedInsert {
+  const key = `${ctx.s}|${tagged ? 't' : 'u'}|${after}|${items.map(itemShape).join(',')}`;
+  let found = batchCache.get(key);
+  if (!found) {
+    found = { name: `cond_batch_${batchCache.size}`, text: buildBatch(ctx, tagged, after, items) };
+    batchCache.set(key, found);
+  }
+  return found;
+}
+
+function buildBatch(
+  ctx: SqlContext,
+  tagged: boolean,
+  after: After['kind'],
+  items: readonly QueryItem[],
+): string {
+  const arrays = [
+    '$1::uuid[]',
+    '$2::text[]',
+    '$3::bigint[]',
+    '$4::text[]',
+    '$5::jsonb[]',
+    '$6::jsonb[]',
+    '$7::text[]',
+  ];
+  const names = ['id', 'stream_name', 'n', 'type', 'data', 'metadata', 'tags'];
+  const column = (cast: string) => {
+    arrays.push(`$${arrays.length + 1}::${cast}`);
+    const name = `c${arrays.length}`;
+    names.push(name);
+    return `u.${name}`;
+  };
+  let parts: ((x: string) => string)[] = [() => ''];
+  if (after === 'position') {
+    const [xid, gp] = [column('xid8[]'), column('bigint[]')];
+    parts = [(x) => ` AND (${x}.transaction_id, ${x}.global_position) > (${xid}, ${gp})`];
+  } else if (after === 'snapshot') {
+    const [xmax, xip] = [column('xid8[]'), column('text[]')];
+    parts = [
+      (x) => ` AND ${x}.transaction_id >= ${xmax}`,
+      (x) => ` AND ${x}.transaction_id = ANY(string_to_array(${xip}, ',')::xid8[])`,
+    ];
+  }
+  const probes: string[] = [];
+  for (const item of items) {
+    const types = item.types?.length ? column('text[]') : undefined;
+    const tags = item.tags ?? [];
+    const first = tags.length > 0 ? column('text[]') : undefined;
+    const all = tags.length > 1 ? column('text[]') : undefined;
+    for (const part of parts) {
+      if (first)
+        probes.push(`SELECT true AS hit FROM ${ctx.s}.message_tags t${
+          all
+            ? ` JOIN ${ctx.s}.messages m ON m.global_position = t.global_position AND m.tags @> string_to_array(${all}, chr(31))`
+            : ''
+        }
+          WHERE t.tag = ${first}${part('t')}${types ? ` AND t.type = ANY(string_to_array(${types}, chr(31)))` : ''} LIMIT 1`);
+      else
+        probes.push(
+          `SELECT true AS hit FROM ${ctx.s}.messages m
+          WHERE ${types ? `m.type = ANY(string_to_array(${types}, chr(31)))` : 'true'}${part('m')} LIMIT 1`,
+        );
+    }
+  }
+  const laterals = probes.map((p, i) => `\n    LEFT JOIN LATERAL (${p}) k${i} ON true`).join('');
+  const conflict = probes.length ? probes.map((_, i) => `k${i}.hit IS NOT NULL`).join(' OR ') : 'false';
+  return `WITH gate AS (
+  SELECT u.*, (${conflict}) AS conflict
+    FROM unnest(${arrays.join(', ')}) WITH ORDINALITY AS u(${names.join(', ')}, ord)${laterals}
+), inserted AS (
+  INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
+  SELECT g.id, g.stream_name, g.n + 1, g.type, g.data, g.metadata,
+         CASE WHEN g.tags = '' THEN '{}'::text[] ELSE string_to_array(g.tags, chr(31)) END
+    FROM gate g
+    LEFT JOIN LATERAL (
+      SELECT true AS found FROM ${ctx.s}.messages p
+       WHERE p.stream_name = g.stream_name AND p.stream_position = g.n LIMIT 1) p ON true
+   WHERE NOT g.conflict AND (g.n = 0 OR p.found)
+   ORDER BY g.ord
+  ON CONFLICT (stream_name, stream_position) DO NOTHING
+  RETURNING id, global_position, transaction_id, type, tags
+)${
+    tagged
+      ? `, tagged AS (
+  INSERT INTO ${ctx.s}.message_tags (tag, transaction_id, global_position, type)
+  SELECT DISTINCT g.tag, i.transaction_id, i.global_position, i.type
+    FROM inserted i CROSS JOIN LATERAL unnest(i.tags) AS g(tag)
+)`
+      : ''
+  }
+SELECT current_setting('transaction_isolation') = 'read committed' AS read_committed, g.conflict,
+       i.global_position, i.transaction_id::text
+  FROM gate g LEFT JOIN inserted i ON i.id = g.id ORDER BY g.ord`;
+}
+
+/** One append's condition parameters for the batch statement, in buildBatch()'s order. */
+export function gatedBatchRowValues(after: After, items: readonly QueryItem[]): unknown[] {
+  const values: unknown[] = [];
+  if (after.kind === 'position') values.push(after.transactionId, after.globalPosition);
+  else if (after.kind === 'snapshot') values.push(after.xmax, after.xip.join(','));
+  for (const item of items) {
+    if (item.types?.length) values.push(item.types.join(SEPARATOR));
+    const tags = item.tags ?? [];
+    if (tags.length > 0) values.push(tags[0]);
+    if (tags.length > 1) values.push(tags.join(SEPARATOR));
+  }
+  return values;
+}
+
+const SEPARATOR = '\u001f';
+
+/** The shape key: appends with the same key can share a batch statement. */
+export function gatedShape(tagged: boolean, after: After['kind'], items: readonly QueryItem[]): string {
+  return `${tagged ? 't' : 'u'}|${after}|${items.map(itemShape).join(',')}`;
+}

@@ -1,4 +1,3 @@
-import { runPipelined } from '../db/pipeline.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { sqlStateOf } from '../db/sqlstate.js';
@@ -12,9 +11,10 @@ import {
 import { checkStreamName, type MessageStore } from '../store/messageStore.js';
 import { streamVersion } from '../store/readStream.js';
 import type { ExpectedVersion, LogPosition, NewMessage } from '../store/types.js';
-import { type After, gatedInsert, gatedInsertValues, LOCKS_SQL, snapshotBounds } from './conditionSql.js';
+import { conditionalBatcherFor, type GatedAppend, runGatedAppend } from './conditionalBatcher.js';
+import { type After, snapshotBounds } from './conditionSql.js';
 import { appendLocks } from './lockKeys.js';
-import { Query, type QueryItem } from './query.js';
+import { Query } from './query.js';
 import type { DecisionSnapshot } from './readByQuery.js';
 
 /** Messages for one stream in a conditional append. */
@@ -122,51 +122,6 @@ const notReadCommitted = () =>
   );
 
 /**
- * One message to one stream at an exact version (conditionSql.ts): the locks, then the store's
- * single INSERT gated by the check, in one round trip. Returns its row, or none when position N
- * does not exist.
- */
-async function appendOnePipelined(
-  db: Queryable,
-  ctx: SqlContext,
-  p: Prepared,
-  locks: { ids: string[]; exclusive: boolean[] },
-  after: After,
-  items: readonly QueryItem[],
-  conditionFailed: () => Error,
-): Promise<Row[]> {
-  const tags = p.forLocks[0]!.tags;
-  const insert = gatedInsert(ctx, tags.length > 0, after, items);
-  const lockStatement = statement(ctx, 'cond_locks', LOCKS_SQL, [locks.ids, locks.exclusive]);
-  const insertStatement = statement(ctx, insert.name, insert.text, [
-    p.ids[0],
-    p.streams[0],
-    p.expected[0],
-    p.types[0],
-    p.data[0],
-    p.metadata[0],
-    tags,
-    ...gatedInsertValues(after, items),
-  ]);
-  const [row] = await runPipelined(db, [
-    { name: lockStatement.name, text: LOCKS_SQL, values: lockStatement.values ?? [] },
-    { name: insertStatement.name, text: insert.text, values: insertStatement.values ?? [] },
-  ]);
-  const [readCommitted, conflict, globalPosition, transactionId] = row ?? [];
-  if (readCommitted !== 't') throw notReadCommitted();
-  if (conflict === 't') throw conditionFailed();
-  if (globalPosition === null || globalPosition === undefined) return [];
-  return [
-    {
-      stream_name: p.streams[0]!,
-      stream_version: p.expected[0]! + 1,
-      last_global_position: Number(globalPosition),
-      transaction_id: transactionId!,
-    },
-  ];
-}
-
-/**
  * Append to one or more streams, atomically, unless a message matching the condition's query
  * exists after the condition's position: then throw AppendConditionFailedError and write nothing.
  *
@@ -222,7 +177,35 @@ export async function appendWithCondition(
         : position
           ? { kind: 'position', ...position }
           : { kind: 'none' };
-      rows = await appendOnePipelined(db, ctx, p, locks, at, items, conditionFailed);
+      const gated: GatedAppend = {
+        id: p.ids[0]!,
+        stream: p.streams[0]!,
+        expected: p.expected[0]!,
+        type: p.types[0]!,
+        data: p.data[0]!,
+        metadata: p.metadata[0]!,
+        tags: p.forLocks[0]!.tags,
+        locks,
+        after: at,
+        items,
+      };
+      // On the store's pool, group-committed with concurrent ones (conditionalBatcher.ts).
+      const o = opts.db
+        ? await runGatedAppend(db, ctx, gated)
+        : await conditionalBatcherFor(store.pool, ctx).append(gated);
+      if (o.kind === 'not_read_committed') throw notReadCommitted();
+      if (o.kind === 'condition_failed') throw conditionFailed();
+      rows =
+        o.kind === 'appended'
+          ? [
+              {
+                stream_name: gated.stream,
+                stream_version: gated.expected + 1,
+                last_global_position: o.globalPosition,
+                transaction_id: o.transactionId,
+              },
+            ]
+          : [];
     } else {
       // Every other shape: append_with_condition() (migrations 0007, 0008).
       ({ rows } = await db.query<Row>(

@@ -2,6 +2,7 @@ import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { WrongExpectedVersionError } from '../errors.js';
+import type { AppendBatcher } from './appendBatcher.js';
 import { streamVersion } from './readStream.js';
 import type { AppendResult, ExpectedVersion, Metadata } from './types.js';
 
@@ -37,9 +38,13 @@ export async function appendToStream(
   stream: string,
   expected: ExpectedVersion,
   messages: PreparedMessage[],
+  batcher?: AppendBatcher,
 ): Promise<AppendResult> {
   const exact = typeof expected === 'number' || expected === 'no_stream';
-  if (exact && messages.length === 1) return appendOneExact(db, ctx, stream, expected, messages[0]!);
+  if (exact && messages.length === 1) {
+    if (batcher) return appendOneBatched(batcher, db, ctx, stream, expected, messages[0]!);
+    return appendOneExact(db, ctx, stream, expected, messages[0]!);
+  }
   const values = [
     stream,
     expectedVersionCode(expected),
@@ -168,6 +173,29 @@ async function appendOneExact(
     if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
     throw err;
   }
+}
+
+/** appendOneExact through the store's group commit (appendBatcher.ts): the same outcomes. */
+async function appendOneBatched(
+  batcher: AppendBatcher,
+  db: Queryable,
+  ctx: SqlContext,
+  stream: string,
+  expected: ExpectedVersion,
+  m: PreparedMessage,
+): Promise<AppendResult> {
+  const n = expectedVersionCode(expected);
+  let globalPosition: number | null;
+  try {
+    globalPosition = await batcher.append(stream, n, m);
+  } catch (err) {
+    if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
+    throw err;
+  }
+  // Shorter than expected, or the position was taken: nothing was written; read the version.
+  if (globalPosition === null)
+    throw new WrongExpectedVersionError(stream, expected, await streamVersion(db, ctx, stream));
+  return { streamVersion: n + 1, globalPosition };
 }
 
 /** The `actual` of a WrongExpectedVersionError raised by a lost race, before the store looks it up. */

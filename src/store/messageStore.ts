@@ -5,6 +5,7 @@ import { createPool } from '../db/pool.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { InvalidInputError, WrongExpectedVersionError } from '../errors.js';
 import { Attr, SpanKind, withSpan } from '../telemetry/tracing.js';
+import { AppendBatcher } from './appendBatcher.js';
 import { appendToStream, type PreparedMessage, UNKNOWN_VERSION } from './appendToStream.js';
 import { upcast } from './messageTypes.js';
 import { Notifier } from './notifications.js';
@@ -53,6 +54,7 @@ interface Shared {
   ctx: SqlContext;
   defs: Record<string, MessageDefinition>;
   notifier: Notifier;
+  batcher: AppendBatcher;
 }
 
 const MAX_STREAM_NAME = 500;
@@ -195,7 +197,17 @@ export class MessageStore {
       async () => {
         const prepared = await this.prepareMessages(list);
         const result = await this.#settleRace(
-          () => appendToStream(this.#db, this.#shared.ctx, stream, expected, prepared),
+          // On the pool, single exact appends are group-committed (appendBatcher.ts); inside a
+          // caller's transaction they run on its client.
+          () =>
+            appendToStream(
+              this.#db,
+              this.#shared.ctx,
+              stream,
+              expected,
+              prepared,
+              this.#client ? undefined : this.#shared.batcher,
+            ),
           () => expected,
         );
         if (!this.#client) this.#shared.notifier.notify();
@@ -351,5 +363,6 @@ export function createMessageStore(opts: MessageStoreOptions): MessageStore {
     ctx,
     defs: opts.messages ?? {},
     notifier: new Notifier(pool, ctx),
+    batcher: new AppendBatcher(pool, ctx),
   });
 }

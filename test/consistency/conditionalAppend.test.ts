@@ -16,9 +16,9 @@ import {
   InvalidInputError,
   WrongExpectedVersionError,
 } from '../../src/errors.js';
-import { createMessageStore } from '../../src/store/messageStore.js';
+import { createMessageStore, type MessageStore } from '../../src/store/messageStore.js';
 import type { LogPosition, RecordedMessage } from '../../src/store/types.js';
-import { setupDb, type TestDb } from '../helpers/db.js';
+import { databaseUrl, setupDb, type TestDb } from '../helpers/db.js';
 import { until } from '../helpers/until.js';
 
 let db: TestDb;
@@ -397,49 +397,137 @@ describe('one message at an exact version (the single INSERT guarded by the cond
   });
 
   it('20 rounds of 10 appenders released at once on one condition: exactly one wins each round', async () => {
-    const store = db.makeStore();
+    // Ten stores on pools of their own: ten transactions race in the database (one store would
+    // group-commit them, see the next test).
+    const stores = Array.from({ length: 10 }, () =>
+      createMessageStore({ connectionString: databaseUrl(), schema: db.schema, poolSize: 1 }),
+    );
     const gate = await db.client();
-    for (let round = 0; round < 20; round++) {
-      // Even rounds: tagged messages and a tag query; odd rounds: untagged, a type-only query.
-      const tagged = round % 2 === 0;
-      const type = tagged ? 'student_subscribed' : `seat_claimed_${round}`;
-      const query = tagged ? onCourse(`race${round}`) : Query.of({ types: [type] });
-      // The gate holds the messages table: all ten appends queue behind it (or behind the one that
-      // holds the condition's lock while it waits for the table), then run at once.
-      await gate.query('BEGIN');
-      await gate.query(`LOCK TABLE "${db.schema}".messages IN SHARE MODE`);
-      const racing = Promise.allSettled(
-        Array.from({ length: 10 }, (_, i) =>
-          appendWithCondition(
-            store,
-            [
-              {
-                stream: `claim-${round}-${i}`,
-                messages: tagged ? subscribed(`race${round}`, `s${i}`) : { type, data: { i } },
-                expectedVersion: 'no_stream',
-              },
-            ],
-            { failIfEventsMatch: query },
-          ),
-        ),
-      );
-      const ids = appendLocks(db.schema, query, []).ids;
-      await until(async () => (await queuedAppends(ids)) === 10, 'ten appends queued behind the gate');
-      await gate.query('COMMIT');
-      const results = await racing;
-      const won = results.filter((r) => r.status === 'fulfilled').length;
-      const refused = results.filter(
-        (r) => r.status === 'rejected' && r.reason instanceof AppendConditionFailedError,
-      ).length;
-      expect({ round, won, refused }).toEqual({ round, won: 1, refused: 9 });
-      expect(
-        await count(`SELECT count(*) AS n FROM "$S".messages WHERE stream_name LIKE $1`, [
-          `claim-${round}-%`,
-        ]),
-      ).toBe(1);
+    try {
+      await raceRounds(stores, gate);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
     }
   });
+
+  it('one store group-commits concurrent appends, never two whose conditions conflict', async () => {
+    const store = db.makeStore();
+    // Both of the store's statement slots wait for a holder's lock, so the ten conflicting appends
+    // below queue up together; they must still run one at a time: exactly one wins.
+    const holder = await db.client();
+    await holder.query('BEGIN');
+    await appendWithCondition(
+      store,
+      [{ stream: 'pool-blocker', messages: subscribed('blocker', 'h'), expectedVersion: 'no_stream' }],
+      { failIfEventsMatch: onCourse('blocker') },
+      { db: holder },
+    );
+    const blocked = [1, 2].map((i) =>
+      appendWithCondition(
+        store,
+        [
+          {
+            stream: `pool-blocked-${i}`,
+            messages: subscribed('blocker', `b${i}`),
+            expectedVersion: 'no_stream',
+          },
+        ],
+        { failIfEventsMatch: onCourse('blocker') },
+      ),
+    );
+    for (const b of blocked) b.catch(() => undefined);
+    const ids = appendLocks(db.schema, onCourse('blocker'), []).ids;
+    await until(async () => (await queuedAppends(ids)) === 2, 'both slots waiting for the holder');
+    const query = onCourse('one-pool');
+    const racing = Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) =>
+        appendWithCondition(
+          store,
+          [
+            {
+              stream: `pool-claim-${i}`,
+              messages: subscribed('one-pool', `s${i}`),
+              expectedVersion: 'no_stream',
+            },
+          ],
+          { failIfEventsMatch: query },
+        ),
+      ),
+    );
+    await holder.query('COMMIT');
+    for (const b of blocked) await expect(b).rejects.toBeInstanceOf(AppendConditionFailedError);
+    const results = await racing;
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(
+      results.filter((r) => r.status === 'rejected' && r.reason instanceof AppendConditionFailedError),
+    ).toHaveLength(9);
+    // Thirty disjoint ones (plus a stale version and a repeated position among them): batches
+    // form (appends share a transaction), and each append keeps its own outcome.
+    const disjoint = Array.from({ length: 30 }, (_, i) =>
+      appendWithCondition(
+        store,
+        [{ stream: `pool-own-${i}`, messages: subscribed(`own${i}`, 'x'), expectedVersion: 'no_stream' }],
+        { failIfEventsMatch: onCourse(`own${i}`) },
+      ),
+    );
+    const stale = appendWithCondition(
+      store,
+      [{ stream: 'pool-own-0', messages: subscribed('own-stale', 'x'), expectedVersion: 4 }],
+      { failIfEventsMatch: onCourse('own-stale') },
+    );
+    const ok = await Promise.all(disjoint);
+    await expect(stale).rejects.toBeInstanceOf(WrongExpectedVersionError);
+    expect(new Set(ok.map((r) => r.position.globalPosition)).size).toBe(30);
+    const transactions = new Set(ok.map((r) => r.position.transactionId));
+    expect(transactions.size).toBeLessThan(30);
+    expect(
+      await count(
+        `SELECT count(DISTINCT transaction_id) AS n FROM "$S".messages WHERE stream_name LIKE 'pool-own-%'`,
+      ),
+    ).toBe(transactions.size);
+    expect(await count(`SELECT count(*) AS n FROM "$S".message_tags WHERE tag LIKE 'course:own%'`)).toBe(30);
+  });
 });
+
+async function raceRounds(stores: MessageStore[], gate: pg.Client): Promise<void> {
+  for (let round = 0; round < 20; round++) {
+    // Even rounds: tagged messages and a tag query; odd rounds: untagged, a type-only query.
+    const tagged = round % 2 === 0;
+    const type = tagged ? 'student_subscribed' : `seat_claimed_${round}`;
+    const query = tagged ? onCourse(`race${round}`) : Query.of({ types: [type] });
+    // The gate holds the messages table: all ten appends queue behind it (or behind the one that
+    // holds the condition's lock while it waits for the table), then run at once.
+    await gate.query('BEGIN');
+    await gate.query(`LOCK TABLE "${db.schema}".messages IN SHARE MODE`);
+    const racing = Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) =>
+        appendWithCondition(
+          stores[i]!,
+          [
+            {
+              stream: `claim-${round}-${i}`,
+              messages: tagged ? subscribed(`race${round}`, `s${i}`) : { type, data: { i } },
+              expectedVersion: 'no_stream',
+            },
+          ],
+          { failIfEventsMatch: query },
+        ),
+      ),
+    );
+    const ids = appendLocks(db.schema, query, []).ids;
+    await until(async () => (await queuedAppends(ids)) === 10, 'ten appends queued behind the gate');
+    await gate.query('COMMIT');
+    const results = await racing;
+    const won = results.filter((r) => r.status === 'fulfilled').length;
+    const refused = results.filter(
+      (r) => r.status === 'rejected' && r.reason instanceof AppendConditionFailedError,
+    ).length;
+    expect({ round, won, refused }).toEqual({ round, won: 1, refused: 9 });
+    expect(
+      await count(`SELECT count(*) AS n FROM "$S".messages WHERE stream_name LIKE $1`, [`claim-${round}-%`]),
+    ).toBe(1);
+  }
+}
 
 /** Backends waiting for this schema's messages table, or for one of the advisory locks `ids`. */
 async function queuedAppends(ids: string[]): Promise<number> {

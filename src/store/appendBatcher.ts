@@ -1,0 +1,133 @@
+import type pg from 'pg';
+import { GroupCommit } from '../db/groupCommit.js';
+import { type SqlContext, statement } from '../db/queryable.js';
+import { appendOneSql, type PreparedMessage, TAG_SEPARATOR_CHAR } from './appendToStream.js';
+
+/*
+ * Group commit (src/db/groupCommit.ts) for single-message appends with an exact expected version
+ * on the store's pool: appends that arrive while earlier ones are in flight go together, as one
+ * INSERT in one transaction: one round trip, one executor start and one commit (one WAL flush) for
+ * all of them instead of one each. A batch of one is the single INSERT of appendToStream.ts.
+ *
+ * Each append keeps its own outcome: a row is inserted only if its stream is at its expected
+ * version (position N exists, or N is 0) and position N+1 is free (ON CONFLICT DO NOTHING on the
+ * stream position), so one stale writer does not fail the others; it gets no row, and the store
+ * reports its WrongExpectedVersionError. Any other error in a batch (a payload PostgreSQL refuses,
+ * say) reruns its appends one by one, so that only the bad one fails.
+ */
+
+/** Statements of this store's appends running at once; the rest queue into the next batch. */
+const MAX_IN_FLIGHT = 2;
+/** Appends per batch statement. */
+const MAX_BATCH = 100;
+
+const batchSqlText = (ctx: SqlContext) => `WITH inserted AS (
+  INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
+  SELECT u.id, u.stream_name, u.n + 1, u.type, u.data, u.metadata,
+         CASE WHEN u.tags = '' THEN '{}'::text[] ELSE string_to_array(u.tags, chr(31)) END
+    FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[], $6::jsonb[], $7::text[])
+         WITH ORDINALITY AS u(id, stream_name, n, type, data, metadata, tags, ord)
+    -- Position N's index entry per row (a LATERAL probe: an EXISTS here may be planned as one
+    -- hash of the whole table).
+    LEFT JOIN LATERAL (
+      SELECT true AS found FROM ${ctx.s}.messages p
+       WHERE p.stream_name = u.stream_name AND p.stream_position = u.n LIMIT 1) p ON true
+   WHERE u.n = 0 OR p.found
+   ORDER BY u.ord
+  ON CONFLICT (stream_name, stream_position) DO NOTHING
+  RETURNING id, global_position, transaction_id, type, tags
+), tagged AS (
+  INSERT INTO ${ctx.s}.message_tags (tag, transaction_id, global_position, type)
+  SELECT DISTINCT g.tag, i.transaction_id, i.global_position, i.type
+    FROM inserted i CROSS JOIN LATERAL unnest(i.tags) AS g(tag)
+)
+SELECT id, global_position FROM inserted`;
+
+interface Pending {
+  stream: string;
+  expected: number;
+  message: PreparedMessage;
+  data: string;
+  metadata: string;
+  /** The new message's global position, or null when the stream was not at the expected version. */
+  resolve(globalPosition: number | null): void;
+  reject(err: unknown): void;
+}
+
+export class AppendBatcher {
+  readonly #pool: pg.Pool;
+  readonly #ctx: SqlContext;
+  readonly #batchSql: string;
+  readonly #group: GroupCommit<Pending>;
+
+  constructor(pool: pg.Pool, ctx: SqlContext) {
+    this.#pool = pool;
+    this.#ctx = ctx;
+    this.#batchSql = batchSqlText(ctx);
+    this.#group = new GroupCommit((batch) => this.#run(batch), {
+      maxInFlight: MAX_IN_FLIGHT,
+      maxBatch: MAX_BATCH,
+    });
+  }
+
+  /**
+   * Append `message` to `stream` at position `expected + 1`, committed when this resolves: its
+   * global position, or null when the stream is not at version `expected` (shorter, or someone
+   * else took the position).
+   */
+  append(stream: string, expected: number, message: PreparedMessage): Promise<number | null> {
+    return new Promise((resolve, reject) => {
+      this.#group.push({
+        stream,
+        expected,
+        message,
+        data: JSON.stringify(message.data),
+        metadata: JSON.stringify(message.metadata),
+        resolve,
+        reject,
+      });
+    });
+  }
+
+  async #run(batch: Pending[]): Promise<void> {
+    if (batch.length === 1) return this.#runOne(batch[0]!);
+    let rows: { id: string; global_position: number }[];
+    try {
+      ({ rows } = await this.#pool.query<{ id: string; global_position: number }>(
+        statement(this.#ctx, 'append_batch', this.#batchSql, [
+          batch.map((p) => p.message.id),
+          batch.map((p) => p.stream),
+          batch.map((p) => p.expected),
+          batch.map((p) => p.message.type),
+          batch.map((p) => p.data),
+          batch.map((p) => p.metadata),
+          batch.map((p) => p.message.tags.join(TAG_SEPARATOR_CHAR)),
+        ]),
+      ));
+    } catch {
+      // Nothing of the batch was written: each append again on its own, with its own outcome.
+      await Promise.all(batch.map((p) => this.#runOne(p)));
+      return;
+    }
+    const positions = new Map(rows.map((r) => [r.id, r.global_position]));
+    for (const p of batch) p.resolve(positions.get(p.message.id) ?? null);
+  }
+
+  async #runOne(p: Pending): Promise<void> {
+    const tagged = p.message.tags.length > 0;
+    const first = p.expected === 0;
+    try {
+      const { rows } = await this.#pool.query<{ global_position: number }>(
+        statement(
+          this.#ctx,
+          `append_one${tagged ? '_tagged' : ''}${first ? '_first' : ''}`,
+          appendOneSql(this.#ctx, tagged, first),
+          [p.message.id, p.stream, p.expected, p.message.type, p.data, p.metadata, p.message.tags],
+        ),
+      );
+      p.resolve(rows[0]?.global_position ?? null);
+    } catch (err) {
+      p.reject(err);
+    }
+  }
+}
