@@ -1,14 +1,16 @@
 /**
  * notify.cost: what wake-up notifications cost 16 concurrent writers.
  * - on: createMessageStore().append (NOTIFY after commit, coalesced: at most one in flight);
- * - off: the same append_to_stream() SQL function called directly (appendToStream() module, no
- *   notifier), on the same pool: the store has no switch to disable its notifier;
+ * - off: the store's append path without its notifier (appendToStream() with a group-commit
+ *   batcher of its own, as the store has), on the same pool: the store has no switch to disable
+ *   its notifier;
  * - in-tx: append_to_stream() and pg_notify() in one statement, i.e. a NOTIFY inside every write
  *   transaction, which serialises commits on the cluster-wide notify lock: what coalescing saves.
  * One LISTEN connection is open on the channel throughout, as a worker would be. Variants run in
  * interleaved rounds; the medians are reported.
  */
 import pg from 'pg';
+import { AppendBatcher } from '../src/store/appendBatcher.js';
 import { appendToStream, type PreparedMessage } from '../src/store/appendToStream.js';
 import { createMessageStore } from '../src/store/messageStore.js';
 import { channelFor } from '../src/store/notifications.js';
@@ -49,8 +51,9 @@ async function main(): Promise<void> {
   const on: AppendFn = async (_w, stream, version) => {
     await store.append(stream, { type: 'OrderPlaced', data: payload(seq++) }, { expectedVersion: version });
   };
+  const batcher = new AppendBatcher(pool, ctx);
   const off: AppendFn = async (_w, stream, version) => {
-    await appendToStream(pool, ctx, stream, version, prepared(seq++));
+    await appendToStream(pool, ctx, stream, version, prepared(seq++), batcher);
   };
   const inTxSql = `SELECT a.stream_version, pg_notify($8, '') FROM ${ctx.s}.append_to_stream($1, $2, $3, $4, $5, $6, $7) a`;
   const inTx: AppendFn = async (_w, stream, version) => {
@@ -72,7 +75,7 @@ async function main(): Promise<void> {
   };
 
   const variants: { label: string; fn: AppendFn; runs: Measurement[] }[] = [
-    { label: 'off (append_to_stream direct)', fn: off, runs: [] },
+    { label: 'off (store path, no notifier)', fn: off, runs: [] },
     { label: 'on (store.append, coalesced)', fn: on, runs: [] },
     { label: 'NOTIFY inside each write tx', fn: inTx, runs: [] },
   ];
