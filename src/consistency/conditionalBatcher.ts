@@ -113,7 +113,7 @@ export class ConditionalBatcher {
 
   append(a: GatedAppend): Promise<GatedOutcome> {
     const lockModes = new Map<string, boolean>();
-    a.locks.ids.forEach((id, i) => lockModes.set(id, a.locks.exclusive[i]!));
+    for (const [i, id] of a.locks.ids.entries()) lockModes.set(id, a.locks.exclusive[i]!);
     return new Promise((resolve, reject) => {
       this.#group.push({
         ...a,
@@ -159,7 +159,7 @@ export class ConditionalBatcher {
       await Promise.all(batch.map((job) => this.#runOne(job)));
       return;
     }
-    batch.forEach((job, i) => job.resolve(outcome(rows[i])));
+    for (const [i, job] of batch.entries()) job.resolve(outcome(rows[i]));
   }
 
   async #runOne(job: Job): Promise<void> {
@@ -176,9 +176,15 @@ const batchers = new WeakMap<pg.Pool, Map<string, ConditionalBatcher>>();
 /** The batcher of a pool and schema (one per store's pool, however many store objects share it). */
 export function conditionalBatcherFor(pool: pg.Pool, ctx: SqlContext): ConditionalBatcher {
   let bySchema = batchers.get(pool);
-  if (!bySchema) batchers.set(pool, (bySchema = new Map()));
+  if (!bySchema) {
+    bySchema = new Map();
+    batchers.set(pool, bySchema);
+  }
   const key = `${ctx.schema}|${ctx.prepared}`;
   let batcher = bySchema.get(key);
-  if (!batcher) bySchema.set(key, (batcher = new ConditionalBatcher(pool, ctx)));
+  if (!batcher) {
+    batcher = new ConditionalBatcher(pool, ctx);
+    bySchema.set(key, batcher);
+  }
   return batcher;
 }

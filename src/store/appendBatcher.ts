@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { GroupCommit } from '../db/groupCommit.js';
 import { type SqlContext, statement } from '../db/queryable.js';
-import { appendOneSql, type PreparedMessage, TAG_SEPARATOR_CHAR } from './appendToStream.js';
+import { insertOne, type SingleInsert, TAG_SEPARATOR_CHAR } from './appendToStream.js';
 
 /*
  * Group commit (src/db/groupCommit.ts) for single-message appends with an exact expected version
@@ -43,12 +43,7 @@ const batchSqlText = (ctx: SqlContext) => `WITH inserted AS (
 )
 SELECT id, global_position FROM inserted`;
 
-interface Pending {
-  stream: string;
-  expected: number;
-  message: PreparedMessage;
-  data: string;
-  metadata: string;
+interface Pending extends SingleInsert {
   /** The new message's global position, or null when the stream was not at the expected version. */
   resolve(globalPosition: number | null): void;
   reject(err: unknown): void;
@@ -71,22 +66,11 @@ export class AppendBatcher {
   }
 
   /**
-   * Append `message` to `stream` at position `expected + 1`, committed when this resolves: its
-   * global position, or null when the stream is not at version `expected` (shorter, or someone
-   * else took the position).
+   * Insert `m` at position `m.n + 1`, committed when this resolves: its global position, or null
+   * when the stream is not at version `m.n` (shorter, or someone else took the position).
    */
-  append(stream: string, expected: number, message: PreparedMessage): Promise<number | null> {
-    return new Promise((resolve, reject) => {
-      this.#group.push({
-        stream,
-        expected,
-        message,
-        data: JSON.stringify(message.data),
-        metadata: JSON.stringify(message.metadata),
-        resolve,
-        reject,
-      });
-    });
+  append(m: SingleInsert): Promise<number | null> {
+    return new Promise((resolve, reject) => this.#group.push({ ...m, resolve, reject }));
   }
 
   async #run(batch: Pending[]): Promise<void> {
@@ -95,13 +79,13 @@ export class AppendBatcher {
     try {
       ({ rows } = await this.#pool.query<{ id: string; global_position: number }>(
         statement(this.#ctx, 'append_batch', this.#batchSql, [
-          batch.map((p) => p.message.id),
+          batch.map((p) => p.id),
           batch.map((p) => p.stream),
-          batch.map((p) => p.expected),
-          batch.map((p) => p.message.type),
+          batch.map((p) => p.n),
+          batch.map((p) => p.type),
           batch.map((p) => p.data),
           batch.map((p) => p.metadata),
-          batch.map((p) => p.message.tags.join(TAG_SEPARATOR_CHAR)),
+          batch.map((p) => p.tags.join(TAG_SEPARATOR_CHAR)),
         ]),
       ));
     } catch {
@@ -110,22 +94,12 @@ export class AppendBatcher {
       return;
     }
     const positions = new Map(rows.map((r) => [r.id, r.global_position]));
-    for (const p of batch) p.resolve(positions.get(p.message.id) ?? null);
+    for (const p of batch) p.resolve(positions.get(p.id) ?? null);
   }
 
   async #runOne(p: Pending): Promise<void> {
-    const tagged = p.message.tags.length > 0;
-    const first = p.expected === 0;
     try {
-      const { rows } = await this.#pool.query<{ global_position: number }>(
-        statement(
-          this.#ctx,
-          `append_one${tagged ? '_tagged' : ''}${first ? '_first' : ''}`,
-          appendOneSql(this.#ctx, tagged, first),
-          [p.message.id, p.stream, p.expected, p.message.type, p.data, p.metadata, p.message.tags],
-        ),
-      );
-      p.resolve(rows[0]?.global_position ?? null);
+      p.resolve(await insertOne(this.#pool, this.#ctx, p));
     } catch (err) {
       p.reject(err);
     }

@@ -41,10 +41,7 @@ export async function appendToStream(
   batcher?: AppendBatcher,
 ): Promise<AppendResult> {
   const exact = typeof expected === 'number' || expected === 'no_stream';
-  if (exact && messages.length === 1) {
-    if (batcher) return appendOneBatched(batcher, db, ctx, stream, expected, messages[0]!);
-    return appendOneExact(db, ctx, stream, expected, messages[0]!);
-  }
+  if (exact && messages.length === 1) return appendOneExact(db, ctx, stream, expected, messages[0]!, batcher);
   const values = [
     stream,
     expectedVersionCode(expected),
@@ -146,56 +143,66 @@ export function appendOneSql(ctx: SqlContext, tagged: boolean, first: boolean, g
   return text;
 }
 
+/** One message for the single INSERT, its payload already JSON text. */
+export interface SingleInsert {
+  id: string;
+  stream: string;
+  /** The expected version N (0 for no stream): the message goes to position N + 1. */
+  n: number;
+  type: string;
+  data: string;
+  metadata: string;
+  tags: string[];
+}
+
+/**
+ * The single INSERT: the new message's global position, or null when position N does not exist.
+ * A taken position N + 1 throws (unique violation, see isPositionTaken).
+ */
+export async function insertOne(db: Queryable, ctx: SqlContext, m: SingleInsert): Promise<number | null> {
+  const tagged = m.tags.length > 0;
+  const first = m.n === 0;
+  const { rows } = await db.query<{ global_position: number }>(
+    statement(
+      ctx,
+      `append_one${tagged ? '_tagged' : ''}${first ? '_first' : ''}`,
+      appendOneSql(ctx, tagged, first),
+      [m.id, m.stream, m.n, m.type, m.data, m.metadata, m.tags],
+    ),
+  );
+  return rows[0]?.global_position ?? null;
+}
+
+/** The outcome of one exact single append, run alone or through the store's group commit. */
 async function appendOneExact(
   db: Queryable,
   ctx: SqlContext,
   stream: string,
   expected: ExpectedVersion,
   m: PreparedMessage,
+  batcher: AppendBatcher | undefined,
 ): Promise<AppendResult> {
-  const n = expectedVersionCode(expected);
-  const tagged = m.tags.length > 0;
-  try {
-    const { rows } = await db.query<{ global_position: number }>(
-      statement(
-        ctx,
-        `append_one${tagged ? '_tagged' : ''}${n === 0 ? '_first' : ''}`,
-        appendOneSql(ctx, tagged, n === 0),
-        [m.id, stream, n, m.type, JSON.stringify(m.data), JSON.stringify(m.metadata), m.tags],
-      ),
-    );
-    const row = rows[0];
-    // Position N does not exist: the stream is shorter than expected. Its version is read by the
-    // store (inside a caller's transaction a read is still possible here: nothing failed).
-    if (!row) throw new WrongExpectedVersionError(stream, expected, await streamVersion(db, ctx, stream));
-    return { streamVersion: n + 1, globalPosition: row.global_position };
-  } catch (err) {
-    if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
-    throw err;
-  }
-}
-
-/** appendOneExact through the store's group commit (appendBatcher.ts): the same outcomes. */
-async function appendOneBatched(
-  batcher: AppendBatcher,
-  db: Queryable,
-  ctx: SqlContext,
-  stream: string,
-  expected: ExpectedVersion,
-  m: PreparedMessage,
-): Promise<AppendResult> {
-  const n = expectedVersionCode(expected);
+  const one: SingleInsert = {
+    id: m.id,
+    stream,
+    n: expectedVersionCode(expected),
+    type: m.type,
+    data: JSON.stringify(m.data),
+    metadata: JSON.stringify(m.metadata),
+    tags: m.tags,
+  };
   let globalPosition: number | null;
   try {
-    globalPosition = await batcher.append(stream, n, m);
+    globalPosition = await (batcher ? batcher.append(one) : insertOne(db, ctx, one));
   } catch (err) {
     if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
     throw err;
   }
-  // Shorter than expected, or the position was taken: nothing was written; read the version.
+  // Position N does not exist (or, in a batch, N + 1 was taken): nothing was written. The version
+  // is read here (inside a caller's transaction a read is still possible: nothing failed).
   if (globalPosition === null)
     throw new WrongExpectedVersionError(stream, expected, await streamVersion(db, ctx, stream));
-  return { streamVersion: n + 1, globalPosition };
+  return { streamVersion: one.n + 1, globalPosition };
 }
 
 /** The `actual` of a WrongExpectedVersionError raised by a lost race, before the store looks it up. */
