@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WrongExpectedVersionError } from '../../src/errors.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
+import { until } from '../helpers/until.js';
 
 let db: TestDb;
 beforeAll(async () => {
@@ -59,5 +60,51 @@ describe('group commit of single appends on the store pool', () => {
     const results = await Promise.allSettled(all);
     expect(results.map((x) => x.status)).toEqual(results.map((_, i) => (i === 6 ? 'rejected' : 'fulfilled')));
     expect(await count(`SELECT count(*) AS n FROM "$S".messages WHERE stream_name LIKE 'bad-%'`)).toBe(11);
+  });
+
+  it('announces group-committed appends: a wake-up after the last one, far fewer than appends', async () => {
+    const listener = await db.client();
+    let count = 0;
+    let lastAt = 0;
+    listener.on('notification', () => {
+      count++;
+      lastAt = Date.now();
+    });
+    await listener.query(`LISTEN beckett_${db.schema}`);
+    const store = db.makeStore();
+    for (const round of [0, 1]) {
+      // Round 0: 200 concurrent appends (batches); round 1: 50 one after another (alone).
+      if (round === 0)
+        await Promise.all(
+          Array.from({ length: 200 }, (_, i) =>
+            store.append(`wake-${i}`, { type: 'n', data: { i } }, { expectedVersion: 'no_stream' }),
+          ),
+        );
+      else
+        for (let i = 0; i < 50; i++)
+          await store.append(`wake-${i}`, { type: 'n', data: { i } }, { expectedVersion: 1 });
+      const lastAppendAt = Date.now();
+      for (let i = 0; i < 100 && lastAt < lastAppendAt; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(lastAt).toBeGreaterThanOrEqual(lastAppendAt - 5);
+    }
+    expect(count).toBeGreaterThanOrEqual(2);
+    expect(count).toBeLessThan(250);
+  });
+
+  it('owes no wake-up: an append that cannot take one into its statement gets one after it', async () => {
+    const store = db.makeStore();
+    await new Promise((r) => setTimeout(r, 50)); // earlier tests' trailing wake-ups
+    const listener = await db.client();
+    let count = 0;
+    listener.on('notification', () => count++);
+    await listener.query(`LISTEN beckett_${db.schema}`);
+    // The first append after a quiet spell carries the wake-up in its statement; the second,
+    // right after it, is inside the window: the notifier must send one for it (or it carries its
+    // own, if the machine was slow enough). Either way: two.
+    await store.append('owed-1', { type: 'n', data: {} }, { expectedVersion: 'no_stream' });
+    await store.append('owed-2', { type: 'n', data: {} }, { expectedVersion: 'no_stream' });
+    await until(() => count >= 2, 'a wake-up for each append', 2_000);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(count).toBe(2);
   });
 });
