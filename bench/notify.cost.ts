@@ -13,7 +13,7 @@ import pg from 'pg';
 import { AppendBatcher } from '../src/store/appendBatcher.js';
 import { appendToStream, type PreparedMessage } from '../src/store/appendToStream.js';
 import { createMessageStore } from '../src/store/messageStore.js';
-import { channelFor, Notifier } from '../src/store/notifications.js';
+import { channelFor } from '../src/store/notifications.js';
 import { uuidv7 } from '../src/store/uuidv7.js';
 import { benchDatabaseUrl, describeUrl, dropSchemas, migratedSchema, openPool } from './lib/db.js';
 import { scaled } from './lib/env.js';
@@ -51,10 +51,7 @@ async function main(): Promise<void> {
   const on: AppendFn = async (_w, stream, version) => {
     await store.append(stream, { type: 'OrderPlaced', data: payload(seq++) }, { expectedVersion: version });
   };
-  // A closed notifier never announces: the batcher of the store's path, without wake-ups.
-  const silent = new Notifier(pool, ctx);
-  silent.close();
-  const batcher = new AppendBatcher(pool, ctx, silent);
+  const batcher = new AppendBatcher(pool, ctx);
   const off: AppendFn = async (_w, stream, version) => {
     await appendToStream(pool, ctx, stream, version, prepared(seq++), batcher);
   };

@@ -2,7 +2,6 @@ import type pg from 'pg';
 import { GroupCommit } from '../db/groupCommit.js';
 import { type SqlContext, statement } from '../db/queryable.js';
 import { insertOne, type SingleInsert, TAG_SEPARATOR_CHAR } from './appendToStream.js';
-import type { Notifier } from './notifications.js';
 
 /*
  * Group commit (src/db/groupCommit.ts) for single-message appends with an exact expected version
@@ -15,9 +14,6 @@ import type { Notifier } from './notifications.js';
  * stream position), so one stale writer does not fail the others; it gets no row, and the store
  * reports its WrongExpectedVersionError. Any other error in a batch (a payload PostgreSQL refuses,
  * say) reruns its appends one by one, so that only the bad one fails.
- *
- * The batcher also announces what it writes (the store does not, for these appends): a due
- * wake-up rides on the statement itself, so a busy store sends almost no NOTIFY of its own.
  */
 
 /** Statements of this store's appends running at once; the rest queue into the next batch. */
@@ -25,7 +21,7 @@ const MAX_IN_FLIGHT = 2;
 /** Appends per batch statement. */
 const MAX_BATCH = 100;
 
-const batchSqlText = (ctx: SqlContext, notify: boolean) => `WITH inserted AS (
+const batchSqlText = (ctx: SqlContext) => `WITH inserted AS (
   INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
   SELECT u.id, u.stream_name, u.n + 1, u.type, u.data, u.metadata,
          CASE WHEN u.tags = '' THEN '{}'::text[] ELSE string_to_array(u.tags, chr(31)) END
@@ -45,7 +41,7 @@ const batchSqlText = (ctx: SqlContext, notify: boolean) => `WITH inserted AS (
   SELECT DISTINCT g.tag, i.transaction_id, i.global_position, i.type
     FROM inserted i CROSS JOIN LATERAL unnest(i.tags) AS g(tag)
 )
-SELECT id, global_position${notify ? ", pg_notify($8, '')" : ''} FROM inserted`;
+SELECT id, global_position FROM inserted`;
 
 interface Pending extends SingleInsert {
   /** The new message's global position, or null when the stream was not at the expected version. */
@@ -56,15 +52,13 @@ interface Pending extends SingleInsert {
 export class AppendBatcher {
   readonly #pool: pg.Pool;
   readonly #ctx: SqlContext;
-  readonly #notifier: Notifier;
-  readonly #batchSql: { plain: string; notify: string };
+  readonly #batchSql: string;
   readonly #group: GroupCommit<Pending>;
 
-  constructor(pool: pg.Pool, ctx: SqlContext, notifier: Notifier) {
+  constructor(pool: pg.Pool, ctx: SqlContext) {
     this.#pool = pool;
     this.#ctx = ctx;
-    this.#notifier = notifier;
-    this.#batchSql = { plain: batchSqlText(ctx, false), notify: batchSqlText(ctx, true) };
+    this.#batchSql = batchSqlText(ctx);
     this.#group = new GroupCommit((batch) => this.#run(batch), {
       maxInFlight: MAX_IN_FLIGHT,
       maxBatch: MAX_BATCH,
@@ -79,51 +73,34 @@ export class AppendBatcher {
     return new Promise((resolve, reject) => this.#group.push({ ...m, resolve, reject }));
   }
 
-  /**
-   * Runs a batch and announces what it wrote: the wake-up rides on the statement when one is due
-   * (Notifier.claim), else the notifier sends it after the commit.
-   */
   async #run(batch: Pending[]): Promise<void> {
     if (batch.length === 1) return this.#runOne(batch[0]!);
-    const notify = this.#notifier.claim();
     let rows: { id: string; global_position: number }[];
     try {
       ({ rows } = await this.#pool.query<{ id: string; global_position: number }>(
-        statement(
-          this.#ctx,
-          notify ? 'append_batch_notify' : 'append_batch',
-          notify ? this.#batchSql.notify : this.#batchSql.plain,
-          [
-            batch.map((p) => p.id),
-            batch.map((p) => p.stream),
-            batch.map((p) => p.n),
-            batch.map((p) => p.type),
-            batch.map((p) => p.data),
-            batch.map((p) => p.metadata),
-            batch.map((p) => p.tags.join(TAG_SEPARATOR_CHAR)),
-            ...(notify ? [this.#notifier.channel] : []),
-          ],
-        ),
+        statement(this.#ctx, 'append_batch', this.#batchSql, [
+          batch.map((p) => p.id),
+          batch.map((p) => p.stream),
+          batch.map((p) => p.n),
+          batch.map((p) => p.type),
+          batch.map((p) => p.data),
+          batch.map((p) => p.metadata),
+          batch.map((p) => p.tags.join(TAG_SEPARATOR_CHAR)),
+        ]),
       ));
     } catch {
-      if (notify) this.#notifier.notify();
       // Nothing of the batch was written: each append again on its own, with its own outcome.
-      await Promise.all(batch.map((p) => this.#runOne(p, false)));
+      await Promise.all(batch.map((p) => this.#runOne(p)));
       return;
     }
-    if (rows.length > 0 ? !notify : notify) this.#notifier.notify();
     const positions = new Map(rows.map((r) => [r.id, r.global_position]));
     for (const p of batch) p.resolve(positions.get(p.id) ?? null);
   }
 
-  async #runOne(p: Pending, mayClaim = true): Promise<void> {
-    const notify = mayClaim && this.#notifier.claim();
+  async #runOne(p: Pending): Promise<void> {
     try {
-      const position = await insertOne(this.#pool, this.#ctx, p, notify ? this.#notifier.channel : undefined);
-      if (position !== null ? !notify : notify) this.#notifier.notify();
-      p.resolve(position);
+      p.resolve(await insertOne(this.#pool, this.#ctx, p));
     } catch (err) {
-      if (notify) this.#notifier.notify();
       p.reject(err);
     }
   }

@@ -40,8 +40,8 @@ export async function appendToStream(
   messages: PreparedMessage[],
   batcher?: AppendBatcher,
 ): Promise<AppendResult> {
-  if (isSingleExact(expected, messages))
-    return appendOneExact(db, ctx, stream, expected, messages[0]!, batcher);
+  const exact = typeof expected === 'number' || expected === 'no_stream';
+  if (exact && messages.length === 1) return appendOneExact(db, ctx, stream, expected, messages[0]!, batcher);
   const values = [
     stream,
     expectedVersionCode(expected),
@@ -72,11 +72,6 @@ export async function appendToStream(
 
 export const TAG_SEPARATOR_CHAR = TAG_SEPARATOR;
 
-/** One message with an exact expected version: the single INSERT (and, on a pool, group commit). */
-export function isSingleExact(expected: ExpectedVersion, messages: readonly unknown[]): boolean {
-  return (typeof expected === 'number' || expected === 'no_stream') && messages.length === 1;
-}
-
 /*
  * The common case, one message with an exact expected version, as a single INSERT with scalar
  * parameters: no function call, no arrays. It writes position N+1 only if position N exists (or N is
@@ -98,15 +93,7 @@ export interface InsertGate {
   select: string;
 }
 
-const appendOneSqlText = (
-  ctx: SqlContext,
-  tagged: boolean,
-  first: boolean,
-  gate: InsertGate | undefined,
-  notify: boolean,
-) => {
-  // With `notify`, the wake-up rides on the statement ($8 is the channel): sent at its commit.
-  const result = `global_position${notify ? ", pg_notify($8, '')" : ''}`;
+const appendOneSqlText = (ctx: SqlContext, tagged: boolean, first: boolean, gate: InsertGate | undefined) => {
   const columns = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)`;
   const values = '$1, $2, $3::bigint + 1, $4, $5, $6, $7';
   let insert: string;
@@ -121,7 +108,7 @@ const appendOneSqlText = (
      SELECT ${values} FROM ${ctx.s}.messages p WHERE p.stream_name = $2 AND p.stream_position = $3::bigint`;
   if (!tagged && !gate)
     return `${insert}
-     RETURNING ${result}`;
+     RETURNING global_position`;
   const ctes = [
     ...(gate ? [`gate AS (${gate.cte})`] : []),
     `inserted AS (
@@ -139,24 +126,18 @@ const appendOneSqlText = (
       : []),
   ];
   return `WITH ${ctes.join(', ')}
-   ${gate ? gate.select : `SELECT ${result} FROM inserted`}`;
+   ${gate ? gate.select : 'SELECT global_position FROM inserted'}`;
 };
 
 // The text per schema and shape, built once (it is sent with every append of that shape); a gated
 // text is cached by its caller, with its gate.
 const appendOneSqlCache = new Map<string, string>();
-export function appendOneSql(
-  ctx: SqlContext,
-  tagged: boolean,
-  first: boolean,
-  gate?: InsertGate,
-  notify = false,
-): string {
-  if (gate) return appendOneSqlText(ctx, tagged, false, gate, false);
-  const key = `${tagged ? 't' : 'u'}${first ? 'f' : 'n'}${notify ? 'w' : ''}${ctx.s}`;
+export function appendOneSql(ctx: SqlContext, tagged: boolean, first: boolean, gate?: InsertGate): string {
+  if (gate) return appendOneSqlText(ctx, tagged, false, gate);
+  const key = `${tagged ? 't' : 'u'}${first ? 'f' : 'n'}${ctx.s}`;
   let text = appendOneSqlCache.get(key);
   if (text === undefined) {
-    text = appendOneSqlText(ctx, tagged, first, undefined, notify);
+    text = appendOneSqlText(ctx, tagged, first, undefined);
     appendOneSqlCache.set(key, text);
   }
   return text;
@@ -176,25 +157,17 @@ export interface SingleInsert {
 
 /**
  * The single INSERT: the new message's global position, or null when position N does not exist.
- * A taken position N + 1 throws (unique violation, see isPositionTaken). With `channel`, the
- * statement also NOTIFYs it when a row is inserted.
+ * A taken position N + 1 throws (unique violation, see isPositionTaken).
  */
-export async function insertOne(
-  db: Queryable,
-  ctx: SqlContext,
-  m: SingleInsert,
-  channel?: string,
-): Promise<number | null> {
+export async function insertOne(db: Queryable, ctx: SqlContext, m: SingleInsert): Promise<number | null> {
   const tagged = m.tags.length > 0;
   const first = m.n === 0;
-  const values: unknown[] = [m.id, m.stream, m.n, m.type, m.data, m.metadata, m.tags];
-  if (channel !== undefined) values.push(channel);
   const { rows } = await db.query<{ global_position: number }>(
     statement(
       ctx,
-      `append_one${tagged ? '_tagged' : ''}${first ? '_first' : ''}${channel !== undefined ? '_notify' : ''}`,
-      appendOneSql(ctx, tagged, first, undefined, channel !== undefined),
-      values,
+      `append_one${tagged ? '_tagged' : ''}${first ? '_first' : ''}`,
+      appendOneSql(ctx, tagged, first),
+      [m.id, m.stream, m.n, m.type, m.data, m.metadata, m.tags],
     ),
   );
   return rows[0]?.global_position ?? null;

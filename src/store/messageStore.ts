@@ -6,7 +6,7 @@ import type { Queryable, SqlContext } from '../db/queryable.js';
 import { InvalidInputError, WrongExpectedVersionError } from '../errors.js';
 import { Attr, SpanKind, withSpan } from '../telemetry/tracing.js';
 import { AppendBatcher } from './appendBatcher.js';
-import { appendToStream, isSingleExact, type PreparedMessage, UNKNOWN_VERSION } from './appendToStream.js';
+import { appendToStream, type PreparedMessage, UNKNOWN_VERSION } from './appendToStream.js';
 import { upcast } from './messageTypes.js';
 import { Notifier } from './notifications.js';
 import { prepareMessage } from './prepareMessage.js';
@@ -210,8 +210,7 @@ export class MessageStore {
             ),
           () => expected,
         );
-        // Group-committed appends are announced by the batcher (on their own statement when due).
-        if (!this.#client && !isSingleExact(expected, prepared)) this.#shared.notifier.notify();
+        if (!this.#client) this.#shared.notifier.notify();
         return result;
       },
     );
@@ -358,13 +357,12 @@ export function createMessageStore(opts: MessageStoreOptions): MessageStore {
   }
   const pool = opts.pool ?? createPool(opts.connectionString!, { max: opts.poolSize ?? 10 });
   const ctx: SqlContext = { schema, s: escapeIdentifier(schema), prepared: opts.preparedStatements ?? true };
-  const notifier = new Notifier(pool, ctx);
   return new MessageStore({
     pool,
     ownsPool: !opts.pool,
     ctx,
     defs: opts.messages ?? {},
-    notifier,
-    batcher: new AppendBatcher(pool, ctx, notifier),
+    notifier: new Notifier(pool, ctx),
+    batcher: new AppendBatcher(pool, ctx),
   });
 }

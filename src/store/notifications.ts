@@ -44,30 +44,6 @@ export class Notifier {
     this.#schedule();
   }
 
-  /**
-   * Take the next wake-up into an append's own statement: true when one is due about now (none in
-   * flight, and at least two thirds of the window since the last one; a timer still waiting for
-   * the window is cancelled). The statement then NOTIFYs at its commit. If it inserts nothing or
-   * fails, call notify(): the wake-up it took is owed again.
-   */
-  claim(): boolean {
-    if (this.#closed || this.#inFlight) return false;
-    const now = performance.now();
-    if (now < this.#lastSentAt + (this.#windowMs * 2) / 3) return false;
-    if (this.#timer) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
-    this.#pending = false;
-    this.#lastSentAt = now;
-    return true;
-  }
-
-  /** The channel, for statements that NOTIFY it themselves (see claim()). */
-  get channel(): string {
-    return this.#channel;
-  }
-
   #schedule(): void {
     if (this.#inFlight || this.#timer || !this.#pending || this.#closed) return;
     const wait = this.#lastSentAt + this.#windowMs - performance.now();

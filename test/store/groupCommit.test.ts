@@ -91,16 +91,16 @@ describe('group commit of single appends on the store pool', () => {
     expect(count).toBeLessThan(250);
   });
 
-  it('owes no wake-up: an append that cannot take one into its statement gets one after it', async () => {
+  it('owes no wake-up: an append inside the window of the last one gets one after the window', async () => {
     const store = db.makeStore();
     await new Promise((r) => setTimeout(r, 50)); // earlier tests' trailing wake-ups
     const listener = await db.client();
     let count = 0;
     listener.on('notification', () => count++);
     await listener.query(`LISTEN beckett_${db.schema}`);
-    // The first append after a quiet spell carries the wake-up in its statement; the second,
-    // right after it, is inside the window: the notifier must send one for it (or it carries its
-    // own, if the machine was slow enough). Either way: two.
+    // The first append after a quiet spell is announced at once; the second, right after it, is
+    // inside the coalescing window: the notifier must still send one for it when the window ends
+    // (or at once, if the machine was slow enough). Either way: two.
     await store.append('owed-1', { type: 'n', data: {} }, { expectedVersion: 'no_stream' });
     await store.append('owed-2', { type: 'n', data: {} }, { expectedVersion: 'no_stream' });
     await until(() => count >= 2, 'a wake-up for each append', 2_000);
