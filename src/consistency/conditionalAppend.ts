@@ -11,7 +11,7 @@ import {
 import { checkStreamName, type MessageStore } from '../store/messageStore.js';
 import { streamVersion } from '../store/readStream.js';
 import type { ExpectedVersion, LogPosition, NewMessage } from '../store/types.js';
-import { conditionalBatcherFor, type GatedAppend, runGatedAppend } from './conditionalBatcher.js';
+import { conditionalBatcherFor, type GatedAppend, runGated } from './conditionalBatcher.js';
 import { type After, snapshotBounds } from './conditionSql.js';
 import { appendLocks } from './lockKeys.js';
 import { Query } from './query.js';
@@ -191,7 +191,7 @@ export async function appendWithCondition(
       };
       // On the store's pool, group-committed with concurrent ones (conditionalBatcher.ts).
       const o = opts.db
-        ? await runGatedAppend(db, ctx, gated)
+        ? (await runGated(db, ctx, [gated]))[0]!
         : await conditionalBatcherFor(store.pool, ctx).append(gated);
       if (o.kind === 'not_read_committed') throw notReadCommitted();
       if (o.kind === 'condition_failed') throw conditionFailed();

@@ -3,15 +3,8 @@ import { GroupCommit } from '../db/groupCommit.js';
 import { runPipelined } from '../db/pipeline.js';
 import { type Queryable, type SqlContext, statement } from '../db/queryable.js';
 import { TAG_SEPARATOR_CHAR } from '../store/appendToStream.js';
-import {
-  type After,
-  gatedBatchInsert,
-  gatedBatchRowValues,
-  gatedInsert,
-  gatedInsertValues,
-  gatedShape,
-  LOCKS_SQL,
-} from './conditionSql.js';
+import { type After, gatedInsert, gatedRowValues, gatedShape, LOCKS_SQL } from './conditionSql.js';
+import { inLockOrder } from './lockKeys.js';
 import type { QueryItem } from './query.js';
 
 /*
@@ -50,28 +43,39 @@ function outcome(row: (string | null)[] | undefined): GatedOutcome {
   return { kind: 'appended', globalPosition: Number(globalPosition), transactionId: transactionId! };
 }
 
-/** One append alone: its locks, then its gated INSERT, in one round trip. */
-export async function runGatedAppend(db: Queryable, ctx: SqlContext, a: GatedAppend): Promise<GatedOutcome> {
-  const insert = gatedInsert(ctx, a.tags.length > 0, a.after, a.items);
-  const values = [
-    a.id,
-    a.stream,
-    a.expected,
-    a.type,
-    a.data,
-    a.metadata,
-    a.tags,
-    ...gatedInsertValues(a.after, a.items),
-  ];
-  const [row] = await runPipelined(db, [
-    {
-      name: statement(ctx, 'cond_locks', LOCKS_SQL, []).name,
-      text: LOCKS_SQL,
-      values: [a.locks.ids, a.locks.exclusive],
-    },
-    { name: statement(ctx, insert.name, insert.text, []).name, text: insert.text, values },
+/**
+ * Appends of one shape (one, or a batch whose locks do not conflict): the union of their locks,
+ * then their gated INSERT, in one round trip and one transaction. One outcome per append, in order.
+ */
+export async function runGated(
+  db: Queryable,
+  ctx: SqlContext,
+  appends: readonly GatedAppend[],
+): Promise<GatedOutcome[]> {
+  const first = appends[0]!;
+  const modes = new Map<bigint, boolean>();
+  for (const a of appends)
+    for (const [i, id] of a.locks.ids.entries()) {
+      const key = BigInt(id);
+      modes.set(key, a.locks.exclusive[i]! || (modes.get(key) ?? false));
+    }
+  const locks = inLockOrder(modes);
+  const insert = gatedInsert(ctx, first.tags.length > 0, first.after.kind, first.items);
+  const perRow = appends.map((a) => gatedRowValues(a.after, a.items));
+  const rows = await runPipelined(db, [
+    statement(ctx, 'cond_locks', LOCKS_SQL, [locks.ids, locks.exclusive]),
+    statement(ctx, insert.name, insert.text, [
+      appends.map((a) => a.id),
+      appends.map((a) => a.stream),
+      appends.map((a) => a.expected),
+      appends.map((a) => a.type),
+      appends.map((a) => a.data),
+      appends.map((a) => a.metadata),
+      appends.map((a) => a.tags.join(TAG_SEPARATOR_CHAR)),
+      ...perRow[0]!.map((_, k) => perRow.map((row) => row[k])),
+    ]),
   ]);
-  return outcome(row);
+  return appends.map((_, i) => outcome(rows[i]));
 }
 
 interface Job extends GatedAppend {
@@ -97,14 +101,21 @@ function fits(batch: readonly Job[], job: Job): boolean {
 }
 
 export class ConditionalBatcher {
-  readonly #pool: pg.Pool;
-  readonly #ctx: SqlContext;
   readonly #group: GroupCommit<Job>;
 
   constructor(pool: pg.Pool, ctx: SqlContext) {
-    this.#pool = pool;
-    this.#ctx = ctx;
-    this.#group = new GroupCommit((batch) => this.#run(batch), {
+    this.#group = new GroupCommit<Job>({
+      one: async (job) => {
+        try {
+          job.resolve((await runGated(pool, ctx, [job]))[0]!);
+        } catch (err) {
+          job.reject(err);
+        }
+      },
+      many: async (batch) => {
+        const outcomes = await runGated(pool, ctx, batch);
+        for (const [i, job] of batch.entries()) job.resolve(outcomes[i]!);
+      },
       maxInFlight: MAX_IN_FLIGHT,
       maxBatch: MAX_BATCH,
       fits,
@@ -123,51 +134,6 @@ export class ConditionalBatcher {
         reject,
       });
     });
-  }
-
-  async #run(batch: Job[]): Promise<void> {
-    if (batch.length === 1) return this.#runOne(batch[0]!);
-    const first = batch[0]!;
-    // The union of the batch's locks, ascending like every client takes them.
-    const modes = new Map<bigint, boolean>();
-    for (const job of batch) for (const [id, exclusive] of job.lockModes) modes.set(BigInt(id), exclusive);
-    const ids = [...modes.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const insert = gatedBatchInsert(this.#ctx, first.tags.length > 0, first.after.kind, first.items);
-    const perRow = batch.map((j) => gatedBatchRowValues(j.after, j.items));
-    const values: unknown[] = [
-      batch.map((j) => j.id),
-      batch.map((j) => j.stream),
-      batch.map((j) => j.expected),
-      batch.map((j) => j.type),
-      batch.map((j) => j.data),
-      batch.map((j) => j.metadata),
-      batch.map((j) => j.tags.join(TAG_SEPARATOR_CHAR)),
-      ...perRow[0]!.map((_, k) => perRow.map((row) => row[k])),
-    ];
-    let rows: (string | null)[][];
-    try {
-      rows = await runPipelined(this.#pool, [
-        {
-          name: statement(this.#ctx, 'cond_locks', LOCKS_SQL, []).name,
-          text: LOCKS_SQL,
-          values: [ids.map(String), ids.map((id) => modes.get(id)!)],
-        },
-        { name: statement(this.#ctx, insert.name, insert.text, []).name, text: insert.text, values },
-      ]);
-    } catch {
-      // Nothing of the batch was written: each append again on its own, with its own outcome.
-      await Promise.all(batch.map((job) => this.#runOne(job)));
-      return;
-    }
-    for (const [i, job] of batch.entries()) job.resolve(outcome(rows[i]));
-  }
-
-  async #runOne(job: Job): Promise<void> {
-    try {
-      job.resolve(await runGatedAppend(this.#pool, this.#ctx, job));
-    } catch (err) {
-      job.reject(err);
-    }
   }
 }
 

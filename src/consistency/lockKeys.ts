@@ -80,6 +80,11 @@ export function appendLocks(
     const id = lockId(schema, k);
     byId.set(id, excl || (byId.get(id) ?? false));
   }
+  return inLockOrder(byId);
+}
+
+/** Locks (id -> exclusive) as the arrays the SQL takes them from, ascending by id. */
+export function inLockOrder(byId: ReadonlyMap<bigint, boolean>): { ids: string[]; exclusive: boolean[] } {
   const ids = [...byId.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return { ids: ids.map(String), exclusive: ids.map((id) => byId.get(id)!) };
 }

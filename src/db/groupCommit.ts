@@ -2,10 +2,15 @@
  * Group commit on the client: jobs that arrive while earlier ones are in flight wait for one of
  * them to finish and then run together (one statement, one transaction, one WAL flush for all).
  * Nothing waits on a timer: a job that finds fewer than `maxInFlight` batches running starts at
- * once, alone, so a lone caller's latency is unchanged; busy callers fill the batches.
+ * once, alone, so a lone caller's latency is unchanged; busy callers fill the batches. A batch that
+ * fails (nothing of it written) is rerun one job at a time, so each job gets its own outcome.
  */
 
 export interface GroupCommitOptions<J> {
+  /** Run one job and settle it (resolve or reject it); never rejects itself. */
+  one: (job: J) => Promise<void>;
+  /** Run several jobs as one statement and settle them all; reject only when it wrote nothing. */
+  many: (batch: J[]) => Promise<void>;
   /** Batches running at once; the rest queue into the next ones. */
   maxInFlight: number;
   /** Jobs per batch. */
@@ -15,14 +20,11 @@ export interface GroupCommitOptions<J> {
 }
 
 export class GroupCommit<J> {
-  readonly #run: (batch: J[]) => Promise<void>;
   readonly #opts: GroupCommitOptions<J>;
   #queue: J[] = [];
   #inFlight = 0;
 
-  /** `run` settles every job of its batch itself and never rejects. */
-  constructor(run: (batch: J[]) => Promise<void>, opts: GroupCommitOptions<J>) {
-    this.#run = run;
+  constructor(opts: GroupCommitOptions<J>) {
     this.#opts = opts;
   }
 
@@ -39,6 +41,16 @@ export class GroupCommit<J> {
         this.#inFlight--;
         this.#pump();
       });
+    }
+  }
+
+  async #run(batch: J[]): Promise<void> {
+    const { one, many } = this.#opts;
+    if (batch.length === 1) return one(batch[0]!);
+    try {
+      await many(batch);
+    } catch {
+      await Promise.all(batch.map(one));
     }
   }
 

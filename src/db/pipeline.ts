@@ -11,11 +11,11 @@ import type { Queryable } from './queryable.js';
  * Built on pg's Submittable interface (the one pg-cursor uses): pg has no per-query pipelining.
  */
 
+/** A statement as statement() (queryable.ts) builds it: named (prepared once per connection) or not. */
 export interface PipelinedStatement {
-  /** Named (prepared once per connection) or undefined for the unnamed statement. */
-  name: string | undefined;
+  name?: string | undefined;
   text: string;
-  values: unknown[];
+  values?: unknown[] | undefined;
 }
 
 /** What pg's client calls on the active query; only the parts used here. */
@@ -114,7 +114,12 @@ class Pipelined extends Submission {
       const last = this.statements.length - 1;
       for (const [i, s] of this.statements.entries()) {
         if (s.name === undefined) connection.parse({ name: '', text: s.text, types: [] });
-        connection.bind({ portal: '', statement: s.name ?? '', values: s.values, valueMapper: toParam });
+        connection.bind({
+          portal: '',
+          statement: s.name ?? '',
+          values: s.values ?? [],
+          valueMapper: toParam,
+        });
         if (i === last) connection.describe({ type: 'P', name: '' });
         connection.execute({ portal: '', rows: 0 });
       }

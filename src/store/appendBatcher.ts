@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { GroupCommit } from '../db/groupCommit.js';
 import { type SqlContext, statement } from '../db/queryable.js';
-import { insertOne, type SingleInsert, TAG_SEPARATOR_CHAR } from './appendToStream.js';
+import { insertOne, type SingleInsert, TAG_SEPARATOR_CHAR, taggedCte } from './appendToStream.js';
 
 /*
  * Group commit (src/db/groupCommit.ts) for single-message appends with an exact expected version
@@ -36,11 +36,7 @@ const batchSqlText = (ctx: SqlContext) => `WITH inserted AS (
    ORDER BY u.ord
   ON CONFLICT (stream_name, stream_position) DO NOTHING
   RETURNING id, global_position, transaction_id, type, tags
-), tagged AS (
-  INSERT INTO ${ctx.s}.message_tags (tag, transaction_id, global_position, type)
-  SELECT DISTINCT g.tag, i.transaction_id, i.global_position, i.type
-    FROM inserted i CROSS JOIN LATERAL unnest(i.tags) AS g(tag)
-)
+), ${taggedCte(ctx)}
 SELECT id, global_position FROM inserted`;
 
 interface Pending extends SingleInsert {
@@ -59,7 +55,9 @@ export class AppendBatcher {
     this.#pool = pool;
     this.#ctx = ctx;
     this.#batchSql = batchSqlText(ctx);
-    this.#group = new GroupCommit((batch) => this.#run(batch), {
+    this.#group = new GroupCommit<Pending>({
+      one: (p) => this.#runOne(p),
+      many: (batch) => this.#runMany(batch),
       maxInFlight: MAX_IN_FLIGHT,
       maxBatch: MAX_BATCH,
     });
@@ -73,26 +71,18 @@ export class AppendBatcher {
     return new Promise((resolve, reject) => this.#group.push({ ...m, resolve, reject }));
   }
 
-  async #run(batch: Pending[]): Promise<void> {
-    if (batch.length === 1) return this.#runOne(batch[0]!);
-    let rows: { id: string; global_position: number }[];
-    try {
-      ({ rows } = await this.#pool.query<{ id: string; global_position: number }>(
-        statement(this.#ctx, 'append_batch', this.#batchSql, [
-          batch.map((p) => p.id),
-          batch.map((p) => p.stream),
-          batch.map((p) => p.n),
-          batch.map((p) => p.type),
-          batch.map((p) => p.data),
-          batch.map((p) => p.metadata),
-          batch.map((p) => p.tags.join(TAG_SEPARATOR_CHAR)),
-        ]),
-      ));
-    } catch {
-      // Nothing of the batch was written: each append again on its own, with its own outcome.
-      await Promise.all(batch.map((p) => this.#runOne(p)));
-      return;
-    }
+  async #runMany(batch: Pending[]): Promise<void> {
+    const { rows } = await this.#pool.query<{ id: string; global_position: number }>(
+      statement(this.#ctx, 'append_batch', this.#batchSql, [
+        batch.map((p) => p.id),
+        batch.map((p) => p.stream),
+        batch.map((p) => p.n),
+        batch.map((p) => p.type),
+        batch.map((p) => p.data),
+        batch.map((p) => p.metadata),
+        batch.map((p) => p.tags.join(TAG_SEPARATOR_CHAR)),
+      ]),
+    );
     const positions = new Map(rows.map((r) => [r.id, r.global_position]));
     for (const p of batch) p.resolve(positions.get(p.id) ?? null);
   }

@@ -83,61 +83,40 @@ export const TAG_SEPARATOR_CHAR = TAG_SEPARATOR;
  */
 
 /**
- * A gate in front of the single INSERT (a conditional append's check, src/consistency/): `cte`
- * is a CTE named `gate` of one row, the insert runs only where `gate.<where>`, and `select` is the
- * statement's result, over `gate` and the CTE `inserted`.
+ * The CTE `tagged` that writes the message_tags rows (migration 0007) of what the CTE `inserted`
+ * returned (its global_position, transaction_id, type and tags): every client-side INSERT of
+ * tagged messages ends with it.
  */
-export interface InsertGate {
-  cte: string;
-  where: string;
-  select: string;
-}
-
-const appendOneSqlText = (ctx: SqlContext, tagged: boolean, first: boolean, gate: InsertGate | undefined) => {
-  const columns = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)`;
-  const values = '$1, $2, $3::bigint + 1, $4, $5, $6, $7';
-  let insert: string;
-  if (gate)
-    insert = `${columns}
-     SELECT ${values} FROM gate
-      WHERE ${gate.where} AND ($3::bigint = 0
-         OR EXISTS (SELECT 1 FROM ${ctx.s}.messages WHERE stream_name = $2 AND stream_position = $3::bigint))`;
-  else if (first) insert = `${columns} VALUES (${values})`;
-  else
-    insert = `${columns}
-     SELECT ${values} FROM ${ctx.s}.messages p WHERE p.stream_name = $2 AND p.stream_position = $3::bigint`;
-  if (!tagged && !gate)
-    return `${insert}
-     RETURNING global_position`;
-  const ctes = [
-    ...(gate ? [`gate AS (${gate.cte})`] : []),
-    `inserted AS (
-     ${insert}
-     RETURNING global_position, transaction_id, type, tags
-   )`,
-    ...(tagged
-      ? [
-          `tagged AS (
+export const taggedCte = (ctx: SqlContext) => `tagged AS (
      INSERT INTO ${ctx.s}.message_tags (tag, transaction_id, global_position, type)
      SELECT DISTINCT g.tag, i.transaction_id, i.global_position, i.type
        FROM inserted i CROSS JOIN LATERAL unnest(i.tags) AS g(tag)
-   )`,
-        ]
-      : []),
-  ];
-  return `WITH ${ctes.join(', ')}
-   ${gate ? gate.select : 'SELECT global_position FROM inserted'}`;
+   )`;
+
+const appendOneSqlText = (ctx: SqlContext, tagged: boolean, first: boolean) => {
+  const columns = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)`;
+  const values = '$1, $2, $3::bigint + 1, $4, $5, $6, $7';
+  const insert = first
+    ? `${columns} VALUES (${values})`
+    : `${columns}
+     SELECT ${values} FROM ${ctx.s}.messages p WHERE p.stream_name = $2 AND p.stream_position = $3::bigint`;
+  if (!tagged)
+    return `${insert}
+     RETURNING global_position`;
+  return `WITH inserted AS (
+     ${insert}
+     RETURNING global_position, transaction_id, type, tags
+   ), ${taggedCte(ctx)}
+   SELECT global_position FROM inserted`;
 };
 
-// The text per schema and shape, built once (it is sent with every append of that shape); a gated
-// text is cached by its caller, with its gate.
+// The text per schema and shape, built once (it is sent with every append of that shape).
 const appendOneSqlCache = new Map<string, string>();
-export function appendOneSql(ctx: SqlContext, tagged: boolean, first: boolean, gate?: InsertGate): string {
-  if (gate) return appendOneSqlText(ctx, tagged, false, gate);
+function appendOneSql(ctx: SqlContext, tagged: boolean, first: boolean): string {
   const key = `${tagged ? 't' : 'u'}${first ? 'f' : 'n'}${ctx.s}`;
   let text = appendOneSqlCache.get(key);
   if (text === undefined) {
-    text = appendOneSqlText(ctx, tagged, first, undefined);
+    text = appendOneSqlText(ctx, tagged, first);
     appendOneSqlCache.set(key, text);
   }
   return text;
