@@ -53,23 +53,108 @@ export function gatedShape(tagged: boolean, after: After['kind'], items: readonl
   return `${tagged ? 't' : 'u'}|${after}|${items.map(itemShape).join(',')}`;
 }
 
-/** The gated INSERT for this shape (cached per schema and shape). */
+/**
+ * The gated INSERT for this shape, for one append or for a batch (cached per schema, shape and
+ * kind). Both return per append: read_committed, conflict, global_position, transaction_id.
+ */
 export function gatedInsert(
   ctx: SqlContext,
   tagged: boolean,
   after: After['kind'],
   items: readonly QueryItem[],
+  batch: boolean,
 ): GatedInsert {
-  const key = `${ctx.s}|${gatedShape(tagged, after, items)}`;
+  const key = `${ctx.s}|${batch ? 'b' : '1'}|${gatedShape(tagged, after, items)}`;
   let found = cache.get(key);
   if (!found) {
-    found = { name: `cond_insert_${cache.size}`, text: build(ctx, tagged, after, items) };
+    const text = (batch ? buildBatch : buildOne)(ctx, tagged, after, items);
+    found = { name: `cond_insert_${cache.size}`, text };
     cache.set(key, found);
   }
   return found;
 }
 
-function build(ctx: SqlContext, tagged: boolean, after: After['kind'], items: readonly QueryItem[]): string {
+/**
+ * The condition's checks, one `SELECT true AS hit ... LIMIT 1` per query item (and per part of
+ * the position), in gatedRowValues()'s parameter order: `param(type)` names each parameter, a
+ * scalar for one append, a column of the unnest()ed rows for a batch.
+ */
+function probes(
+  ctx: SqlContext,
+  after: After['kind'],
+  items: readonly QueryItem[],
+  param: (type: string) => string,
+): string[] {
+  let parts: ((x: string) => string)[] = [() => ''];
+  if (after === 'position') {
+    const [xid, gp] = [param('xid8'), param('bigint')];
+    parts = [(x) => ` AND (${x}.transaction_id, ${x}.global_position) > (${xid}, ${gp})`];
+  } else if (after === 'snapshot') {
+    const [xmax, xip] = [param('xid8'), param('text')];
+    parts = [
+      (x) => ` AND ${x}.transaction_id >= ${xmax}`,
+      (x) => ` AND ${x}.transaction_id = ANY(string_to_array(${xip}, ',')::xid8[])`,
+    ];
+  }
+  const found: string[] = [];
+  for (const item of items) {
+    const types = item.types?.length ? param('text') : undefined;
+    const tags = item.tags ?? [];
+    const first = tags.length > 0 ? param('text') : undefined;
+    const all = tags.length > 1 ? param('text') : undefined;
+    const typeFilter = (x: string) =>
+      types ? ` AND ${x}.type = ANY(string_to_array(${types}, chr(31)))` : '';
+    for (const part of parts) {
+      if (first)
+        found.push(`SELECT true AS hit FROM ${ctx.s}.message_tags t${
+          all
+            ? ` JOIN ${ctx.s}.messages m ON m.global_position = t.global_position AND m.tags @> string_to_array(${all}, chr(31))`
+            : ''
+        }
+          WHERE t.tag = ${first}${part('t')}${typeFilter('t')} LIMIT 1`);
+      else
+        found.push(
+          `SELECT true AS hit FROM ${ctx.s}.messages m WHERE true${part('m')}${typeFilter('m')} LIMIT 1`,
+        );
+    }
+  }
+  return found;
+}
+
+const RESULT = `current_setting('transaction_isolation') = 'read committed' AS read_committed`;
+
+/** One append: scalar parameters, the checks as EXISTS, the store's single-row probe for N. */
+function buildOne(
+  ctx: SqlContext,
+  tagged: boolean,
+  after: After['kind'],
+  items: readonly QueryItem[],
+): string {
+  let n = 7;
+  const checks = probes(ctx, after, items, (type) => `$${++n}::${type}`).map((p) => `EXISTS (${p})`);
+  return `WITH gate AS (
+  SELECT ${RESULT}, ${checks.length ? checks.join('\n      OR ') : 'false'} AS conflict
+), inserted AS (
+  INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
+  SELECT $1::uuid, $2::text, $3::bigint + 1, $4::text, $5::jsonb, $6::jsonb,
+         CASE WHEN $7::text = '' THEN '{}'::text[] ELSE string_to_array($7::text, chr(31)) END
+    FROM gate
+   WHERE gate.read_committed AND NOT gate.conflict
+     AND ($3::bigint = 0
+       OR EXISTS (SELECT 1 FROM ${ctx.s}.messages p WHERE p.stream_name = $2::text AND p.stream_position = $3::bigint))
+  RETURNING global_position, transaction_id, type, tags
+)${tagged ? `, ${taggedCte(ctx)}` : ''}
+SELECT gate.read_committed, gate.conflict, i.global_position, i.transaction_id::text
+  FROM gate LEFT JOIN inserted i ON true`;
+}
+
+/** A batch: one row per append from unnest(), each check a LATERAL probe per row. */
+function buildBatch(
+  ctx: SqlContext,
+  tagged: boolean,
+  after: After['kind'],
+  items: readonly QueryItem[],
+): string {
   const arrays = [
     '$1::uuid[]',
     '$2::text[]',
@@ -80,46 +165,13 @@ function build(ctx: SqlContext, tagged: boolean, after: After['kind'], items: re
     '$7::text[]',
   ];
   const names = ['id', 'stream_name', 'n', 'type', 'data', 'metadata', 'tags'];
-  const column = (cast: string) => {
-    arrays.push(`$${arrays.length + 1}::${cast}`);
-    const name = `c${arrays.length}`;
-    names.push(name);
-    return `u.${name}`;
-  };
-  let parts: ((x: string) => string)[] = [() => ''];
-  if (after === 'position') {
-    const [xid, gp] = [column('xid8[]'), column('bigint[]')];
-    parts = [(x) => ` AND (${x}.transaction_id, ${x}.global_position) > (${xid}, ${gp})`];
-  } else if (after === 'snapshot') {
-    const [xmax, xip] = [column('xid8[]'), column('text[]')];
-    parts = [
-      (x) => ` AND ${x}.transaction_id >= ${xmax}`,
-      (x) => ` AND ${x}.transaction_id = ANY(string_to_array(${xip}, ',')::xid8[])`,
-    ];
-  }
-  const probes: string[] = [];
-  for (const item of items) {
-    const types = item.types?.length ? column('text[]') : undefined;
-    const tags = item.tags ?? [];
-    const first = tags.length > 0 ? column('text[]') : undefined;
-    const all = tags.length > 1 ? column('text[]') : undefined;
-    for (const part of parts) {
-      if (first)
-        probes.push(`SELECT true AS hit FROM ${ctx.s}.message_tags t${
-          all
-            ? ` JOIN ${ctx.s}.messages m ON m.global_position = t.global_position AND m.tags @> string_to_array(${all}, chr(31))`
-            : ''
-        }
-          WHERE t.tag = ${first}${part('t')}${types ? ` AND t.type = ANY(string_to_array(${types}, chr(31)))` : ''} LIMIT 1`);
-      else
-        probes.push(
-          `SELECT true AS hit FROM ${ctx.s}.messages m
-          WHERE ${types ? `m.type = ANY(string_to_array(${types}, chr(31)))` : 'true'}${part('m')} LIMIT 1`,
-        );
-    }
-  }
-  const laterals = probes.map((p, i) => `\n    LEFT JOIN LATERAL (${p}) k${i} ON true`).join('');
-  const conflict = probes.length ? probes.map((_, i) => `k${i}.hit IS NOT NULL`).join(' OR ') : 'false';
+  const found = probes(ctx, after, items, (type) => {
+    arrays.push(`$${arrays.length + 1}::${type}[]`);
+    names.push(`c${arrays.length}`);
+    return `u.c${arrays.length}`;
+  });
+  const laterals = found.map((p, i) => `\n    LEFT JOIN LATERAL (${p}) k${i} ON true`).join('');
+  const conflict = found.length ? found.map((_, i) => `k${i}.hit IS NOT NULL`).join(' OR ') : 'false';
   return `WITH gate AS (
   SELECT u.*, (${conflict}) AS conflict
     FROM unnest(${arrays.join(', ')}) WITH ORDINALITY AS u(${names.join(', ')}, ord)${laterals}
@@ -136,12 +188,11 @@ function build(ctx: SqlContext, tagged: boolean, after: After['kind'], items: re
   ON CONFLICT (stream_name, stream_position) DO NOTHING
   RETURNING id, global_position, transaction_id, type, tags
 )${tagged ? `, ${taggedCte(ctx)}` : ''}
-SELECT current_setting('transaction_isolation') = 'read committed' AS read_committed, g.conflict,
-       i.global_position, i.transaction_id::text
+SELECT ${RESULT}, g.conflict, i.global_position, i.transaction_id::text
   FROM gate g LEFT JOIN inserted i ON i.id = g.id ORDER BY g.ord`;
 }
 
-/** One append's condition parameters, in build()'s order. */
+/** One append's condition parameters, in probes()'s order. */
 export function gatedRowValues(after: After, items: readonly QueryItem[]): unknown[] {
   const values: unknown[] = [];
   if (after.kind === 'position') values.push(after.transactionId, after.globalPosition);

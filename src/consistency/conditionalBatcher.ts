@@ -53,27 +53,34 @@ export async function runGated(
   appends: readonly GatedAppend[],
 ): Promise<GatedOutcome[]> {
   const first = appends[0]!;
-  const modes = new Map<bigint, boolean>();
-  for (const a of appends)
-    for (const [i, id] of a.locks.ids.entries()) {
-      const key = BigInt(id);
-      modes.set(key, a.locks.exclusive[i]! || (modes.get(key) ?? false));
-    }
-  const locks = inLockOrder(modes);
-  const insert = gatedInsert(ctx, first.tags.length > 0, first.after.kind, first.items);
-  const perRow = appends.map((a) => gatedRowValues(a.after, a.items));
+  const batch = appends.length > 1;
+  // A batch takes the union of its appends' locks (exclusive wins), in the one order.
+  let locks = first.locks;
+  if (batch) {
+    const modes = new Map<bigint, boolean>();
+    for (const a of appends)
+      for (const [i, id] of a.locks.ids.entries()) {
+        const key = BigInt(id);
+        modes.set(key, a.locks.exclusive[i]! || (modes.get(key) ?? false));
+      }
+    locks = inLockOrder(modes);
+  }
+  const insert = gatedInsert(ctx, first.tags.length > 0, first.after.kind, first.items, batch);
+  const perRow = appends.map((a) => [
+    a.id,
+    a.stream,
+    a.expected,
+    a.type,
+    a.data,
+    a.metadata,
+    a.tags.join(TAG_SEPARATOR_CHAR),
+    ...gatedRowValues(a.after, a.items),
+  ]);
+  // One append: its values as they are; a batch: one array per parameter, an element per append.
+  const values = batch ? perRow[0]!.map((_, k) => perRow.map((row) => row[k])) : perRow[0]!;
   const rows = await runPipelined(db, [
     statement(ctx, 'cond_locks', LOCKS_SQL, [locks.ids, locks.exclusive]),
-    statement(ctx, insert.name, insert.text, [
-      appends.map((a) => a.id),
-      appends.map((a) => a.stream),
-      appends.map((a) => a.expected),
-      appends.map((a) => a.type),
-      appends.map((a) => a.data),
-      appends.map((a) => a.metadata),
-      appends.map((a) => a.tags.join(TAG_SEPARATOR_CHAR)),
-      ...perRow[0]!.map((_, k) => perRow.map((row) => row[k])),
-    ]),
+    statement(ctx, insert.name, insert.text, values),
   ]);
   return appends.map((_, i) => outcome(rows[i]));
 }
