@@ -1,5 +1,7 @@
-// The inventory-allocation example. Copy to beckett.config.ts (or run es init) and start a worker:
-//   es worker --group InventoryAllocation
+// The inventory-allocation example (what `es demo` runs). In a folder without a beckett.config.ts
+// (a clone of this repository) es uses this file; copy it to beckett.config.ts to make it yours.
+//   npx es demo                                 orders in orders-<n> streams, allocated
+//   npx es worker --group InventoryAllocation   run the group (Ctrl-C stops)
 import { defineConfig, message } from 'beckett';
 import {
   allocateInventory,
@@ -18,7 +20,7 @@ export default defineConfig({
       subscriptions: {
         allocate: {
           types: ['order_item_added'],
-          category: 'order',
+          category: 'orders',
           handler: (msg, ctx) => (msg.type === 'order_item_added' ? allocateInventory(msg, ctx) : undefined),
         },
       },

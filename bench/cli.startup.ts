@@ -1,8 +1,10 @@
 /**
  * cli.startup: whole-process wall time of the `es` CLI (the built one: run `npm run build` first).
- * - `node bin/es.js --help` to exit (goal < 150 ms);
- * - `node bin/es.js tail <stream> --from 0` to its first output line (config load, pool, query);
- * median of 10 runs each, against the baseline `node -e 0` in the same run.
+ * - `node bin/es.js --help` to exit (goal <= 100 ms);
+ * - `node bin/es.js tail <stream> --from 0` to its first output line (config load, pool, query;
+ *   goal <= 150 ms);
+ * median of 10 runs each, against the baseline `node -e 0` in the same run. The three commands
+ * take turns (node, help, tail, node, ...), so a change in the machine's load hits all three alike.
  * The ratio lines are baseline / ours (1 = as fast as starting node itself; higher is better).
  */
 import { spawn } from 'node:child_process';
@@ -47,10 +49,18 @@ function timeProcess(args: string[], env: NodeJS.ProcessEnv, firstLine = false):
   });
 }
 
-async function runs(args: string[], env: NodeJS.ProcessEnv, firstLine = false): Promise<number[]> {
-  await timeProcess(args, env, firstLine); // warm the file cache
-  const out: number[] = [];
-  for (let i = 0; i < RUNS; i++) out.push(await timeProcess(args, env, firstLine));
+interface Timed {
+  label: string;
+  args: string[];
+  firstLine?: boolean;
+}
+
+/** RUNS timings of each command, taking turns, after one warm-up run of each (the file cache). */
+async function interleaved(commands: Timed[], env: NodeJS.ProcessEnv): Promise<[string, number[]][]> {
+  for (const c of commands) await timeProcess(c.args, env, c.firstLine);
+  const out = commands.map((c): [string, number[]] => [c.label, []]);
+  for (let i = 0; i < RUNS; i++)
+    for (const [j, c] of commands.entries()) out[j]![1].push(await timeProcess(c.args, env, c.firstLine));
   return out;
 }
 
@@ -68,15 +78,20 @@ async function main(): Promise<void> {
   const store = createMessageStore({ pool, schema });
   await store.append('bench-1', { type: 'OrderPlaced', data: { orderId: 'o-1' } });
   await store.close();
-  const rows: [string, number[]][] = [];
+  let rows: [string, number[]][];
   try {
-    const node = await runs(['-e', '0'], env);
-    rows.push(['node -e 0', node]);
-    rows.push(['es --help', await runs([ES, '--help'], env)]);
-    rows.push([
-      'es tail bench-1 --from 0 (first line)',
-      await runs([ES, 'tail', 'bench-1', '--from', '0', '--schema', schema], env, true),
-    ]);
+    rows = await interleaved(
+      [
+        { label: 'node -e 0', args: ['-e', '0'] },
+        { label: 'es --help', args: [ES, '--help'] },
+        {
+          label: 'es tail bench-1 --from 0 (first line)',
+          args: [ES, 'tail', 'bench-1', '--from', '0', '--schema', schema],
+          firstLine: true,
+        },
+      ],
+      env,
+    );
   } finally {
     await dropSchemas(pool, [schema]);
     await pool.end();
@@ -96,10 +111,10 @@ async function main(): Promise<void> {
   console.log('');
   const [, help, tail] = rows as [[string, number[]], [string, number[]], [string, number[]]];
   console.log(
-    `cli.startup.help ratio=${fmtRatio(base / median(help[1]))} ours=${fmtMs(median(help[1]))} raw=${fmtMs(base)} goal=150ms`,
+    `cli.startup.help ratio=${fmtRatio(base / median(help[1]))} ours=${fmtMs(median(help[1]))} raw=${fmtMs(base)} goal=100ms`,
   );
   console.log(
-    `cli.startup.tail ratio=${fmtRatio(base / median(tail[1]))} ours=${fmtMs(median(tail[1]))} raw=${fmtMs(base)}`,
+    `cli.startup.tail ratio=${fmtRatio(base / median(tail[1]))} ours=${fmtMs(median(tail[1]))} raw=${fmtMs(base)} goal=150ms`,
   );
 }
 

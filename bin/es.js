@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The one top-level error handler: message and hint on stderr, the stack only with DEBUG, and the
-// error's exit code.
+// The one top-level error handler: message and hint on stderr, the stack only with DEBUG (passwords
+// redacted either way: see src/cli/formatError.ts), and the error's exit code.
 import { existsSync } from 'node:fs';
 
 const entry = new URL('../dist/cli/main.js', import.meta.url);
@@ -9,14 +9,12 @@ if (!existsSync(entry)) {
   process.exit(1);
 }
 
+const main = await import(entry.href);
 try {
-  const { run } = await import(entry.href);
-  const code = await run(process.argv);
+  const code = await main.run(process.argv);
   process.exit(code);
 } catch (err) {
-  const e = err instanceof Error ? err : new Error(String(err));
-  process.stderr.write(`es: ${e.message}\n`);
-  if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
-  if (process.env.DEBUG && e.stack) process.stderr.write(`${e.stack}\n`);
-  process.exit(typeof e.exitCode === 'number' ? e.exitCode : 1);
+  const { formatError } = await import(new URL('../dist/cli/formatError.js', import.meta.url).href);
+  process.stderr.write(formatError(err, Boolean(process.env.DEBUG)));
+  process.exit(typeof err?.exitCode === 'number' ? err.exitCode : 1);
 }

@@ -17,22 +17,67 @@ export const ExitCode = {
   validation: 9,
   notMigrated: 10,
   unhealthy: 11,
+  transactionIdsAhead: 12,
 } as const;
+
+/**
+ * The HTTP status of an error by its exit code (the REST API answers with it): stable, like the
+ * exit codes. An error may name its own (`opts.httpStatus`).
+ */
+const HTTP_STATUS_BY_EXIT_CODE: Record<number, number> = {
+  [ExitCode.usage]: 400,
+  [ExitCode.config]: 500,
+  [ExitCode.databaseUnreachable]: 503,
+  [ExitCode.migrationChecksum]: 500,
+  [ExitCode.databaseAhead]: 500,
+  [ExitCode.conflict]: 409,
+  [ExitCode.notFound]: 404,
+  [ExitCode.validation]: 422,
+  [ExitCode.notMigrated]: 503,
+  [ExitCode.unhealthy]: 503,
+  [ExitCode.transactionIdsAhead]: 503,
+};
 
 export class BeckettError extends Error {
   readonly code: string;
   readonly exitCode: number;
+  /** The HTTP status the REST API answers this error with (400, 403, 404, 409, 422, 503, 500). */
+  readonly httpStatus: number;
   readonly hint: string | undefined;
   constructor(
     code: string,
     message: string,
-    opts: { exitCode?: number; hint?: string; cause?: unknown } = {},
+    opts: { exitCode?: number; httpStatus?: number; hint?: string; cause?: unknown } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
     this.exitCode = opts.exitCode ?? ExitCode.unexpected;
+    this.httpStatus = opts.httpStatus ?? HTTP_STATUS_BY_EXIT_CODE[this.exitCode] ?? 500;
     this.hint = opts.hint;
+  }
+}
+
+/** An operator action refused because the admin API (or the dashboard) runs read-only. */
+export class ReadOnlyError extends BeckettError {
+  constructor(action: string) {
+    super('READ_ONLY', `Refused: ${action} is an action, and this admin API is read-only.`, {
+      exitCode: ExitCode.usage,
+      httpStatus: 403,
+      hint: 'Start it without --read-only (readOnly: false) to act.',
+    });
+  }
+}
+
+/** An admin read ran past its statement timeout (a query too costly for the data loaded). */
+export class QueryTimeoutError extends BeckettError {
+  constructor(timeoutMs: number, cause?: unknown) {
+    super('QUERY_TIMEOUT', `The query was cancelled after its statement timeout of ${timeoutMs} ms.`, {
+      exitCode: ExitCode.unexpected,
+      httpStatus: 503,
+      hint: 'Narrow the request (a filter, a smaller limit) or raise statementTimeoutMs.',
+      cause,
+    });
   }
 }
 
@@ -172,5 +217,124 @@ export function toError(thrown: unknown): Error {
     return new Error(JSON.stringify(thrown));
   } catch {
     return new Error(String(thrown));
+  }
+}
+
+/**
+ * Stored transaction ids are ahead of the server's counter: the database was restored (pg_dump,
+ * logical copy) into another cluster. Gap-safe reads compare stored ids with the server's running
+ * transactions, so every reader would see nothing new until the counter caught up.
+ */
+export class TransactionIdsAheadError extends BeckettError {
+  readonly storedMax: string;
+  readonly counter: string;
+  constructor(schema: string, storedMax: string, counter: string) {
+    super(
+      'TRANSACTION_IDS_AHEAD',
+      `The schema "${schema}" stores transaction id ${storedMax}, but this server's next transaction id is ${counter}: the database was restored into another cluster, and readers of the log would see no new message until the server's counter passes ${storedMax}.`,
+      {
+        exitCode: ExitCode.transactionIdsAhead,
+        hint: `Stop the workers and run: es db rebase-xids --schema ${schema} (add --yes to apply).`,
+      },
+    );
+    this.storedMax = storedMax;
+    this.counter = counter;
+  }
+}
+
+/** PostgreSQL refused a statement for a reason no other beckett error names (its SQLSTATE is kept). */
+export class DatabaseQueryError extends BeckettError {
+  readonly sqlState: string | undefined;
+  /** The driver's fields, kept so callers can still tell which constraint or detail it was. */
+  readonly constraint: string | undefined;
+  readonly detail: string | undefined;
+  readonly table: string | undefined;
+  constructor(message: string, sqlState: string | undefined, cause?: unknown) {
+    super('DATABASE_ERROR', `PostgreSQL refused the statement: ${message}`, {
+      exitCode: ExitCode.unexpected,
+      hint: 'Run with DEBUG=1 for the stack; if the schema was changed by hand, run es migrate.',
+      cause,
+    });
+    this.sqlState = sqlState;
+    const driver = (typeof cause === 'object' && cause !== null ? cause : {}) as Record<string, unknown>;
+    const field = (k: string) => (typeof driver[k] === 'string' ? (driver[k] as string) : undefined);
+    this.constraint = field('constraint');
+    this.detail = field('detail');
+    this.table = field('table');
+  }
+}
+
+/** A file or folder could not be read or written (a path the user gave, or the project's files). */
+export class FileAccessError extends BeckettError {
+  readonly path: string | undefined;
+  constructor(message: string, path: string | undefined, hint?: string, cause?: unknown) {
+    super('FILE_ACCESS', message, { exitCode: ExitCode.usage, ...(hint ? { hint } : {}), cause });
+    this.path = path;
+  }
+}
+
+/** The embedded server's data folder is not safe to use (another user owns it or can write to it). */
+export class UnsafeDataFolderError extends BeckettError {
+  readonly path: string;
+  constructor(path: string, reason: string) {
+    super('EMBEDDED_UNSAFE', `Refusing to use the embedded database folder ${path}: ${reason}.`, {
+      exitCode: ExitCode.databaseUnreachable,
+      hint: `Remove or fix ${path} yourself (it must belong to you and be writable by you only), or use your own server with --database-url.`,
+    });
+    this.path = path;
+  }
+}
+
+/**
+ * The connection was lost after an append was sent and before its reply came: it may have been
+ * committed or not. Retry it with the same message ids (the store returns the original result if it
+ * was committed), or read the stream.
+ */
+export class AppendOutcomeUnknownError extends BeckettError {
+  /** The streams the append wrote to. */
+  readonly streams: readonly string[];
+  /** The ids of the messages it sent (retry with these). */
+  readonly ids: readonly string[];
+  /** The ids it sent per stream, in each stream's order. */
+  readonly idsByStream: ReadonlyMap<string, readonly string[]>;
+  constructor(appends: readonly { stream: string; ids: readonly string[] }[], cause: unknown) {
+    const streams = appends.map((a) => a.stream);
+    super(
+      'APPEND_OUTCOME_UNKNOWN',
+      `The connection was lost before the append to ${streams.map((s) => `"${s}"`).join(', ')} was confirmed: it may or may not have been written.`,
+      {
+        exitCode: ExitCode.unexpected,
+        hint: 'Retry the append with the same message ids: if it was written, the retry returns its original result.',
+        cause,
+      },
+    );
+    this.streams = streams;
+    this.ids = appends.flatMap((a) => a.ids);
+    this.idsByStream = new Map(appends.map((a) => [a.stream, a.ids]));
+  }
+}
+
+/**
+ * Message ids of an append are already stored, but not as this append would write them (another
+ * stream, other positions, or only some of them): not a retry of the same append.
+ */
+export class MessageIdConflictError extends BeckettError {
+  readonly ids: readonly string[];
+  constructor(ids: readonly string[], detail: string) {
+    super('MESSAGE_ID_CONFLICT', `Message id ${ids.join(', ')} is already stored ${detail}.`, {
+      exitCode: ExitCode.conflict,
+      hint: 'Message ids are unique in the store: give new messages new ids (or leave them out), and retry an append only with its own ids, stream and expected version.',
+    });
+    this.ids = ids;
+  }
+}
+
+/** A write on a message store after its close(). */
+export class StoreClosedError extends BeckettError {
+  constructor() {
+    super('STORE_CLOSED', 'The message store is closed: it takes no more appends.', {
+      exitCode: ExitCode.unexpected,
+      hint: 'Close the store once, when the process is done writing (create a new one to write again).',
+    });
   }
 }

@@ -1,11 +1,11 @@
 // beckett's config, found by es from the working directory up (or given with --config PATH).
 // Next steps:
-//   es migrate                          create the tables (embedded PostgreSQL when no DATABASE_URL)
-//   es worker --group Greetings         run the subscription below
-//   es append person-ada person_arrived '{"name":"Ada"}'
-//   es tail greeting                    watch the handler's output
+//   npx es migrate                      create the tables (embedded PostgreSQL when no DATABASE_URL)
+//   npx es worker --group Greetings     run the subscription below
+//   npx es append person-ada person_arrived '{"name":"Ada"}'
+//   npx es tail greeting                watch the handler's output
 import { defineConfig, message } from 'beckett';
-import { type Greeted, greet, type PersonArrived } from './handlers/greet.ts';
+import { type Greeted, greet, type PersonArrived } from './handlers/greet.js';
 
 export default defineConfig({
   // The URL comes from --database-url or DATABASE_URL when set, else from here, else es starts an

@@ -12,7 +12,7 @@ import { resolveConfig } from '../../src/config/validate.js';
 import { createPool } from '../../src/db/pool.js';
 import { createWorker } from '../../src/subscriptions/workerRuntime.js';
 
-export type ChildKind = 'beckett' | 'graphile' | 'pgboss' | 'raw-skip-locked';
+export type ChildKind = 'beckett' | 'beckett-queue' | 'graphile' | 'pgboss' | 'raw-skip-locked';
 
 export interface ChildSpec {
   kind: ChildKind;
@@ -22,7 +22,7 @@ export interface ChildSpec {
   poolSize: number;
   /** raw-skip-locked: rows dequeued per transaction; pgboss: the work() batchSize. */
   batch?: number;
-  /** beckett: messages read per claim. */
+  /** beckett: messages read per claim; beckett-queue: jobs per dequeue. */
   batchSize?: number;
   /** beckett: the subscription's category. */
   category?: string;
@@ -88,6 +88,31 @@ async function main(): Promise<void> {
         config,
         group: 'bench',
         onProcessed: (e) => processed(e.handled),
+        onError: (e) => send({ t: 'error', message: e.message }),
+      });
+      await worker.start();
+      return { stop: () => worker.stop(), stats: () => ({ ...worker.stats() }) };
+    };
+  } else if (spec.kind === 'beckett-queue') {
+    const { createQueueWorker } = await import('../../src/queues/queueWorker.js');
+    const config = resolveConfig({
+      database: { schema: spec.schema },
+      queues: {
+        noop: {
+          concurrency: spec.concurrency,
+          ...(spec.batchSize ? { batchSize: spec.batchSize } : {}),
+          handler: (job: { data: unknown }) => started(job.data),
+        },
+      },
+    });
+    start = async () => {
+      const worker = createQueueWorker({
+        pool,
+        config,
+        queues: ['noop'],
+        onProcessed: (e) => {
+          if (e.outcome === 'completed') processed(1);
+        },
         onError: (e) => send({ t: 'error', message: e.message }),
       });
       await worker.start();

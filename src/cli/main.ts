@@ -1,6 +1,6 @@
-import { Command, CommanderError } from 'commander';
-import { ExitCode, InvalidInputError } from '../errors.js';
-import { commands } from './commands/index.js';
+import { Command, CommanderError, Help } from 'commander';
+import { ExitCode } from '../errors.js';
+import { type CommandEntry, commands } from './commands/index.js';
 
 const EXAMPLES = `
 Examples:
@@ -12,13 +12,17 @@ Examples:
 
 Database: --database-url, then DATABASE_URL, then the config's database.url; with none of them es
 starts an embedded PostgreSQL with its data in .beckett/ (es db status | es db stop).
+Replica and pooler: --read-url (BECKETT_READ_URL, database.readUrl) sends es tail and es read to a
+streaming replica; behind PgBouncer in transaction mode set BECKETT_LISTEN_URL (database.listenUrl)
+to a direct URL of the primary, for LISTEN.
 Config: beckett.config.ts (or .mts/.js/.mjs) found from the working directory up, or --config PATH.
 Exit codes: 0 ok, 1 unexpected, 2 bad input, 3 config, 4 database unreachable, 5 migration checksum,
 6 database ahead of code, 7 version conflict, 8 not found, 9 invalid message, 10 not migrated,
-11 unhealthy (es health).`;
+11 unhealthy (es health), 12 transaction ids ahead of the server (a restored database:
+es db rebase-xids).`;
 
-export function buildProgram(): Command {
-  const program = new Command('es')
+function rootProgram(): Command {
+  return new Command('es')
     .description('beckett: event store, subscription workers and operations on PostgreSQL')
     .version(process.env.npm_package_version ?? '0.1.0', '-V, --version')
     .option(
@@ -29,6 +33,10 @@ export function buildProgram(): Command {
       '--database-url <url>',
       'PostgreSQL URL (default: DATABASE_URL, then the config, then the embedded server)',
     )
+    .option(
+      '--read-url <url>',
+      'a streaming replica for es tail and es read (default: BECKETT_READ_URL, then the config)',
+    )
     .option('--schema <name>', 'schema holding beckett tables (default: the config, then "beckett")')
     .addHelpText('after', EXAMPLES)
     .showHelpAfterError('(run es --help for usage)')
@@ -37,7 +45,67 @@ export function buildProgram(): Command {
       writeErr: (s) => process.stderr.write(s),
       writeOut: (s) => process.stdout.write(s),
     });
-  for (const register of commands) register(program);
+}
+
+/**
+ * The command `args` (argv without node and the script) runs: the first word that is not an option
+ * or an option's value (`es help tail` names tail). Undefined for `es --help` and the like.
+ */
+export function commandNameIn(program: Command, args: string[]): string | undefined {
+  const takesValue = new Set(
+    program.options
+      .filter((o) => o.required || o.optional)
+      .flatMap((o) => [o.short, o.long].filter((f): f is string => Boolean(f))),
+  );
+  let sawHelp = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') return undefined;
+    if (arg.startsWith('-')) {
+      if (takesValue.has(arg)) i++;
+      continue;
+    }
+    if (arg === 'help' && !sawHelp) {
+      sawHelp = true;
+      continue;
+    }
+    return arg;
+  }
+  return sawHelp ? 'help' : undefined;
+}
+
+/** A stand-in listed by `es --help`; it loads its module only if it ever runs (see buildProgram). */
+function addStub(program: Command, entry: CommandEntry, stubs: Map<Command, string>): void {
+  const stub = program
+    .command(entry.name)
+    .description(entry.summary)
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .argument('[args...]')
+    .action(() => {
+      throw new Error(`es: the ${entry.name} command ran before its module was loaded`);
+    });
+  stubs.set(stub, entry.usage);
+}
+
+/**
+ * The program with the command that `argv` runs fully declared (its module imported) and every
+ * other one as a stub (name and summary, for `es --help`); `loadAll` declares every command.
+ */
+export async function buildProgram(argv: string[] = process.argv, loadAll = false): Promise<Command> {
+  const program = rootProgram();
+  const wanted = loadAll ? undefined : commandNameIn(program, argv.slice(2));
+  const stubs = new Map<Command, string>();
+  for (const entry of commands) {
+    if (loadAll || entry.name === wanted) (await entry.load())(program);
+    else addStub(program, entry, stubs);
+  }
+  program.configureHelp({
+    subcommandTerm(cmd: Command): string {
+      return stubs.get(cmd) ?? Help.prototype.subcommandTerm.call(this, cmd);
+    },
+  });
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();
@@ -47,7 +115,7 @@ export function buildProgram(): Command {
 
 /** Parse argv and run the command; resolves to the exit code. Errors propagate to bin/es.js. */
 export async function run(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   let code = ExitCode.ok as number;
   program.hook('postAction', (_this, action) => {
     const c = (action as Command & { exitCode?: number }).exitCode;
@@ -66,7 +134,8 @@ export async function run(argv: string[]): Promise<number> {
       // commander already printed the problem.
       return ExitCode.usage;
     }
-    throw err;
+    const { toBeckettError } = await import('../db/toBeckettError.js');
+    throw toBeckettError(err, { all: true, url: process.env.DATABASE_URL });
   }
   return code;
 }
@@ -75,5 +144,3 @@ export async function run(argv: string[]): Promise<number> {
 export function setExitCode(cmd: Command, code: number): void {
   (cmd as Command & { exitCode?: number }).exitCode = code;
 }
-
-export { InvalidInputError };

@@ -1,3 +1,4 @@
+import { redactSecrets } from '../db/databaseUrl.js';
 import type { RecordedMessage } from '../store/types.js';
 
 /** One JSON object per line, for scripts. */
@@ -19,8 +20,9 @@ export function print(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
+/** A line on stderr (worker logs, progress), with connection-string passwords redacted. */
 export function warn(line: string): void {
-  process.stderr.write(`${line}\n`);
+  process.stderr.write(`${redactSecrets(line)}\n`);
 }
 
 /** Human output uses color only on a terminal, and never when NO_COLOR is set. */

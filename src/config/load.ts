@@ -1,5 +1,6 @@
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, toError } from '../errors.js';
 import type { ResolvedConfig } from './types.js';
@@ -26,7 +27,15 @@ async function loadWithJiti(filepath: string): Promise<unknown> {
     moduleCache: true,
     fsCache: false,
   });
-  return jiti.import(filepath, { default: true });
+  const mod = (await jiti.import(filepath)) as Record<string, unknown> | undefined;
+  // Without a default export there is no config: refuse rather than run on the defaults.
+  if (typeof mod !== 'object' || mod === null || !('default' in mod) || mod.default === undefined) {
+    throw new ConfigError(
+      `${filepath} has no default export.`,
+      'End the file with: export default defineConfig({ ... })',
+    );
+  }
+  return mod.default;
 }
 
 export interface LoadConfigOptions {
@@ -35,51 +44,89 @@ export interface LoadConfigOptions {
   cwd?: string;
   /** Throw when no config file is found (the worker needs one). Default false. */
   required?: boolean;
+  /**
+   * With no config file found, use `beckett.config.example.ts` when it is in `cwd` (a clone of
+   * beckett's repository, where `es demo` ran). The CLI says so. Default false.
+   */
+  example?: boolean;
+}
+
+/** The example config beside this package's sources (and in a clone of its repository). */
+export const EXAMPLE_CONFIG = 'beckett.config.example.ts';
+
+/**
+ * The first config file from `cwd` up: each folder's CONFIG_FILES in order, stopping after the
+ * folder holding package.json (the project's root), as cosmiconfig's 'project' search did.
+ */
+function searchConfig(cwd: string): string | undefined {
+  let dir = cwd;
+  for (;;) {
+    for (const name of CONFIG_FILES) {
+      const file = join(dir, name);
+      if (isFile(file)) return file;
+    }
+    if (existsSync(join(dir, 'package.json')) || existsSync(join(dir, 'package.yaml'))) return undefined;
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** A file with nothing but white space is an empty config: the defaults. */
+async function loadFile(file: string): Promise<unknown> {
+  try {
+    if ((await readFile(file, 'utf8')).trim() === '') return {};
+    return await loadWithJiti(file);
+  } catch (err) {
+    throw loadFailure(file, err);
+  }
 }
 
 /**
- * Find and load `beckett.config.ts` (or `.mts/.js/.mjs`) with cosmiconfig, then validate it.
- * With no file found and `required` unset, returns the defaults.
+ * Find and load `beckett.config.ts` (or `.mts/.js/.mjs`), then validate it. With no file found and
+ * `required` unset, returns the defaults.
  */
 export async function loadConfig(opts: LoadConfigOptions = {}): Promise<ResolvedConfig> {
   const cwd = resolve(opts.cwd ?? process.cwd());
-  const { cosmiconfig } = await import('cosmiconfig');
-  const explorer = cosmiconfig('beckett', {
-    searchPlaces: CONFIG_FILES,
-    searchStrategy: 'project',
-    loaders: { '.ts': loadWithJiti, '.mts': loadWithJiti, '.js': loadWithJiti, '.mjs': loadWithJiti },
-    cache: false,
-  });
-  let result: { filepath: string; config: unknown; isEmpty?: boolean } | null;
+  let file: string | undefined;
   if (opts.path) {
-    const file = resolve(cwd, opts.path);
+    file = resolve(cwd, opts.path);
     if (!existsSync(file)) {
       throw new ConfigError(
         `Config file not found: ${file}`,
-        'Check the --config path, or run es init to create beckett.config.ts.',
+        'Check the --config path, or run npx es init to create beckett.config.ts.',
       );
     }
-    result = await explorer.load(file).catch((err: unknown) => {
-      throw loadFailure(file, err);
-    });
   } else {
-    result = await explorer.search(cwd).catch((err: unknown) => {
-      throw loadFailure(cwd, err);
-    });
+    file = searchConfig(cwd);
+    const example = join(cwd, EXAMPLE_CONFIG);
+    if (!file && opts.example && existsSync(example)) file = example;
   }
-  if (!result) {
+  if (!file) {
     if (opts.required) {
       throw new ConfigError(
         `No beckett config found in ${cwd} or its parent folders (looked for ${CONFIG_FILES.join(', ')}).`,
-        'Run es init to create one, or pass --config PATH.',
+        existsSync(join(cwd, EXAMPLE_CONFIG))
+          ? `To use the example config here, pass --config ${EXAMPLE_CONFIG}; to create your own, run npx es init.`
+          : 'Run npx es init to create one, or pass --config PATH.',
       );
     }
     return resolveConfig({}, { projectDir: cwd });
   }
-  return resolveConfig(result.config ?? {}, { path: result.filepath, projectDir: dirname(result.filepath) });
+  const config = await loadFile(file);
+  return resolveConfig(config ?? {}, { path: file, projectDir: dirname(file) });
 }
 
 function loadFailure(where: string, err: unknown): ConfigError {
+  if (err instanceof ConfigError) return err;
   const e = toError(err);
   return new ConfigError(
     `Could not load the config ${where}: ${e.message}`,

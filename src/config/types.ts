@@ -49,7 +49,10 @@ export interface HandlerContext {
   store: MessageStore;
   /** Aborted when the worker shuts down: stop long work early. */
   signal: AbortSignal;
-  /** For `transactional` subscriptions: the transaction in which the checkpoint advances. */
+  /**
+   * For `transactional` subscriptions: the transaction in which the checkpoint advances (typed as
+   * always set in a subscription declared with `transactional: true`). Undefined otherwise.
+   */
   client: pg.PoolClient | undefined;
   group: string;
   subscription: string;
@@ -58,27 +61,41 @@ export interface HandlerContext {
   /**
    * Schedule a message for later (a saga's timeout). Returns its id, for cancelScheduled. Without
    * `message.id`, the id is derived from the handled message, so a retried handler schedules once.
-   * Set by the worker.
    */
-  schedule?: (stream: string, message: NewMessage, when: { at: Date } | { delay: number }) => Promise<string>;
-  /** Cancel a scheduled message: true when it was pending, false when delivered or unknown. Set by the worker. */
-  cancelScheduled?: (id: string) => Promise<boolean>;
+  schedule: (stream: string, message: NewMessage, when: { at: Date } | { delay: number }) => Promise<string>;
+  /** Cancel a scheduled message: true when it was pending, false when delivered or unknown. */
+  cancelScheduled: (id: string) => Promise<boolean>;
+  /**
+   * Enqueue a job (see `queues`); returns its id. In a transactional subscription it commits with
+   * the checkpoint. Without `opts.id`, the id is derived from the handled message, so a retried
+   * handler enqueues once (while the first job is not done yet).
+   */
+  enqueue: (
+    queue: string,
+    message: { type: string; data: unknown; metadata?: Metadata },
+    opts?: { delay?: number; key?: string; id?: string },
+  ) => Promise<string>;
 }
+
+/** The context of a `transactional: true` subscription's handler: `client` is always set. */
+export interface TransactionalHandlerContext extends HandlerContext {
+  client: pg.PoolClient;
+}
+
+/** The context as the worker builds it, before scheduling is added (instrumentSubscription). */
+export type WorkerHandlerContext = Omit<HandlerContext, 'schedule' | 'cancelScheduled' | 'enqueue'>;
 
 /** What to do with a message whose type is not declared under `messages`. */
 export type UnmappedTypePolicy = 'fail' | 'skip' | 'raw';
 
-export interface SubscriptionConfig<M extends MessagesMap = MessagesMap> {
+/** What every subscription can set, whatever its `transactional` mode. */
+export interface SubscriptionOptions<M extends MessagesMap = MessagesMap> {
   /** Message types to receive. Default: every type declared under `messages`. */
   types?: (keyof M & string)[] | string[];
   /** Only streams of this category (prefix before the first `-`). */
   category?: string;
   /** Only this stream. */
   stream?: string;
-  /** Called once per message, in stream order. Give this or `batchHandler`. */
-  handler?: (message: MessageOf<M>, ctx: HandlerContext) => Promise<void> | void;
-  /** Called with a batch of messages from one stream, in order. */
-  batchHandler?: (messages: MessageOf<M>[], ctx: HandlerContext) => Promise<void> | void;
   /** Where a new subscription starts. Default `'beginning'`. */
   startFrom?: 'beginning' | 'end';
   /** Retries before a checkpoint is marked failed. Default 10. */
@@ -87,16 +104,60 @@ export interface SubscriptionConfig<M extends MessagesMap = MessagesMap> {
   backoff?: { initialMs?: number; maxMs?: number };
   /** Messages read per claim of a stream. Default 100. */
   batchSize?: number;
-  /** Run the handler in the transaction that advances the checkpoint. Default false. */
-  transactional?: boolean;
   /** Messages of a type not declared under `messages`. Default `'fail'`. */
   onUnmappedType?: UnmappedTypePolicy;
+  /**
+   * Longest a handler call (one message, or one batch for `batchHandler`) may run: milliseconds or
+   * a duration such as `'30s'`, `'5m'`. At the timeout `ctx.signal` aborts, the attempt counts as a
+   * failure (retried with backoff), the stream's lease is released and, for a transactional
+   * subscription, its transaction is ended on the server; the call is abandoned and nothing it does
+   * afterwards is recorded (a non-transactional handler's own side effects are its own: honour
+   * `ctx.signal`). Default: the group's `handlerTimeout`, else `'30s'`.
+   */
+  handlerTimeout?: number | string;
 }
 
+/** A subscription whose handler runs in the transaction that advances its checkpoint. */
+export interface TransactionalSubscriptionConfig<M extends MessagesMap = MessagesMap>
+  extends SubscriptionOptions<M> {
+  /** Run the handler in the transaction that advances the checkpoint (`ctx.client`). */
+  transactional: true;
+  /** Called once per message, in stream order. Give this or `batchHandler`. */
+  handler?: (message: MessageOf<M>, ctx: TransactionalHandlerContext) => Promise<void> | void;
+  /** Called with a batch of messages from one stream, in order. */
+  batchHandler?: (messages: MessageOf<M>[], ctx: TransactionalHandlerContext) => Promise<void> | void;
+}
+
+/** A subscription whose handler runs outside the checkpoint's transaction (the default). */
+export interface PlainSubscriptionConfig<M extends MessagesMap = MessagesMap> extends SubscriptionOptions<M> {
+  /** Run the handler in the transaction that advances the checkpoint. Default false. */
+  transactional?: false;
+  /** Called once per message, in stream order. Give this or `batchHandler`. */
+  handler?: (message: MessageOf<M>, ctx: HandlerContext) => Promise<void> | void;
+  /** Called with a batch of messages from one stream, in order. */
+  batchHandler?: (messages: MessageOf<M>[], ctx: HandlerContext) => Promise<void> | void;
+}
+
+/**
+ * A subscription: its handler's context is typed by `transactional` (`ctx.client` is set when it
+ * is `true`).
+ */
+export type SubscriptionConfig<M extends MessagesMap = MessagesMap> =
+  | TransactionalSubscriptionConfig<M>
+  | PlainSubscriptionConfig<M>;
+
 export interface GroupConfig<M extends MessagesMap = MessagesMap> {
-  subscriptions: Record<string, SubscriptionConfig<M>>;
+  /** The group's subscriptions (may be left out when the group only serves `queues`). */
+  subscriptions?: Record<string, SubscriptionConfig<M>>;
+  /** Queues (declared under the top-level `queues`) that `es worker --group` also serves. */
+  queues?: string[];
   /** Checkpoint consumers per worker process. Default 4. */
   concurrency?: number;
+  /**
+   * Default `handlerTimeout` of the group's subscriptions (milliseconds or a duration such as
+   * `'30s'`). Default `'30s'`: a handler that takes longer is presumed stuck.
+   */
+  handlerTimeout?: number | string;
 }
 
 export interface DatabaseConfig {
@@ -104,9 +165,30 @@ export interface DatabaseConfig {
   url?: string;
   /** Schema holding beckett's tables. Default `beckett`. */
   schema?: string;
-  /** Named prepared statements; turn off behind PgBouncer in transaction mode. Default true. */
+  /**
+   * A streaming replica (hot standby) for reads: `es tail`, `es read`, and the store's readStream,
+   * readLog and readCategory when the store is given a `readPool`. Appends, claims, conditions and
+   * decisions stay on `url`. Replica lag applies: a read just after an append may not see it yet
+   * (use the primary for read-your-writes). Overridden by --read-url and BECKETT_READ_URL.
+   */
+  readUrl?: string;
+  /**
+   * A direct connection to the primary for LISTEN, when `url` goes through PgBouncer in transaction
+   * mode (a LISTEN there stays on whichever server connection ran it). Setting it also makes
+   * `preparedStatements` default to false, and sends no session settings at connect (PgBouncer
+   * refuses the `options` startup parameter). Overridden by BECKETT_LISTEN_URL.
+   */
+  listenUrl?: string;
+  /**
+   * Named prepared statements. Default true, or false when `listenUrl` is set (a pooler in front):
+   * PgBouncer keeps named statements only from 1.21 with `max_prepared_statements` > 0; set true then.
+   */
   preparedStatements?: boolean;
-  /** Connections per process. Default 10. */
+  /**
+   * Connections per process. Default: for `es worker`, the group's concurrency x 2 + 4 (a consumer's
+   * transactional handler holds one, its lease extensions and completions need others, and the
+   * reader, the notifier and the heartbeat one each); for other commands a few, as they need.
+   */
   poolSize?: number;
 }
 
@@ -146,6 +228,109 @@ export interface BeckettConfig<M extends MessagesMap = MessagesMap> {
   retention?: RetentionConfig;
   /** Messages appended on a cron schedule by the workers (each occurrence once, across all workers). */
   recurring?: RecurringMessageConfig[];
+  /** Your application's own migrations (projection tables, ...), applied by `es migrate`. */
+  migrations?: AppMigrationsConfig;
+  /** Job queues and their consumers, run by `es worker --queue NAME` or a group's `queues`. */
+  queues?: Record<string, QueueConfig<M>>;
+}
+
+/**
+ * Your application's migrations: `es migrate` applies the folder's `NUMBER_name.sql` files after
+ * beckett's own, in the same advisory lock, in order, each in its own transaction (write no
+ * BEGIN/COMMIT in them), records each with its checksum in `<schema>.app_migrations`, and refuses
+ * an applied file that changed. `es dump-migrations` includes them.
+ */
+export interface AppMigrationsConfig {
+  /** The folder, relative to the config file, e.g. `'./migrations'`. */
+  folder: string;
+}
+
+/** A job as its queue's handler receives it. */
+export interface Job<Type extends string = string, Data = unknown> {
+  id: string;
+  queue: string;
+  type: Type;
+  data: Data;
+  metadata: Metadata;
+  /** The ordering key it was enqueued with, if any. */
+  key: string | undefined;
+  /** 1 on the first delivery, then 2, 3, ... (maxDeliveries at most). */
+  deliveries: number;
+  enqueuedAt: Date;
+  /** Errors of the earlier deliveries, oldest first. */
+  errors: JobErrorEntry[];
+}
+
+/** One failed delivery in a job's error history. */
+export interface JobErrorEntry {
+  delivery: number;
+  at: string;
+  name: string;
+  message: string;
+  stack?: string;
+  worker?: string;
+}
+
+/** The union of jobs typed by a config's messages, discriminated by `type`. */
+export type JobOf<M extends MessagesMap> = {
+  [K in keyof M & string]: Job<K, DataOf<M[K]>>;
+}[keyof M & string];
+
+/** What a queue handler receives besides the job. */
+export interface JobContext {
+  queue: string;
+  /**
+   * Aborted when the job's visibility was lost (another worker may have it now: stop, nothing you
+   * do will ack it) and when the worker is forced to stop.
+   */
+  signal: AbortSignal;
+  /** Appends and enqueues from here carry the job's correlation id and its id as causation. */
+  store: MessageStore;
+  /** Enqueue a follow-up job (ids derived from this job: a retried handler enqueues it once). */
+  enqueue: (
+    queue: string,
+    message: { type: string; data: unknown; metadata?: Metadata },
+    opts?: { delay?: number; key?: string; id?: string },
+  ) => Promise<string>;
+}
+
+/** A queue's consumer: `queues: { emails: { handler, concurrency: 10 } }`. */
+export interface QueueConfig<M extends MessagesMap = MessagesMap> {
+  /** Called once per delivery. Returning acks (deletes) the job; throwing retries it after `backoff`. */
+  handler: (job: JobOf<M>, ctx: JobContext) => Promise<void> | void;
+  /** Jobs handled at once per worker process. Default 10. */
+  concurrency?: number;
+  /**
+   * How long a delivered job stays invisible to other workers without being acked: milliseconds or a
+   * duration such as `'30s'`. Extended every third of it while the handler runs; a worker that
+   * dies (or cannot reach the database) loses it, and another worker takes the job. Default `'30s'`.
+   */
+  visibilityTimeout?: number | string;
+  /** Deliveries before a job moves to the dead letters (`es queue dead`). Default 5. */
+  maxDeliveries?: number;
+  /** Exponential backoff between deliveries, with jitter. Default 1 s initial, 5 min max. */
+  backoff?: { initialMs?: number; maxMs?: number };
+  /** Jobs taken per dequeue. Default: the concurrency. */
+  batchSize?: number;
+  /**
+   * Longest a handler may run on one delivery: milliseconds or a duration such as `'2m'`. Past it
+   * `ctx.signal` aborts and the delivery fails with a HandlerTimeoutError (it counts towards
+   * `maxDeliveries`, and retries after `backoff`); whatever the handler does later is ignored.
+   * Default `'30s'` (as subscriptions).
+   */
+  handlerTimeout?: number | string;
+}
+
+export interface ResolvedQueue {
+  name: string;
+  handler: (job: Job, ctx: JobContext) => Promise<void> | void;
+  concurrency: number;
+  visibilityTimeoutMs: number;
+  maxDeliveries: number;
+  backoff: { initialMs: number; maxMs: number };
+  batchSize: number;
+  /** Longest a handler may run on one delivery, in ms (see QueueConfig.handlerTimeout). */
+  handlerTimeoutMs: number;
 }
 
 /** A message appended on a cron schedule, e.g. `{ name: 'nightly-report', cron: '0 3 * * *', ... }`. */
@@ -180,20 +365,26 @@ export interface ResolvedSubscription {
   types: string[] | undefined;
   category: string | undefined;
   stream: string | undefined;
-  handler: SubscriptionConfig['handler'];
-  batchHandler: SubscriptionConfig['batchHandler'];
+  handler: ((message: MessageOf<MessagesMap>, ctx: WorkerHandlerContext) => Promise<void> | void) | undefined;
+  batchHandler:
+    | ((messages: MessageOf<MessagesMap>[], ctx: WorkerHandlerContext) => Promise<void> | void)
+    | undefined;
   startFrom: 'beginning' | 'end';
   maxRetries: number;
   backoff: { initialMs: number; maxMs: number };
   batchSize: number;
   transactional: boolean;
   onUnmappedType: UnmappedTypePolicy;
+  /** Longest a handler call may run, in ms (see SubscriptionConfig.handlerTimeout). */
+  handlerTimeoutMs: number;
 }
 
 export interface ResolvedGroup {
   name: string;
   concurrency: number;
   subscriptions: Map<string, ResolvedSubscription>;
+  /** Queues the group's workers serve (names under `queues`). */
+  queues: string[];
 }
 
 /** The config with defaults applied and every value checked; passed first to library code. */
@@ -202,13 +393,25 @@ export interface ResolvedConfig {
   path: string | undefined;
   /** The folder of the config file, or the working directory. */
   projectDir: string;
-  database: { url: string | undefined; schema: string; preparedStatements: boolean; poolSize: number };
+  database: {
+    url: string | undefined;
+    readUrl: string | undefined;
+    listenUrl: string | undefined;
+    schema: string;
+    preparedStatements: boolean;
+    /** As configured; undefined when not set (each command picks its own size). */
+    poolSize: number | undefined;
+  };
   messages: Record<string, MessageDefinition>;
   groups: Map<string, ResolvedGroup>;
   /** Retention policies; no policies when the config has no `retention` key. */
   retention: ResolvedRetention;
   /** Recurring messages; empty when the config has no `recurring` key. */
   recurring: ResolvedRecurringMessage[];
+  /** Your application's migrations folder (absolute), when the config names one. */
+  migrations?: { folder: string };
+  /** Queue consumers; empty when the config has no `queues` key. */
+  queues: Map<string, ResolvedQueue>;
 }
 
 export interface ResolvedRetentionPolicy {

@@ -1,11 +1,63 @@
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
-import { AppendConditionFailedError, InvalidInputError, WrongExpectedVersionError } from '../errors.js';
-import type { MessageStore } from '../store/messageStore.js';
-import type { ExpectedVersion, NewMessage, RecordedMessage } from '../store/types.js';
-import { appendWithCondition } from './conditionalAppend.js';
+import {
+  AppendConditionFailedError,
+  AppendOutcomeUnknownError,
+  InvalidInputError,
+  WrongExpectedVersionError,
+} from '../errors.js';
+import type { AppendOptions, MessageStore, StreamAppend } from '../store/messageStore.js';
+import type {
+  AppendResult,
+  ExpectedVersion,
+  NewMessage,
+  ReadStreamOptions,
+  RecordedMessage,
+} from '../store/types.js';
+import {
+  type AppendCondition,
+  appendWithCondition,
+  type ConditionalAppendResult,
+  type ConditionalStreamAppend,
+} from './conditionalAppend.js';
 import type { Boundary, DecidedMessage, Decider } from './decider.js';
-import { readForDecision } from './readByQuery.js';
-import { loadSnapshot, saveSnapshot } from './snapshots.js';
+import type { Query } from './query.js';
+import { type ReadForDecisionResult, readForDecision } from './readByQuery.js';
+import { loadSnapshot, type Snapshot, saveSnapshot } from './snapshots.js';
+
+/**
+ * What a CommandExecutor needs of a store: the PostgreSQL MessageStore's reads and appends and the
+ * consistency functions as methods. The in-memory store (beckett/testing) is one, so is any
+ * MessageStoreApi. Without the snapshot methods, deciders' snapshot policies are ignored: every
+ * load folds the whole boundary.
+ */
+export interface DecisionStore {
+  readStream(stream: string, opts?: ReadStreamOptions): Promise<RecordedMessage[]>;
+  append(stream: string, messages: NewMessage | NewMessage[], opts?: AppendOptions): Promise<AppendResult>;
+  appendMultiple(appends: StreamAppend[]): Promise<Map<string, AppendResult>>;
+  readForDecision(query: Query, opts?: { since?: string; pageSize?: number }): Promise<ReadForDecisionResult>;
+  appendWithCondition(
+    appends: ConditionalStreamAppend[],
+    condition?: AppendCondition,
+  ): Promise<ConditionalAppendResult>;
+  /** The latest snapshot for a key at this state version, if any. */
+  loadSnapshot?(key: string, stateVersion: number): Promise<Snapshot | undefined>;
+  /** Save (or advance: never replace a snapshot of more messages) the snapshot for a key and state version. */
+  saveSnapshot?(snapshot: Snapshot): Promise<void>;
+}
+
+/** The PostgreSQL store as a DecisionStore: its methods, the consistency functions and its snapshots table. */
+export function decisionStoreOf(store: MessageStore | DecisionStore): DecisionStore {
+  if ('readForDecision' in store) return store;
+  return {
+    readStream: (stream, opts) => store.readStream(stream, opts),
+    append: (stream, messages, opts) => store.append(stream, messages, opts),
+    appendMultiple: (appends) => store.appendMultiple(appends),
+    readForDecision: (query, opts) => readForDecision(store, query, opts),
+    appendWithCondition: (appends, condition) => appendWithCondition(store, appends, condition),
+    loadSnapshot: (key, stateVersion) => loadSnapshot(store.pool, store.sqlContext, key, stateVersion),
+    saveSnapshot: (snapshot) => saveSnapshot(store.pool, store.sqlContext, snapshot),
+  };
+}
 
 export interface CommandExecutorOptions {
   /** Most attempts per command (the first try included). Default 5. */
@@ -63,13 +115,14 @@ const PAGE = 1000;
  * `maxAttempts`, waiting a jittered, growing delay between attempts.
  */
 export class CommandExecutor {
-  readonly #store: MessageStore;
+  readonly #store: DecisionStore;
   readonly #maxAttempts: number;
   readonly #baseDelayMs: number;
   readonly #maxDelayMs: number;
 
-  constructor(store: MessageStore, opts: CommandExecutorOptions = {}) {
-    this.#store = store;
+  /** On the PostgreSQL MessageStore, or any DecisionStore (the in-memory store, a MessageStoreApi). */
+  constructor(store: MessageStore | DecisionStore, opts: CommandExecutorOptions = {}) {
+    this.#store = decisionStoreOf(store);
     this.#maxAttempts = opts.maxAttempts ?? 5;
     this.#baseDelayMs = opts.baseDelayMs ?? 10;
     this.#maxDelayMs = opts.maxDelayMs ?? 500;
@@ -88,7 +141,7 @@ export class CommandExecutor {
       const loaded = await this.load(decider, boundary);
       const decided = await decider.decide(command, loaded.state);
       try {
-        const appended = await this.#append(decided, boundary, loaded);
+        const appended = await this.#appendOnce(decided, boundary, loaded);
         return { state: loaded.state, appended, attempts: attempt };
       } catch (err) {
         if (!isRetryableConflict(err) || attempt >= this.#maxAttempts) throw err;
@@ -113,9 +166,7 @@ export class CommandExecutor {
   async #loadStream<State>(decider: Decider<State, unknown>, stream: string): Promise<LoadedState<State>> {
     const policy = decider.snapshots;
     const key = snapshotKey(decider as Decider<unknown, unknown>, `stream:${stream}`);
-    const snap = policy
-      ? await loadSnapshot(this.#store.pool, this.#store.sqlContext, key, policy.stateVersion)
-      : undefined;
+    const snap = policy ? await this.#store.loadSnapshot?.(key, policy.stateVersion) : undefined;
     let state = snap ? deserialize(decider, snap.state) : decider.initialState();
     let version = snap?.position ?? 0;
     let folded = 0;
@@ -129,7 +180,7 @@ export class CommandExecutor {
     }
     const messageCount = (snap?.messageCount ?? 0) + folded;
     if (policy && folded >= policy.every)
-      await saveSnapshot(this.#store.pool, this.#store.sqlContext, {
+      await this.#store.saveSnapshot?.({
         key,
         stateVersion: policy.stateVersion,
         position: version,
@@ -171,12 +222,10 @@ export class CommandExecutor {
   ): Promise<LoadedState<State>> {
     const policy = decider.snapshots;
     const key = snapshotKey(decider as Decider<unknown, unknown>, `query:${boundary.query.toString()}`);
-    const snap = policy
-      ? await loadSnapshot(this.#store.pool, this.#store.sqlContext, key, policy.stateVersion)
-      : undefined;
+    const snap = policy ? await this.#store.loadSnapshot?.(key, policy.stateVersion) : undefined;
     let state = snap ? deserialize(decider, snap.state) : decider.initialState();
     // The tail: every matching message the snapshot's read did not see (whatever its position).
-    const tail = await readForDecision(this.#store, boundary.query, {
+    const tail = await this.#store.readForDecision(boundary.query, {
       ...(snap?.readSnapshot ? { since: snap.readSnapshot } : {}),
       pageSize: PAGE,
     });
@@ -184,7 +233,7 @@ export class CommandExecutor {
     const folded = tail.messages.length;
     const messageCount = (snap?.messageCount ?? 0) + folded;
     if (policy && folded >= policy.every)
-      await saveSnapshot(this.#store.pool, this.#store.sqlContext, {
+      await this.#store.saveSnapshot?.({
         key,
         stateVersion: policy.stateVersion,
         position: tail.messages[tail.messages.length - 1]?.globalPosition ?? snap?.position ?? 0,
@@ -193,6 +242,27 @@ export class CommandExecutor {
         state: serialize(decider, state),
       });
     return { state, readSnapshot: tail.snapshot, folded, messageCount, fromSnapshot: snap !== undefined };
+  }
+
+  /**
+   * Append what was decided. A lost connection leaves the append's outcome unknown: it is sent
+   * again with the message ids of the first attempt (never decided again), and the store returns
+   * the original result if the first one was committed (src/store/storedAppends.ts).
+   */
+  async #appendOnce<State>(
+    decided: DecidedMessage[],
+    boundary: Boundary,
+    loaded: LoadedState<State>,
+  ): Promise<{ stream: string; messages: NewMessage[] }[]> {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.#append(decided, boundary, loaded);
+      } catch (err) {
+        if (!(err instanceof AppendOutcomeUnknownError) || tries >= this.#maxAttempts) throw err;
+        decided = withSentIds(decided, boundary, err);
+        await sleep(Math.random() * Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (tries - 1)));
+      }
+    }
   }
 
   async #append<State>(
@@ -221,7 +291,7 @@ export class CommandExecutor {
     }
     const appended = [...byStream].map(([stream, messages]) => ({ stream, messages }));
     if ('query' in boundary) {
-      await appendWithCondition(this.#store, appended, {
+      await this.#store.appendWithCondition(appended, {
         failIfEventsMatch: boundary.query,
         ...(loaded.readSnapshot ? { after: { snapshot: loaded.readSnapshot } } : {}),
       });
@@ -245,6 +315,27 @@ export class CommandExecutor {
     }
     return appended;
   }
+}
+
+/**
+ * The decided messages with the ids the lost attempt sent (per stream, in order), so the retry
+ * is the same append. Ids are drawn by the store, not here: an append whose ids the store drew
+ * cannot be a retry, and then its failures cost no lookup.
+ */
+function withSentIds(
+  decided: DecidedMessage[],
+  boundary: Boundary,
+  err: AppendOutcomeUnknownError,
+): DecidedMessage[] {
+  const single = 'stream' in boundary ? boundary.stream : undefined;
+  const next = new Map<string, number>();
+  return decided.map((m) => {
+    const stream = m.stream ?? single ?? '';
+    const i = next.get(stream) ?? 0;
+    next.set(stream, i + 1);
+    const id = err.idsByStream.get(stream)?.[i];
+    return id === undefined ? m : { ...m, id };
+  });
 }
 
 function checkDecider(decider: Decider<any, any>): void {
@@ -279,7 +370,7 @@ function deserialize<State>(decider: Decider<State, unknown>, json: unknown): St
 
 /** Run one command (a CommandExecutor with the given options). */
 export function execute<State, Command>(
-  store: MessageStore,
+  store: MessageStore | DecisionStore,
   decider: Decider<State, Command>,
   command: Command,
   boundary: Boundary,

@@ -1,12 +1,13 @@
 import type { SqlContext } from '../db/queryable.js';
-import { TAG_SEPARATOR_CHAR, taggedCte } from '../store/appendToStream.js';
+import { headSql, TAG_SEPARATOR_CHAR, taggedCte } from '../store/appendToStream.js';
+import { takeLocksSql } from './lockKeys.js';
 import type { QueryItem } from './query.js';
 
 /*
  * Conditional appends of one message to one stream at an exact version, without plpgsql: two
  * statements sent together (src/db/pipeline.ts), in one transaction, for one such append or for a
  * batch of them (group commit, conditionalBatcher.ts).
- *  1. LOCKS takes the advisory locks (lockKeys.ts) in the client's order.
+ *  1. locksSql() takes the advisory locks (lockKeys.ts) in ascending id order.
  *  2. One INSERT of all the messages, each gated by its condition: its snapshot is taken after
  *     statement 1 got every lock, so each check sees every commit made under them.
  * One row per append comes from unnest(), every condition parameter an array with one element per
@@ -20,8 +21,7 @@ import type { QueryItem } from './query.js';
  * message.
  */
 
-export const LOCKS_SQL = `SELECT count(CASE WHEN u.e THEN pg_advisory_xact_lock(u.id) ELSE pg_advisory_xact_lock_shared(u.id) END)
-  FROM unnest($1::bigint[], $2::boolean[]) AS u(id, e)`;
+export const locksSql = (ctx: SqlContext) => `SELECT ${takeLocksSql(ctx.s, '$1::text[]', '$2::boolean[]')}`;
 
 /** What the decision saw: nothing, a log position, or a read snapshot (its xmax and xip). */
 export type After =
@@ -123,7 +123,7 @@ function probes(
 
 const RESULT = `current_setting('transaction_isolation') = 'read committed' AS read_committed`;
 
-/** One append: scalar parameters, the checks as EXISTS, the store's single-row probe for N. */
+/** One append: scalar parameters, the checks as EXISTS, the store's probe of the stream's head. */
 function buildOne(
   ctx: SqlContext,
   tagged: boolean,
@@ -139,9 +139,7 @@ function buildOne(
   SELECT $1::uuid, $2::text, $3::bigint + 1, $4::text, $5::jsonb, $6::jsonb,
          CASE WHEN $7::text = '' THEN '{}'::text[] ELSE string_to_array($7::text, chr(31)) END
     FROM gate
-   WHERE gate.read_committed AND NOT gate.conflict
-     AND ($3::bigint = 0
-       OR EXISTS (SELECT 1 FROM ${ctx.s}.messages p WHERE p.stream_name = $2::text AND p.stream_position = $3::bigint))
+   WHERE gate.read_committed AND NOT gate.conflict AND ${headSql(ctx, '$2::text')} = $3::bigint
   RETURNING global_position, transaction_id, type, tags
 )${tagged ? `, ${taggedCte(ctx)}` : ''}
 SELECT gate.read_committed, gate.conflict, i.global_position, i.transaction_id::text
@@ -180,10 +178,7 @@ function buildBatch(
   SELECT g.id, g.stream_name, g.n + 1, g.type, g.data, g.metadata,
          CASE WHEN g.tags = '' THEN '{}'::text[] ELSE string_to_array(g.tags, chr(31)) END
     FROM gate g
-    LEFT JOIN LATERAL (
-      SELECT true AS found FROM ${ctx.s}.messages p
-       WHERE p.stream_name = g.stream_name AND p.stream_position = g.n LIMIT 1) p ON true
-   WHERE NOT g.conflict AND (g.n = 0 OR p.found)
+   WHERE NOT g.conflict AND ${headSql(ctx, 'g.stream_name')} = g.n
    ORDER BY g.ord
   ON CONFLICT (stream_name, stream_position) DO NOTHING
   RETURNING id, global_position, transaction_id, type, tags

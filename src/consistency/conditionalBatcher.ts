@@ -3,8 +3,8 @@ import { GroupCommit } from '../db/groupCommit.js';
 import { runPipelined } from '../db/pipeline.js';
 import { type Queryable, type SqlContext, statement } from '../db/queryable.js';
 import { TAG_SEPARATOR_CHAR } from '../store/appendToStream.js';
-import { type After, gatedInsert, gatedRowValues, gatedShape, LOCKS_SQL } from './conditionSql.js';
-import { inLockOrder } from './lockKeys.js';
+import { type After, gatedInsert, gatedRowValues, gatedShape, locksSql } from './conditionSql.js';
+import type { LockSet } from './lockKeys.js';
 import type { QueryItem } from './query.js';
 
 /*
@@ -24,7 +24,7 @@ export interface GatedAppend {
   data: string;
   metadata: string;
   tags: string[];
-  locks: { ids: string[]; exclusive: boolean[] };
+  locks: LockSet;
   after: After;
   items: readonly QueryItem[];
 }
@@ -57,13 +57,11 @@ export async function runGated(
   // A batch takes the union of its appends' locks (exclusive wins), in the one order.
   let locks = first.locks;
   if (batch) {
-    const modes = new Map<bigint, boolean>();
+    const modes = new Map<string, boolean>();
     for (const a of appends)
-      for (const [i, id] of a.locks.ids.entries()) {
-        const key = BigInt(id);
+      for (const [i, key] of a.locks.keys.entries())
         modes.set(key, a.locks.exclusive[i]! || (modes.get(key) ?? false));
-      }
-    locks = inLockOrder(modes);
+    locks = { keys: [...modes.keys()], exclusive: [...modes.values()] };
   }
   const insert = gatedInsert(ctx, first.tags.length > 0, first.after.kind, first.items, batch);
   const perRow = appends.map((a) => [
@@ -79,7 +77,7 @@ export async function runGated(
   // One append: its values as they are; a batch: one array per parameter, an element per append.
   const values = batch ? perRow[0]!.map((_, k) => perRow.map((row) => row[k])) : perRow[0]!;
   const rows = await runPipelined(db, [
-    statement(ctx, 'cond_locks', LOCKS_SQL, [locks.ids, locks.exclusive]),
+    statement(ctx, 'cond_locks', locksSql(ctx), [locks.keys, locks.exclusive]),
     statement(ctx, insert.name, insert.text, values),
   ]);
   return appends.map((_, i) => outcome(rows[i]));
@@ -123,15 +121,22 @@ export class ConditionalBatcher {
         const outcomes = await runGated(pool, ctx, batch);
         for (const [i, job] of batch.entries()) job.resolve(outcomes[i]!);
       },
+      lost: (job, err) => job.reject(err),
       maxInFlight: MAX_IN_FLIGHT,
       maxBatch: MAX_BATCH,
+      fillTurn: true,
       fits,
     });
   }
 
+  /** Take no more appends; resolves once those taken are settled. */
+  close(): Promise<void> {
+    return this.#group.close();
+  }
+
   append(a: GatedAppend): Promise<GatedOutcome> {
     const lockModes = new Map<string, boolean>();
-    for (const [i, id] of a.locks.ids.entries()) lockModes.set(id, a.locks.exclusive[i]!);
+    for (const [i, key] of a.locks.keys.entries()) lockModes.set(key, a.locks.exclusive[i]!);
     return new Promise((resolve, reject) => {
       this.#group.push({
         ...a,
@@ -142,22 +147,4 @@ export class ConditionalBatcher {
       });
     });
   }
-}
-
-const batchers = new WeakMap<pg.Pool, Map<string, ConditionalBatcher>>();
-
-/** The batcher of a pool and schema (one per store's pool, however many store objects share it). */
-export function conditionalBatcherFor(pool: pg.Pool, ctx: SqlContext): ConditionalBatcher {
-  let bySchema = batchers.get(pool);
-  if (!bySchema) {
-    bySchema = new Map();
-    batchers.set(pool, bySchema);
-  }
-  const key = `${ctx.schema}|${ctx.prepared}`;
-  let batcher = bySchema.get(key);
-  if (!batcher) {
-    batcher = new ConditionalBatcher(pool, ctx);
-    bySchema.set(key, batcher);
-  }
-  return batcher;
 }

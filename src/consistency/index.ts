@@ -1,5 +1,5 @@
 /** Consistency models: tag queries, conditional (DCB) appends, deciders, snapshots. */
-export type { CommandExecutorOptions, ExecuteResult, LoadedState } from './commandExecutor.js';
+export type { CommandExecutorOptions, DecisionStore, ExecuteResult, LoadedState } from './commandExecutor.js';
 export { CommandExecutor, execute as executeCommand, isRetryableConflict } from './commandExecutor.js';
 export type {
   AppendCondition,

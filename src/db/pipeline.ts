@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Queryable } from './queryable.js';
+import { type Queryable, withClient } from './queryable.js';
 
 /*
  * Several statements in one round trip: Bind/Execute for each, then one Sync. The server runs them
@@ -139,6 +139,77 @@ class Pipelined extends Submission {
   }
 }
 
+/** Bind/Execute/Describe every statement, one Sync; keeps every statement's rows, in order. */
+class PipelinedEach extends Submission {
+  /** Rows per statement: one CommandComplete ends each statement's result. */
+  results: (string | null)[][][];
+  #at = 0;
+
+  constructor(readonly statements: PipelinedStatement[]) {
+    super();
+    this.results = statements.map(() => []);
+  }
+
+  submit(connection: Connection): void {
+    connection.stream.cork?.();
+    try {
+      for (const s of this.statements) {
+        if (s.name === undefined) connection.parse({ name: '', text: s.text, types: [] });
+        connection.bind({
+          portal: '',
+          statement: s.name ?? '',
+          values: s.values ?? [],
+          valueMapper: toParam,
+        });
+        connection.describe({ type: 'P', name: '' });
+        connection.execute({ portal: '', rows: 0 });
+      }
+      connection.sync();
+    } finally {
+      connection.stream.uncork?.();
+    }
+  }
+
+  override handleDataRow(msg: Message): void {
+    this.results[this.#at]?.push(msg.fields as (string | null)[]);
+  }
+
+  override handleCommandComplete(): void {
+    this.#at++;
+  }
+}
+
+async function prepareNamed(
+  client: pg.PoolClient | pg.Client,
+  statements: PipelinedStatement[],
+): Promise<void> {
+  const connection = (client as unknown as { connection: Connection }).connection;
+  for (const s of statements) {
+    if (s.name !== undefined && connection.parsedStatements[s.name] === undefined) {
+      const parse = new ParseOnly(s.name, s.text);
+      client.query(parse as unknown as pg.Submittable);
+      await parse.done;
+    }
+  }
+}
+
+/**
+ * Run `statements` on `client` in one round trip and return every statement's rows (text values),
+ * in order. As runPipelined: one implicit transaction unless the statements open one themselves
+ * (a BEGIN first leaves the transaction open for the caller; a COMMIT last ends it). An error in
+ * any statement rejects, and the statements after it do not run.
+ */
+export async function runPipelinedEach(
+  client: pg.PoolClient | pg.Client,
+  statements: PipelinedStatement[],
+): Promise<(string | null)[][][]> {
+  await prepareNamed(client, statements);
+  const run = new PipelinedEach(statements);
+  client.query(run as unknown as pg.Submittable);
+  await run.done;
+  return run.results;
+}
+
 async function onClient(
   client: pg.PoolClient | pg.Client,
   statements: PipelinedStatement[],
@@ -172,15 +243,5 @@ export async function runPipelined(
   statements: PipelinedStatement[],
 ): Promise<(string | null)[][]> {
   if (!isPool(db)) return onClient(db, statements);
-  const client = await db.connect();
-  let broken: Error | undefined;
-  try {
-    return await onClient(client, statements);
-  } catch (err) {
-    // A server error leaves the connection usable; anything else (a dropped socket) does not.
-    if (!(err instanceof Error && 'severity' in err)) broken = err as Error;
-    throw err;
-  } finally {
-    client.release(broken);
-  }
+  return withClient(db, (client) => onClient(client, statements));
 }

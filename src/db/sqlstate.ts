@@ -16,12 +16,16 @@ export const SqlState = {
   raiseException: 'P0001',
 } as const;
 
-export function sqlStateOf(err: unknown): string | undefined {
-  if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = (err as { code: unknown }).code;
-    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
-  }
-  return undefined;
+/**
+ * The SQLSTATE of an error, or of the error it wraps (`cause`): beckett's typed errors keep the
+ * driver's error as their cause, so classification sees through them.
+ */
+export function sqlStateOf(err: unknown, depth = 0): string | undefined {
+  if (typeof err !== 'object' || err === null || depth > 4) return undefined;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+  const cause = (err as { cause?: unknown }).cause;
+  return cause !== undefined && cause !== err ? sqlStateOf(cause, depth + 1) : undefined;
 }
 
 const CONNECTION_ERRNOS = new Set([
@@ -34,7 +38,7 @@ const CONNECTION_ERRNOS = new Set([
 ]);
 
 /** True when the error means the connection or server went away (retry after a pause). */
-export function isConnectionError(err: unknown): boolean {
+export function isConnectionError(err: unknown, depth = 0): boolean {
   const state = sqlStateOf(err);
   if (
     state &&
@@ -54,6 +58,30 @@ export function isConnectionError(err: unknown): boolean {
       /Connection terminated|Client has encountered a connection error|not queryable/.test(message)
     )
       return true;
+    const cause = (err as { cause?: unknown }).cause;
+    if (cause !== undefined && cause !== err && depth < 4) return isConnectionError(cause, depth + 1);
   }
   return false;
+}
+
+/**
+ * True when the server refused a statement and the connection lives on: nothing of it (nor of its
+ * implicit transaction) was committed. Anything else thrown by a write (a lost connection, a
+ * terminated backend) leaves its outcome unknown: the COMMIT may have succeeded with only its reply
+ * lost.
+ */
+export function isStatementError(err: unknown): boolean {
+  return (
+    sqlStateOf(err) !== undefined &&
+    (err as { severity?: unknown }).severity === 'ERROR' &&
+    !isConnectionError(err)
+  );
+}
+
+const NOT_SENT_ERRNOS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH']);
+
+/** True when the error is a failure to connect: nothing was sent. */
+export function isConnectFailure(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && NOT_SENT_ERRNOS.has(code);
 }

@@ -1,4 +1,10 @@
 import type { Queryable, SqlContext } from '../db/queryable.js';
+import {
+  assertBoolean,
+  assertCheckpointSelector,
+  assertInteger,
+  assertOptions,
+} from '../validation/options.js';
 import { type CheckpointSelector, checkpointId, selectorSql } from './checkpointId.js';
 
 export interface CheckpointInfo {
@@ -72,6 +78,10 @@ export async function listCheckpoints(
   sel: CheckpointSelector,
   opts: ListCheckpointsOptions = {},
 ): Promise<CheckpointInfo[]> {
+  assertCheckpointSelector(sel, 'listCheckpoints');
+  assertOptions(opts, 'listCheckpoints', ['all', 'limit']);
+  assertBoolean(opts.all, 'all');
+  if (opts.limit !== undefined) assertInteger(opts.limit, 'limit', 1);
   const { where, params } = selectorSql(sel, 1);
   const n = params.length;
   const { rows } = await db.query<Row>(

@@ -1,5 +1,6 @@
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { InvalidInputError } from '../errors.js';
+import { assertReplayArgs } from '../validation/options.js';
 import { assertSubscription } from './subscriptionControl.js';
 
 export type PositionOrTime = { position: number } | { time: Date };
@@ -51,15 +52,19 @@ export interface ReplayResult {
 
 /*
  * The checkpoints of the subscription with processed messages in the range: each moves back to just
- * before its first such message. Only messages at or before the checkpoint's position count (later
- * ones are not processed yet, so they need no replay). $9 restricts a retry to the streams still
- * to do, so a stream rewound once is never rewound twice by the same replay.
+ * before its first such message. Only messages at or before where the checkpoint had got count
+ * (later ones are not processed yet, so they need no replay): its position, or, while an earlier
+ * replay runs, the position that replay returns to (replay_resume). $9 restricts a retry to the
+ * streams still to do, so a stream rewound once is never rewound twice by the same replay.
  */
 const planSql = (ctx: SqlContext) => `
-  SELECT c.stream_name, c.stream_position AS previous, min(m.stream_position) - 1 AS rewound_to,
-         max(m.stream_position) AS last_in_range, count(*)::int AS messages
+  SELECT c.stream_name, c.stream_position AS position, c.replay_until AS until, c.replay_resume AS resume,
+         GREATEST(c.stream_position, coalesce(c.replay_resume, 0)) AS previous,
+         min(m.stream_position) - 1 AS rewound_to, max(m.stream_position) AS last_in_range,
+         count(*)::int AS messages
     FROM ${ctx.s}.checkpoints c
-    JOIN ${ctx.s}.messages m ON m.stream_name = c.stream_name AND m.stream_position <= c.stream_position
+    JOIN ${ctx.s}.messages m ON m.stream_name = c.stream_name
+     AND m.stream_position <= GREATEST(c.stream_position, coalesce(c.replay_resume, 0))
    WHERE c.group_name = $1 AND c.subscription_name = $2
      AND ($3::text IS NULL OR c.stream_name = $3)
      AND ($4::bigint IS NULL OR m.global_position >= $4)
@@ -68,26 +73,41 @@ const planSql = (ctx: SqlContext) => `
      AND ($7::timestamptz IS NULL OR m.created_at <= $7)
      AND ($8::text[] IS NULL OR m.type = ANY ($8))
      AND ($9::text[] IS NULL OR c.stream_name = ANY ($9))
-   GROUP BY c.stream_name, c.stream_position
+   GROUP BY c.stream_name, c.stream_position, c.replay_until, c.replay_resume
    ORDER BY c.stream_name`;
 
 /*
- * Move back only checkpoints no worker holds (a holder's final write would race ours) and whose
- * position is still the planned one. Retry and failed state is cleared: the replay is a fresh start.
+ * Move back only checkpoints no worker holds (a holder's final write would race ours) and that are
+ * still as planned (position and replay state). The positions to handle again join those of any
+ * replay already running (migration 0009): with --to the range, without it everything from the range
+ * up to where the checkpoint had got; consumers stop at each range's end and the checkpoint then
+ * jumps on. An expired lease is cleared, so its holder, if it still runs, can no longer write over
+ * the rewind. Retry and failed state is cleared: the replay is a fresh start.
  */
 const rewindSql = (ctx: SqlContext) => `
   WITH plan AS (${planSql(ctx)}),
+  next AS (
+    SELECT p.*, c.replay_ranges AS old_ranges, LEAST(p.position, p.rewound_to) AS new_position,
+           coalesce(c.replay_ranges, '{}'::int8multirange)
+             + int8multirange(int8range(p.rewound_to + 1,
+                 (CASE WHEN $10 THEN p.last_in_range ELSE p.previous END) + 1)) AS ranges
+      FROM plan p
+      JOIN ${ctx.s}.checkpoints c
+        ON c.group_name = $1 AND c.subscription_name = $2 AND c.stream_name = p.stream_name),
   moved AS (
     UPDATE ${ctx.s}.checkpoints c
-       SET stream_position = p.rewound_to, status = 'active', attempts = 0, last_error = NULL,
+       SET stream_position = n.new_position, status = 'active', attempts = 0, last_error = NULL,
            next_attempt_at = now(), updated_at = now(),
-           -- With --to, stop at the range's end and jump back to where the checkpoint was
-           -- (migration 0005), so later messages are not handled again.
-           replay_until = CASE WHEN $10 AND p.last_in_range < p.previous THEN p.last_in_range END,
-           replay_resume = CASE WHEN $10 AND p.last_in_range < p.previous THEN p.previous END
-      FROM plan p
-     WHERE c.group_name = $1 AND c.subscription_name = $2 AND c.stream_name = p.stream_name
-       AND c.stream_position = p.previous
+           replay_ranges = n.ranges,
+           replay_until = upper((SELECT r FROM unnest(n.ranges) AS r LIMIT 1)) - 1,
+           replay_resume = n.previous,
+           leased_by = NULL, lease_id = NULL, leased_until = NULL
+      FROM next n
+     WHERE c.group_name = $1 AND c.subscription_name = $2 AND c.stream_name = n.stream_name
+       AND c.stream_position = n.position
+       AND c.replay_until IS NOT DISTINCT FROM n.until
+       AND c.replay_resume IS NOT DISTINCT FROM n.resume
+       AND c.replay_ranges IS NOT DISTINCT FROM n.old_ranges
        AND (c.leased_until IS NULL OR c.leased_until < now())
     RETURNING c.stream_name)
   SELECT p.*, EXISTS (SELECT 1 FROM moved WHERE moved.stream_name = p.stream_name) AS moved
@@ -155,6 +175,7 @@ export async function replay(
   args: ReplayArgs,
   opts: { dryRun?: boolean; busyTimeoutMs?: number } = {},
 ): Promise<ReplayResult> {
+  assertReplayArgs(args, opts);
   const f = args.from;
   const t = args.to;
   if (
@@ -224,8 +245,9 @@ export async function replayProgress(
   for (const s of r.streams) {
     const row = now.get(s.stream);
     // A checkpoint deleted meanwhile (a reset) has nothing left to do.
-    const pos = row ? row.stream_position : s.previousPosition;
-    done += Math.min(s.previousPosition, Math.max(pos, s.rewoundTo)) - s.rewoundTo;
+    // Up to the range's end, not past it: a bounded replay's checkpoint jumps back to where it was.
+    const pos = row ? row.stream_position : s.handledAgainUpTo;
+    done += Math.min(s.handledAgainUpTo, Math.max(pos, s.rewoundTo)) - s.rewoundTo;
     if (row?.status === 'failed') failed.push(s.stream);
   }
   return { done, total: r.redelivered, failed, finished: done >= r.redelivered };

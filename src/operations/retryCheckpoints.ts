@@ -1,4 +1,5 @@
 import type { Queryable, SqlContext } from '../db/queryable.js';
+import { assertCheckpointSelector } from '../validation/options.js';
 import { type CheckpointKey, type CheckpointSelector, checkpointId, selectorSql } from './checkpointId.js';
 
 export interface CheckpointChange {
@@ -124,6 +125,7 @@ export async function retryCheckpoints(
   ctx: SqlContext,
   sel: CheckpointSelector,
 ): Promise<ChangeResult> {
+  assertCheckpointSelector(sel, 'retryCheckpoints');
   const { where, params } = selectorSql(sel, 1);
   const { rows } = await db.query<ChangedRow>(
     changeSql(ctx, where, `status = 'active', attempts = 0`, ', NULL::text AS skipped_type'),
@@ -144,6 +146,7 @@ export async function skipCheckpoints(
   ctx: SqlContext,
   sel: CheckpointSelector,
 ): Promise<ChangeResult> {
+  assertCheckpointSelector(sel, 'skipCheckpoints');
   const { where, params } = selectorSql(sel, 1);
   const { rows } = await db.query<ChangedRow>(
     changeSql(

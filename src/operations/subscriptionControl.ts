@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import { inTransaction, type Queryable, type SqlContext } from '../db/queryable.js';
-import { BeckettError, ExitCode, NotFoundError } from '../errors.js';
+import { BeckettError, ExitCode, InvalidInputError, NotFoundError } from '../errors.js';
 import { logEnd } from '../store/readLog.js';
 import { LOG_START } from '../store/types.js';
+import { assertOneOf, assertOptions, assertText } from '../validation/options.js';
 
 export interface KnownSubscription {
   group: string;
@@ -102,6 +103,12 @@ export async function resetSubscription(
   ctx: SqlContext,
   args: { group: string; subscription: string; to: 'beginning' | 'end' },
 ): Promise<ResetResult> {
+  assertOptions(args, 'resetSubscription', ['group', 'subscription', 'to']);
+  if (args === undefined) throw new InvalidInputError('resetSubscription needs { group, subscription, to }.');
+  assertText(args.group, 'group');
+  assertText(args.subscription, 'subscription');
+  if (args.to === undefined) throw new InvalidInputError('to must be "beginning" or "end", got nothing.');
+  assertOneOf(args.to, 'to', ['beginning', 'end']);
   await assertSubscription(pool, ctx, args.group, args.subscription);
   return inTransaction(pool, async (client) => {
     const key = [args.group, args.subscription];

@@ -2,11 +2,12 @@ import type { ResolvedRecurringMessage } from '../config/types.js';
 import { toError } from '../errors.js';
 import type { MessageStore } from '../store/messageStore.js';
 import { Attr, SpanKind, withSpan } from '../telemetry/tracing.js';
-import { isDuplicateMessageId } from './deliverScheduled.js';
-import { inDeliveryTransaction } from './deliveryTransaction.js';
+import { failureBackoffMs, isDuplicateMessageId } from './deliverScheduled.js';
+import { appendUnderSavepoint, inDeliveryTransaction } from './deliveryTransaction.js';
 import {
   advanceRecurring,
   claimDueRecurring,
+  retryRecurringLater,
   selectRecurring,
   upsertRecurring,
 } from './recurringMessagesSql.js';
@@ -47,7 +48,7 @@ export interface RecurringDeliveryResult {
   delivered: number;
   /** Occurrences already in the store (by their id): not appended again. */
   duplicates: number;
-  /** Occurrences whose append failed (recorded in last_error; the schedule moves on). */
+  /** Occurrences whose append failed (recorded in last_error; retried after a backoff, never skipped). */
   failed: number;
   claimed: number;
   /** Names of the recurring messages appended now. */
@@ -57,8 +58,10 @@ export interface RecurringDeliveryResult {
 /**
  * Append every due occurrence of the given recurring messages, once: each due row is claimed with
  * FOR UPDATE SKIP LOCKED, its message appended with an id derived from (name, occurrence) and the
- * row advanced to the next occurrence, all in one transaction. Occurrences missed while no worker
- * ran are coalesced into one (the schedule continues from now).
+ * row advanced to the next occurrence, all in one transaction. An append that fails leaves the row
+ * at its occurrence, retried after a backoff: a schedule never moves past an occurrence that was
+ * not appended. Occurrences missed while no worker ran are coalesced into one (the schedule
+ * continues from now).
  */
 export async function deliverDueRecurring(
   store: MessageStore,
@@ -85,42 +88,48 @@ export async function deliverDueRecurring(
     const tx = store.withTransaction(client);
     for (const row of rows) {
       const occurrence = row.next_occurrence_at;
-      let error: string | null = null;
-      await client.query('SAVEPOINT beckett_recurring');
+      let appended = true;
       try {
-        await withSpan(
-          `${row.stream_name} deliver recurring`,
-          {
-            kind: SpanKind.INTERNAL,
-            attributes: {
-              [Attr.system]: 'beckett',
-              [Attr.destination]: row.stream_name,
-              [Attr.messageType]: row.type,
-              'beckett.recurring.name': row.name,
+        await appendUnderSavepoint(client, 'beckett_recurring', () =>
+          withSpan(
+            `${row.stream_name} deliver recurring`,
+            {
+              kind: SpanKind.INTERNAL,
+              attributes: {
+                [Attr.system]: 'beckett',
+                [Attr.destination]: row.stream_name,
+                [Attr.messageType]: row.type,
+                'beckett.recurring.name': row.name,
+              },
             },
-          },
-          () =>
-            tx.append(row.stream_name, {
-              id: occurrenceId(row.name, occurrence),
-              type: row.type,
-              data: row.data,
-              metadata: { recurring: row.name, occurrence: occurrence.toISOString() },
-            }),
+            () =>
+              tx.append(row.stream_name, {
+                id: occurrenceId(row.name, occurrence),
+                type: row.type,
+                data: row.data,
+                metadata: { recurring: row.name, occurrence: occurrence.toISOString() },
+              }),
+          ),
         );
-        await client.query('RELEASE SAVEPOINT beckett_recurring');
         result.delivered += 1;
         result.deliveredNames.push(row.name);
       } catch (err) {
-        await client.query('ROLLBACK TO SAVEPOINT beckett_recurring');
         if (isDuplicateMessageId(err)) result.duplicates += 1;
         else {
-          error = toError(err).message;
+          // Not appended: the row stays at this occurrence and is tried again after a backoff.
+          appended = false;
           result.failed += 1;
+          await retryRecurringLater(client, ctx, {
+            name: row.name,
+            error: toError(err).message,
+            retryInMs: failureBackoffMs(row.attempts),
+          });
         }
       }
+      if (!appended) continue;
       const from = now.getTime() > occurrence.getTime() ? now : occurrence;
       const next = nextOccurrence(row.cron, row.timezone, from) ?? null;
-      await advanceRecurring(client, ctx, { name: row.name, occurrence, next, error });
+      await advanceRecurring(client, ctx, { name: row.name, occurrence, next });
     }
   });
   if (result.delivered > 0) store.notify();

@@ -1,8 +1,8 @@
-import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { toError } from '../errors.js';
 import type { MessageStore } from '../store/messageStore.js';
+import { isDuplicateMessageId } from '../store/storedAppends.js';
 import { Attr, contextFromTraceparent, SpanKind, withSpan } from '../telemetry/tracing.js';
-import { inDeliveryTransaction } from './deliveryTransaction.js';
+import { appendUnderSavepoint, inDeliveryTransaction } from './deliveryTransaction.js';
 import { claimDueScheduled, deleteDelivered, recordDeliveryFailure } from './scheduledMessagesSql.js';
 
 export interface DeliveryResult {
@@ -16,15 +16,7 @@ export interface DeliveryResult {
   claimed: number;
 }
 
-/** The unique index that makes a message id (and so a scheduled row) appear once in the store. */
-export const MESSAGE_ID_CONSTRAINT = 'messages_id_key';
-
-export function isDuplicateMessageId(err: unknown): boolean {
-  return (
-    sqlStateOf(err) === SqlState.uniqueViolation &&
-    (err as { constraint?: string }).constraint === MESSAGE_ID_CONSTRAINT
-  );
-}
+export { isDuplicateMessageId, MESSAGE_ID_CONSTRAINT } from '../store/storedAppends.js';
 
 /** Backoff for a failing delivery: 1 s, 2 s, 4 s, ... up to an hour. */
 export function failureBackoffMs(attempts: number): number {
@@ -51,35 +43,34 @@ export async function deliverDueMessages(
     const done: string[] = [];
     for (const row of rows) {
       // A savepoint per message: one bad message must not hold back the others.
-      await client.query('SAVEPOINT beckett_deliver');
       const { traceparent, ...metadata } = row.metadata;
       try {
-        await withSpan(
-          `${row.stream_name} deliver scheduled`,
-          {
-            kind: SpanKind.INTERNAL,
-            parent: contextFromTraceparent(traceparent),
-            attributes: {
-              [Attr.system]: 'beckett',
-              [Attr.destination]: row.stream_name,
-              [Attr.messageId]: row.id,
-              [Attr.messageType]: row.type,
+        await appendUnderSavepoint(client, 'beckett_deliver', () =>
+          withSpan(
+            `${row.stream_name} deliver scheduled`,
+            {
+              kind: SpanKind.INTERNAL,
+              parent: contextFromTraceparent(traceparent),
+              attributes: {
+                [Attr.system]: 'beckett',
+                [Attr.destination]: row.stream_name,
+                [Attr.messageId]: row.id,
+                [Attr.messageType]: row.type,
+              },
             },
-          },
-          () =>
-            tx.append(row.stream_name, {
-              id: row.id,
-              type: row.type,
-              data: row.data,
-              metadata: { ...metadata, scheduledAt: row.deliver_at.toISOString() },
-              tags: row.tags,
-            }),
+            () =>
+              tx.append(row.stream_name, {
+                id: row.id,
+                type: row.type,
+                data: row.data,
+                metadata: { ...metadata, scheduledAt: row.deliver_at.toISOString() },
+                tags: row.tags,
+              }),
+          ),
         );
-        await client.query('RELEASE SAVEPOINT beckett_deliver');
         done.push(row.id);
         result.delivered += 1;
       } catch (err) {
-        await client.query('ROLLBACK TO SAVEPOINT beckett_deliver');
         if (isDuplicateMessageId(err)) {
           done.push(row.id);
           result.duplicates += 1;

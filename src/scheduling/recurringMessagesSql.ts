@@ -11,10 +11,12 @@ export interface RecurringRow {
   next_occurrence_at: Date;
   last_occurrence_at: Date | null;
   last_error: string | null;
+  /** Failed attempts at the pending occurrence. */
+  attempts: number;
 }
 
 const COLUMNS =
-  'name, cron, timezone, stream_name, type, data, next_occurrence_at, last_occurrence_at, last_error';
+  'name, cron, timezone, stream_name, type, data, next_occurrence_at, last_occurrence_at, last_error, attempts';
 
 /**
  * Create or update the row of a recurring message. A changed cron expression or time zone
@@ -55,6 +57,7 @@ export async function claimDueRecurring(
 ): Promise<{ rows: RecurringRow[]; now: Date }> {
   const sql = `SELECT ${COLUMNS}, clock_timestamp() AS db_now FROM ${ctx.s}.recurring_messages
 WHERE name = ANY($1::text[]) AND next_occurrence_at <= clock_timestamp()
+  AND (retry_at IS NULL OR retry_at <= clock_timestamp())
 ORDER BY next_occurrence_at, name
 LIMIT $2
 FOR UPDATE SKIP LOCKED`;
@@ -64,16 +67,33 @@ FOR UPDATE SKIP LOCKED`;
   return { rows, now: rows[0]?.db_now ?? new Date() };
 }
 
-/** Move a claimed row to its next occurrence (null: the expression never fires again). */
+/**
+ * Move a claimed row, whose occurrence was appended, to its next occurrence (null: the expression
+ * never fires again).
+ */
 export async function advanceRecurring(
   db: Queryable,
   ctx: SqlContext,
-  a: { name: string; occurrence: Date; next: Date | null; error: string | null },
+  a: { name: string; occurrence: Date; next: Date | null },
 ): Promise<void> {
   const sql = `UPDATE ${ctx.s}.recurring_messages
-SET next_occurrence_at = coalesce($3, 'infinity'::timestamptz), last_occurrence_at = $2, last_error = $4, updated_at = now()
+SET next_occurrence_at = coalesce($3, 'infinity'::timestamptz), last_occurrence_at = $2, last_error = NULL,
+    attempts = 0, retry_at = NULL, updated_at = now()
 WHERE name = $1`;
-  await db.query(statement(ctx, 'recurring_advance', sql, [a.name, a.occurrence, a.next, a.error]));
+  await db.query(statement(ctx, 'recurring_advance', sql, [a.name, a.occurrence, a.next]));
+}
+
+/** Keep a claimed row at its occurrence, which could not be appended: try again in `retryInMs`. */
+export async function retryRecurringLater(
+  db: Queryable,
+  ctx: SqlContext,
+  a: { name: string; error: string; retryInMs: number },
+): Promise<void> {
+  const sql = `UPDATE ${ctx.s}.recurring_messages
+SET last_error = $2, attempts = attempts + 1, retry_at = clock_timestamp() + make_interval(secs => $3::float8 / 1000),
+    updated_at = now()
+WHERE name = $1`;
+  await db.query(statement(ctx, 'recurring_retry', sql, [a.name, a.error, a.retryInMs]));
 }
 
 export async function selectRecurring(db: Queryable, ctx: SqlContext): Promise<RecurringRow[]> {

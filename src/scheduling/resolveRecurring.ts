@@ -1,4 +1,5 @@
-import { Cron } from 'croner';
+import { createRequire } from 'node:module';
+import type { Cron } from 'croner';
 import type { ResolvedRecurringMessage } from '../config/types.js';
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
@@ -23,9 +24,13 @@ export function isValidTimeZone(tz: string): boolean {
   }
 }
 
+let cronClass: typeof Cron | undefined;
+
 /** The croner job for a recurring message (paused: it only computes times, it never fires). */
 export function cronFor(cron: string, timezone: string): Cron {
-  return new Cron(cron, { timezone, paused: true });
+  // Loaded on first use (a config with recurring messages), not by every command that reads a config.
+  cronClass ??= (createRequire(import.meta.url)('croner') as typeof import('croner')).Cron;
+  return new cronClass(cron, { timezone, paused: true });
 }
 
 /** The first occurrence strictly after `after`, or undefined when the expression has no more. */

@@ -4,6 +4,7 @@ import { InvalidInputError } from '../errors.js';
 import type { PreparedMessage } from '../store/appendToStream.js';
 import { checkStreamName, type MessageStore } from '../store/messageStore.js';
 import type { Metadata, NewMessage, RecordedMessage } from '../store/types.js';
+import { quoteValue } from '../validation/quoteValue.js';
 import {
   deleteScheduled,
   insertScheduled,
@@ -47,17 +48,33 @@ export function idFromKey(key: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
+const MAX_DELAY_MS = 100 * 365.25 * 24 * 3600 * 1000;
+
 function resolveWhen(when: ScheduleWhen): { at: Date | undefined; delayMs: number | undefined } {
   if (typeof when !== 'object' || when === null)
     throw new InvalidInputError('Give when to deliver: { at: Date } or { delay: milliseconds }.');
   if ('at' in when) {
-    if (!(when.at instanceof Date) || Number.isNaN(when.at.getTime()))
-      throw new InvalidInputError(`Invalid schedule time ${String(when.at)}: "at" must be a valid Date.`);
+    if (
+      !(when.at instanceof Date) ||
+      Number.isNaN(when.at.getTime()) ||
+      when.at.getUTCFullYear() < 1 ||
+      when.at.getUTCFullYear() > 9999
+    )
+      throw new InvalidInputError(
+        `Invalid schedule time ${quoteValue(when.at)}: "at" must be a valid Date in the years 1-9999.`,
+      );
     return { at: when.at, delayMs: undefined };
   }
   if ('delay' in when) {
-    if (typeof when.delay !== 'number' || !Number.isFinite(when.delay) || when.delay < 0)
-      throw new InvalidInputError(`Invalid delay ${String(when.delay)}: "delay" is milliseconds >= 0.`);
+    if (
+      typeof when.delay !== 'number' ||
+      !Number.isFinite(when.delay) ||
+      when.delay < 0 ||
+      when.delay > MAX_DELAY_MS
+    )
+      throw new InvalidInputError(
+        `Invalid delay ${quoteValue(when.delay)}: "delay" is milliseconds from 0 to ${MAX_DELAY_MS} (100 years).`,
+      );
     return { at: undefined, delayMs: when.delay };
   }
   throw new InvalidInputError('Give when to deliver: { at: Date } or { delay: milliseconds }.');

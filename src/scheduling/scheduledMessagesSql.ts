@@ -151,7 +151,7 @@ export async function msUntilNextDue(
 ): Promise<number | null> {
   const sql = `SELECT least(
   (SELECT extract(epoch FROM min(deliver_at) - clock_timestamp()) * 1000 FROM ${ctx.s}.scheduled_messages),
-  (SELECT extract(epoch FROM min(next_occurrence_at) - clock_timestamp()) * 1000
+  (SELECT extract(epoch FROM min(greatest(next_occurrence_at, retry_at)) - clock_timestamp()) * 1000
      FROM ${ctx.s}.recurring_messages
     WHERE name = ANY($1::text[]) AND next_occurrence_at < 'infinity'::timestamptz)
 )::float8 AS ms`;

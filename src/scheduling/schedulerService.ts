@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { ResolvedRecurringMessage } from '../config/types.js';
+import { listenClient } from '../db/pool.js';
 import type { MessageStore } from '../store/messageStore.js';
 import { type BeckettMetrics, processMetrics } from '../telemetry/metrics.js';
 import { deliverDueRecurring, syncRecurringMessages } from './deliverRecurring.js';
@@ -56,7 +57,7 @@ class Waiter {
 
 /** A LISTEN connection that calls `onNotify`; reconnected by `ensure()` after it drops. */
 class ScheduleListener {
-  #client: pg.PoolClient | undefined;
+  #client: pg.Client | undefined;
   #connecting: Promise<void> | undefined;
   #release: (() => void) | undefined;
 
@@ -68,7 +69,10 @@ class ScheduleListener {
   async ensure(): Promise<void> {
     if (this.#client) return;
     this.#connecting ??= (async () => {
-      const client = await this.store.pool.connect();
+      // A connection of its own (on the pool's listen URL when it goes through PgBouncer).
+      const client = listenClient(this.store.pool, 'beckett-scheduler');
+      client.on('error', () => undefined);
+      await client.connect();
       // A dying connection can report its error during LISTEN, after close(), or more than once:
       // release it exactly once (a second release throws inside pg-pool and kills the process),
       // and keep listening for errors so a late one is never unhandled.
@@ -77,7 +81,7 @@ class ScheduleListener {
         if (released) return;
         released = true;
         if (this.#client === client) this.#client = undefined;
-        client.release(true);
+        void client.end().catch(() => undefined);
       };
       const drop = () => {
         const wasOurs = !released;
@@ -103,7 +107,7 @@ class ScheduleListener {
   }
 
   close(): void {
-    // Destroy rather than return a LISTENing connection to the pool.
+    // Close the LISTENing connection.
     this.#release?.();
     this.#release = undefined;
     this.#client = undefined;

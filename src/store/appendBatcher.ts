@@ -1,7 +1,8 @@
 import type pg from 'pg';
+import { messagesLockKeys, takeLocksSql } from '../consistency/lockKeys.js';
 import { GroupCommit } from '../db/groupCommit.js';
 import { type SqlContext, statement } from '../db/queryable.js';
-import { insertOne, type SingleInsert, TAG_SEPARATOR_CHAR, taggedCte } from './appendToStream.js';
+import { headSql, insertOne, type SingleInsert, TAG_SEPARATOR_CHAR, taggedCte } from './appendToStream.js';
 
 /*
  * Group commit (src/db/groupCommit.ts) for single-message appends with an exact expected version
@@ -10,10 +11,11 @@ import { insertOne, type SingleInsert, TAG_SEPARATOR_CHAR, taggedCte } from './a
  * all of them instead of one each. A batch of one is the single INSERT of appendToStream.ts.
  *
  * Each append keeps its own outcome: a row is inserted only if its stream is at its expected
- * version (position N exists, or N is 0) and position N+1 is free (ON CONFLICT DO NOTHING on the
+ * version (its head is N, see appendToStream.ts) and position N+1 is free (ON CONFLICT DO NOTHING on the
  * stream position), so one stale writer does not fail the others; it gets no row, and the store
- * reports its WrongExpectedVersionError. Any other error in a batch (a payload PostgreSQL refuses,
- * say) reruns its appends one by one, so that only the bad one fails.
+ * reports its WrongExpectedVersionError. A statement error in a batch (a payload PostgreSQL refuses,
+ * say) reruns its appends one by one, so that only the bad one fails; a lost connection reruns
+ * nothing (the batch may be committed).
  */
 
 /** Statements of this store's appends running at once; the rest queue into the next batch. */
@@ -27,12 +29,9 @@ const batchSqlText = (ctx: SqlContext) => `WITH inserted AS (
          CASE WHEN u.tags = '' THEN '{}'::text[] ELSE string_to_array(u.tags, chr(31)) END
     FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[], $6::jsonb[], $7::text[])
          WITH ORDINALITY AS u(id, stream_name, n, type, data, metadata, tags, ord)
-    -- Position N's index entry per row (a LATERAL probe: an EXISTS here may be planned as one
-    -- hash of the whole table).
-    LEFT JOIN LATERAL (
-      SELECT true AS found FROM ${ctx.s}.messages p
-       WHERE p.stream_name = u.stream_name AND p.stream_position = u.n LIMIT 1) p ON true
-   WHERE u.n = 0 OR p.found
+   -- The stream's head per row (a probe of the index per row), and once for the batch every
+   -- message's lock keys ($8), shared, before any position is drawn.
+   WHERE ${headSql(ctx, 'u.stream_name')} = u.n AND ${takeLocksSql(ctx.s, '$8::text[]')} > 0
    ORDER BY u.ord
   ON CONFLICT (stream_name, stream_position) DO NOTHING
   RETURNING id, global_position, transaction_id, type, tags
@@ -58,8 +57,11 @@ export class AppendBatcher {
     this.#group = new GroupCommit<Pending>({
       one: (p) => this.#runOne(p),
       many: (batch) => this.#runMany(batch),
+      // The store turns a lost connection into AppendOutcomeUnknownError (storedAppends.ts).
+      lost: (p, err) => p.reject(err),
       maxInFlight: MAX_IN_FLIGHT,
       maxBatch: MAX_BATCH,
+      fillTurn: true,
     });
   }
 
@@ -69,6 +71,11 @@ export class AppendBatcher {
    */
   append(m: SingleInsert): Promise<number | null> {
     return new Promise((resolve, reject) => this.#group.push({ ...m, resolve, reject }));
+  }
+
+  /** Take no more appends; resolves once those taken are settled. */
+  close(): Promise<void> {
+    return this.#group.close();
   }
 
   async #runMany(batch: Pending[]): Promise<void> {
@@ -81,6 +88,7 @@ export class AppendBatcher {
         batch.map((p) => p.data),
         batch.map((p) => p.metadata),
         batch.map((p) => p.tags.join(TAG_SEPARATOR_CHAR)),
+        messagesLockKeys(batch),
       ]),
     );
     const positions = new Map(rows.map((r) => [r.id, r.global_position]));

@@ -1,3 +1,4 @@
+import { messageLockKeys, takeLocksSql } from '../consistency/lockKeys.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
@@ -74,12 +75,16 @@ export const TAG_SEPARATOR_CHAR = TAG_SEPARATOR;
 
 /*
  * The common case, one message with an exact expected version, as a single INSERT with scalar
- * parameters: no function call, no arrays. It writes position N+1 only if position N exists (or N is
- * 0); a concurrent appender that took N+1 first makes it fail on the unique constraint, like
- * append_to_stream() in migration 0006. N = 0 is a plain INSERT ... VALUES (the unique constraint
- * is the whole check); N > 0 inserts from position N's index entry, so that a stream shorter than N
- * gets no row. A tagged message also gets its message_tags rows (migration 0007) from the same
- * statement; an untagged one skips that part of the plan.
+ * parameters: no function call, no arrays. It writes position N+1 only if the stream's head (its
+ * highest position, one backward probe of the (stream_name, stream_position) index) is N: not
+ * merely if position N exists or, for N = 0, position 1 is free. Retention deletes a stream's
+ * first messages (and, by age, any message older than its successors) but never its head, so
+ * the head is the stream's real version and a deleted position is never written again. A
+ * concurrent appender that took N+1 first makes it fail on the unique constraint, like
+ * append_to_stream() in migration 0012. It takes the message's advisory lock keys, shared
+ * (src/consistency/lockKeys.ts), so that conditional appends see it. A tagged message also gets
+ * its message_tags rows (migration 0007) from the same statement; an untagged one skips that part
+ * of the plan.
  */
 
 /**
@@ -93,13 +98,15 @@ export const taggedCte = (ctx: SqlContext) => `tagged AS (
        FROM inserted i CROSS JOIN LATERAL unnest(i.tags) AS g(tag)
    )`;
 
-const appendOneSqlText = (ctx: SqlContext, tagged: boolean, first: boolean) => {
-  const columns = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)`;
-  const values = '$1, $2, $3::bigint + 1, $4, $5, $6, $7';
-  const insert = first
-    ? `${columns} VALUES (${values})`
-    : `${columns}
-     SELECT ${values} FROM ${ctx.s}.messages p WHERE p.stream_name = $2 AND p.stream_position = $3::bigint`;
+/** The stream's head (0 without messages) for the stream named by `stream` (SQL text). */
+export const headSql = (ctx: SqlContext, stream: string) =>
+  `coalesce((SELECT max(h.stream_position) FROM ${ctx.s}.messages h WHERE h.stream_name = ${stream}), 0)`;
+
+const appendOneSqlText = (ctx: SqlContext, tagged: boolean) => {
+  // The head check, then the message's lock keys ($8, shared): taken before its position is drawn.
+  const insert = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
+     SELECT $1, $2, $3::bigint + 1, $4, $5, $6, $7
+      WHERE ${headSql(ctx, '$2')} = $3::bigint AND ${takeLocksSql(ctx.s, '$8::text[]')} > 0`;
   if (!tagged)
     return `${insert}
      RETURNING global_position`;
@@ -112,11 +119,11 @@ const appendOneSqlText = (ctx: SqlContext, tagged: boolean, first: boolean) => {
 
 // The text per schema and shape, built once (it is sent with every append of that shape).
 const appendOneSqlCache = new Map<string, string>();
-function appendOneSql(ctx: SqlContext, tagged: boolean, first: boolean): string {
-  const key = `${tagged ? 't' : 'u'}${first ? 'f' : 'n'}${ctx.s}`;
+function appendOneSql(ctx: SqlContext, tagged: boolean): string {
+  const key = `${tagged ? 't' : 'u'}${ctx.s}`;
   let text = appendOneSqlCache.get(key);
   if (text === undefined) {
-    text = appendOneSqlText(ctx, tagged, first);
+    text = appendOneSqlText(ctx, tagged);
     appendOneSqlCache.set(key, text);
   }
   return text;
@@ -135,19 +142,22 @@ export interface SingleInsert {
 }
 
 /**
- * The single INSERT: the new message's global position, or null when position N does not exist.
+ * The single INSERT: the new message's global position, or null when the stream's head is not N.
  * A taken position N + 1 throws (unique violation, see isPositionTaken).
  */
 export async function insertOne(db: Queryable, ctx: SqlContext, m: SingleInsert): Promise<number | null> {
   const tagged = m.tags.length > 0;
-  const first = m.n === 0;
   const { rows } = await db.query<{ global_position: number }>(
-    statement(
-      ctx,
-      `append_one${tagged ? '_tagged' : ''}${first ? '_first' : ''}`,
-      appendOneSql(ctx, tagged, first),
-      [m.id, m.stream, m.n, m.type, m.data, m.metadata, m.tags],
-    ),
+    statement(ctx, `append_one${tagged ? '_tagged' : ''}`, appendOneSql(ctx, tagged), [
+      m.id,
+      m.stream,
+      m.n,
+      m.type,
+      m.data,
+      m.metadata,
+      m.tags,
+      messageLockKeys(m),
+    ]),
   );
   return rows[0]?.global_position ?? null;
 }

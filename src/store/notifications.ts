@@ -1,9 +1,10 @@
 import type pg from 'pg';
-import { type SqlContext, statement } from '../db/queryable.js';
+import { type SqlContext, schemaTag, statement } from '../db/queryable.js';
 
-/** The LISTEN/NOTIFY channel that wakes readers of a schema. */
+/** The LISTEN/NOTIFY channel that wakes readers of a schema (an identifier: at most 63 bytes). */
 export function channelFor(schema: string): string {
-  return `beckett_${schema}`;
+  const channel = `beckett_${schema}`;
+  return channel.length <= 63 ? channel : `beckett_${schemaTag(schema)}`;
 }
 
 const NOTIFY_SQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')`;

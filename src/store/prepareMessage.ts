@@ -1,7 +1,10 @@
 import type { MessageDefinition } from '../config/types.js';
 import { InvalidInputError } from '../errors.js';
 import { currentTraceparent } from '../telemetry/tracing.js';
-import { type PreparedMessage, TAG_SEPARATOR_CHAR } from './appendToStream.js';
+import { assertTags, assertTypeName } from '../validation/names.js';
+import { assertMessageData, assertMetadata } from '../validation/payload.js';
+import { quoteValue } from '../validation/quoteValue.js';
+import type { PreparedMessage } from './appendToStream.js';
 import { validateData } from './messageTypes.js';
 import type { Metadata, NewMessage } from './types.js';
 import { uuidv7 } from './uuidv7.js';
@@ -19,29 +22,19 @@ export async function prepareMessage(
   defs: Record<string, MessageDefinition>,
   inherited: Metadata | undefined,
 ): Promise<PreparedMessage> {
-  if (typeof m !== 'object' || m === null || typeof m.type !== 'string' || m.type.length === 0) {
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) {
     throw new InvalidInputError(
-      `Invalid message ${JSON.stringify(m)}: a message needs a non-empty string "type".`,
+      `Invalid message ${quoteValue(m)}: a message is an object { type, data, metadata?, tags?, id? }.`,
     );
   }
-  if (m.data === undefined) {
-    throw new InvalidInputError(
-      `Message of type "${m.type}" has no data.`,
-      'Pass data: {} for a message without payload.',
-    );
-  }
+  assertTypeName(m.type);
+  assertMessageData(m.data, m.type);
+  assertMetadata(m.metadata, m.type);
   const tags = m.tags ?? [];
-  if (
-    !Array.isArray(tags) ||
-    tags.some((t) => typeof t !== 'string' || t.length === 0 || t.includes(TAG_SEPARATOR_CHAR))
-  ) {
-    throw new InvalidInputError(
-      `Invalid tags on a "${m.type}" message: tags are non-empty strings such as "course:c1".`,
-    );
-  }
+  assertTags(tags, ` on a "${m.type}" message`);
   if (m.id !== undefined && (typeof m.id !== 'string' || !UUID.test(m.id))) {
     throw new InvalidInputError(
-      `Invalid message id ${JSON.stringify(m.id)}: use a UUID, or leave it out for a new UUIDv7.`,
+      `Invalid message id ${quoteValue(m.id)}: use a UUID, or leave it out for a new UUIDv7.`,
     );
   }
   const id = m.id?.toLowerCase() ?? uuidv7();

@@ -90,7 +90,7 @@ export async function logHead(db: Queryable, ctx: SqlContext): Promise<number> {
 /** The log position at the end of what is readable now (for starting at the end). */
 export async function logEnd(db: Queryable, ctx: SqlContext): Promise<LogPosition> {
   const { rows } = await db.query<{ transaction_id: string; global_position: number }>(
-    `SELECT transaction_id::text AS transaction_id, global_position FROM ${ctx.s}.messages
+    `SELECT transaction_id, global_position FROM ${ctx.s}.messages
       WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
       ORDER BY transaction_id DESC, global_position DESC LIMIT 1`,
   );
@@ -116,17 +116,51 @@ export async function readableUpTo(db: Queryable, ctx: SqlContext): Promise<numb
 
 /** The oldest open transaction in the cluster holding gap-safe readers back, if any. */
 export interface BlockingTransaction {
+  /** The backend's pid; 0 for a prepared transaction (state 'prepared', its gid in `query`). */
   pid: number;
   ageSeconds: number;
   state: string;
   query: string;
   applicationName: string;
   database: string | null;
+  /**
+   * beckett's own (a beckett session, by its application name, or a transaction that wrote to or
+   * locked rows of the schema's tables: an append or a transactional handler in the application's
+   * transaction) or foreign (anything else on the cluster, including a report merely reading them).
+   */
+  own: boolean;
 }
 
+// Ordered by the age of the transaction id, not of the transaction: the snapshot's xmin is the
+// oldest running id, and a transaction may take its id long after it began. A prepared transaction
+// (two-phase commit) left behind holds it too and has no backend: pid 0, state 'prepared'.
+const oldestOpenSql = `
+  SELECT pid, age, state, query, application_name, datname, own FROM (
+    SELECT a.pid, extract(epoch FROM now() - a.xact_start)::float8 AS age, a.state, a.query,
+           a.application_name, a.datname, age(a.backend_xid) AS xid_age,
+           (a.application_name LIKE 'beckett%' OR EXISTS (
+              SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+               WHERE l.pid = a.pid AND l.locktype = 'relation' AND l.mode <> 'AccessShareLock'
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $2))) AS own
+      FROM pg_stat_activity a
+     WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
+       AND now() - a.xact_start >= make_interval(secs => $1)
+    UNION ALL
+    SELECT 0, extract(epoch FROM now() - p.prepared)::float8, 'prepared',
+           'PREPARE TRANSACTION ' || quote_literal(p.gid), '', p.database, age(p.transaction), false
+      FROM pg_prepared_xacts p
+     WHERE now() - p.prepared >= make_interval(secs => $1)) t
+   ORDER BY xid_age DESC LIMIT 1`;
+
+/**
+ * The oldest transaction holding a transaction id anywhere in the cluster (older than
+ * `minAgeSeconds`): it holds every gap-safe reader back. `schema` tells beckett's own from foreign.
+ */
 export async function oldestOpenTransaction(
   db: Queryable,
   minAgeSeconds = 0,
+  schema = 'beckett',
 ): Promise<BlockingTransaction | undefined> {
   const { rows } = await db.query<{
     pid: number;
@@ -135,14 +169,8 @@ export async function oldestOpenTransaction(
     query: string;
     application_name: string;
     datname: string | null;
-  }>(
-    `SELECT pid, extract(epoch FROM now() - xact_start)::float8 AS age, state, query, application_name, datname
-       FROM pg_stat_activity
-      WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
-        AND now() - xact_start >= make_interval(secs => $1)
-      ORDER BY xact_start LIMIT 1`,
-    [minAgeSeconds],
-  );
+    own: boolean;
+  }>(oldestOpenSql, [minAgeSeconds, schema]);
   const r = rows[0];
   return r
     ? {
@@ -152,6 +180,14 @@ export async function oldestOpenTransaction(
         query: r.query,
         applicationName: r.application_name,
         database: r.datname,
+        own: r.own,
       }
     : undefined;
+}
+
+/** One line naming the blocker, for logs and terminals. */
+export function describeBlocker(b: BlockingTransaction): string {
+  if (b.state === 'prepared')
+    return `prepared transaction (foreign, ${b.database ?? 'no database'}) open for ${Math.round(b.ageSeconds)} s: ${b.query} (end it with COMMIT PREPARED or ROLLBACK PREPARED)`;
+  return `transaction pid ${b.pid} (${b.own ? "beckett's own" : 'foreign'}, ${b.database ?? 'no database'}, ${b.applicationName || 'no application name'}, ${b.state}) open for ${Math.round(b.ageSeconds)} s: ${b.query.replace(/\s+/g, ' ').slice(0, 120)}`;
 }

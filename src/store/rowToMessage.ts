@@ -13,9 +13,14 @@ export interface MessageRow {
   created_at: Date;
 }
 
-/** The columns every read selects, in the order MessageRow expects. */
+/**
+ * The columns every read selects, in the order MessageRow expects. transaction_id is selected as
+ * the xid8 column itself (node-postgres hands an xid8 over as its decimal text): a
+ * `transaction_id::text AS transaction_id` would shadow the column, and the reads'
+ * `ORDER BY transaction_id` would then sort as text ('1002' < '872') while their cursors compare xid8.
+ */
 export const MESSAGE_COLUMNS =
-  'global_position, id, stream_name, stream_position, type, data, metadata, tags, transaction_id::text AS transaction_id, created_at';
+  'global_position, id, stream_name, stream_position, type, data, metadata, tags, transaction_id, created_at';
 
 export function rowToMessage(row: MessageRow): RecordedMessage {
   return {

@@ -1,4 +1,5 @@
-import pg from 'pg';
+import type pg from 'pg';
+import { listenClient } from '../db/pool.js';
 import { channelFor } from '../store/notifications.js';
 import { sleep } from './wakeup.js';
 
@@ -12,6 +13,8 @@ export interface WakeupHandlers {
   onCheckpoints(): void;
   /** (Re)connected: anything may have happened while the listener was away. */
   onConnected(): void;
+  /** Any other payload (queue wake-ups: src/queues/queueWakeups.ts). */
+  onOther?(payload: string): void;
 }
 
 /**
@@ -30,10 +33,7 @@ export async function listenForWakeups(
   const forGroup = checkpointsPayload(group);
   let delay = 100;
   while (!signal.aborted) {
-    const client = new pg.Client({
-      ...pool.options,
-      application_name: 'beckett-listener',
-    } as pg.ClientConfig);
+    const client = listenClient(pool, 'beckett-listener');
     const lost = new Promise<void>((resolve) => {
       client.on('error', () => resolve());
       client.on('end', () => resolve());
@@ -44,6 +44,7 @@ export async function listenForWakeups(
         if (n.channel !== channel) return;
         if (!n.payload) handlers.onAppended();
         else if (n.payload === forGroup) handlers.onCheckpoints();
+        else handlers.onOther?.(n.payload);
       });
       await client.query(`LISTEN "${channel.replace(/"/g, '""')}"`);
       delay = 100;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { ResolvedConfig, ResolvedGroup, ResolvedSubscription } from '../config/types.js';
@@ -8,20 +8,22 @@ import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { InvalidInputError, NotFoundError, NotMigratedError, toError } from '../errors.js';
 import { createMessageStore, type MessageStore } from '../store/messageStore.js';
 import { channelFor } from '../store/notifications.js';
+import { assertTransactionIdsBehindCounter } from '../store/transactionIdCounter.js';
 import { instrumentSubscription } from '../telemetry/instrumentSubscription.js';
-import {
-  type ClaimedCheckpoint,
-  claimCheckpoint,
-  completeCheckpoint,
-  releaseWorkerLeases,
-} from './claimCheckpoint.js';
-import { heldBack, readerRound } from './globalReader.js';
+import { ClaimBatcher, CompleteBatcher } from './batchedClaims.js';
+import { HandlerTimeoutError } from './boundHandlerCall.js';
+import { type ClaimedCheckpoint, releaseLease, releaseWorkerLeases } from './claimCheckpoint.js';
+import { heldBack, type ReaderHint, readerRound } from './globalReader.js';
 import { connectGuarded, guardPool } from './guardPool.js';
 import { CoalescedNotify, checkpointsPayload, listenForWakeups } from './listenForWakeups.js';
 import { type ProcessResult, processCheckpoint } from './processCheckpoint.js';
-import { registerSubscriptions } from './registerSubscriptions.js';
+import { registerSubscriptions, registrationNotices, unregisterRunner } from './registerSubscriptions.js';
+import { fingerprintOf } from './subscriptionDefinition.js';
 import { AdaptiveInterval, sleep, Wakeup } from './wakeup.js';
 import { heartbeat, removeWorker } from './workersTable.js';
+
+/** How long stop() waits after the drain timeout for the last writes and lease releases. */
+const STOP_GRACE_MS = 1000;
 
 /** A background loop run alongside the worker (scheduled messages, ...); stop when `signal` aborts. */
 export type WorkerService = (signal: AbortSignal) => Promise<void>;
@@ -39,8 +41,18 @@ export interface WorkerOptions {
   concurrency?: number;
   /** Unique id of this worker (written to `workers` and to leases). Default: host-pid-random. */
   workerId?: string;
-  /** How long a claim holds a checkpoint without renewal; renewed every third of it. Default 30 s. */
+  /**
+   * How long a claim holds a checkpoint without renewal; renewed every third of it. A holder that
+   * could not renew in time (its event loop blocked, the database away) stops before its next
+   * message. Default 30 s.
+   */
   leaseMs?: number;
+  /**
+   * stop() lets in-flight handlers finish for this long; handlers still running then are abandoned
+   * (their leases released, transactional ones' transactions ended) and stop() resolves at most a
+   * second later, whatever the handlers or the database do. Default 30 s.
+   */
+  drainTimeoutMs?: number;
   /** Longest idle poll (the backstop when no notification arrives). Default 1000 ms. */
   maxPollMs?: number;
   /** Log messages the global reader takes per round. Default 1000. */
@@ -82,16 +94,25 @@ export interface WorkerStats {
   readerRounds: number;
   /** Checkpoints created or raised by this process's global reader. */
   dispatched: number;
+  /** Handler calls that outlived their subscription's handlerTimeout (counted in failures too). */
+  timeouts: number;
+  /** Handler calls left running at the drain timeout. */
+  abandoned: number;
 }
 
 export interface Worker {
   readonly id: string;
   readonly group: string;
+  /** The pool it runs on (yours; it stays open when the worker stops). */
+  readonly pool: pg.Pool;
+  /** The schema it runs in. */
+  readonly schema: string;
   /** Register the group's subscriptions and start reading and consuming. Resolves once running. */
   start(): Promise<void>;
   /**
    * Drain: stop claiming, let in-flight handlers finish (handlers see ctx.signal aborted), release
-   * leases, stop services. Idempotent; resolves when everything stopped.
+   * leases, stop services. Idempotent; resolves when everything stopped, and at the latest about a
+   * second after the drain timeout (handlers still running then are abandoned).
    */
   stop(): Promise<void>;
   stats(): WorkerStats;
@@ -131,11 +152,13 @@ export function createWorker(opts: WorkerOptions): Worker {
   const maxPollMs = opts.maxPollMs ?? 1000;
   const readerBatchSize = opts.readerBatchSize ?? 1000;
   const heartbeatMs = opts.heartbeatMs ?? 5000;
+  const drainTimeoutMs = opts.drainTimeoutMs ?? 30_000;
   const pool = opts.pool;
   guardPool(pool);
   const subs = [...group.subscriptions.values()];
   const subNames = subs.map((s) => s.name);
   const batchSizes = subs.map((s) => s.batchSize);
+  const fingerprints = subs.map(fingerprintOf);
   const store: MessageStore = createMessageStore({
     pool,
     schema,
@@ -144,10 +167,29 @@ export function createWorker(opts: WorkerOptions): Worker {
   });
   const controller = new AbortController();
   const signal = controller.signal;
+  // Aborted at the drain timeout: in-flight handlers are abandoned.
+  const force = new AbortController();
   const readerWake = new Wakeup();
   const consumerWake = new Wakeup();
   const dispatchNotify = new CoalescedNotify(pool, channelFor(schema), checkpointsPayload(group.name));
-  const stats: WorkerStats = { processed: 0, claims: 0, failures: 0, readerRounds: 0, dispatched: 0 };
+  // The consumers' claims and completions, shared: several in one statement when they come together.
+  const claims = new ClaimBatcher(
+    pool,
+    ctx,
+    { group: group.name, subscriptions: subNames, batchSizes, fingerprints, workerId: id, leaseMs },
+    concurrency,
+  );
+  const completions = new CompleteBatcher(pool, ctx, group.name, concurrency);
+  const complete = (claim: ClaimedCheckpoint, position: number) => completions.complete(claim, position);
+  const stats: WorkerStats = {
+    processed: 0,
+    claims: 0,
+    failures: 0,
+    readerRounds: 0,
+    dispatched: 0,
+    timeouts: 0,
+    abandoned: 0,
+  };
   const onError = (err: unknown, where: string) => {
     if (!signal.aborted || where !== 'consumer') opts.onError?.(toError(err), where);
   };
@@ -158,13 +200,16 @@ export function createWorker(opts: WorkerOptions): Worker {
   let lastHeldBackCheck = Date.now();
   async function readerLoop(): Promise<void> {
     const interval = new AdaptiveInterval(20, maxPollMs);
+    // While committed messages wait behind a running transaction: its end notifies nobody.
+    const heldInterval = new AdaptiveInterval(20, Math.min(1000, maxPollMs));
+    const hint: ReaderHint = {};
     let errorDelay = 100;
     while (!signal.aborted) {
       try {
         const client = await connectGuarded(pool);
         let round: Awaited<ReturnType<typeof readerRound>>;
         try {
-          round = await readerRound(client, ctx, group, id, readerBatchSize);
+          round = await readerRound(client, ctx, group, id, readerBatchSize, hint);
         } catch (err) {
           client.release(toError(err));
           throw err;
@@ -184,8 +229,12 @@ export function createWorker(opts: WorkerOptions): Worker {
           const held = await heldBack(pool, ctx).catch(() => undefined);
           if (held) opts.onWarning(held);
         }
-        // Another process reads for the group: poll slowly, in case it dies.
-        await readerWake.wait(round.locked ? maxPollMs : interval.idle(), signal);
+        if (!round.held) heldInterval.busy();
+        // Another process reads for the group: poll slowly, in case it dies. Never later than the
+        // idle pace; sooner while messages are held back.
+        const idle = interval.idle();
+        const wait = round.locked ? maxPollMs : round.held ? Math.min(idle, heldInterval.idle()) : idle;
+        await readerWake.wait(wait, signal);
       } catch (err) {
         onError(err, 'reader');
         await sleep(errorDelay, signal);
@@ -199,25 +248,22 @@ export function createWorker(opts: WorkerOptions): Worker {
     let errorDelay = 100;
     // Handlers run in spans, record metrics and get ctx.schedule (see instrumentSubscription).
     const bySub = new Map<string, ResolvedSubscription>(subs.map((s) => [s.name, instrumentSubscription(s)]));
-    // A claim whose last write failed (database away): its lease is handed back as soon as the
-    // database answers again, rather than leaving the stream idle until the lease expires.
-    let unreleased: ClaimedCheckpoint | undefined;
+    // Leases this consumer may still hold without a holder working under them: a claim whose reply
+    // was lost (it may have committed), or a claim whose last write failed. Handed back as soon as
+    // the database answers again, rather than leaving their streams idle until the lease expires.
+    const unreleased = new Set<string>();
     while (!signal.aborted) {
-      let claim: ClaimedCheckpoint | undefined;
+      let leaseId: string | undefined;
       try {
-        if (unreleased) {
-          await completeCheckpoint(pool, ctx, unreleased, unreleased.streamPosition);
-          unreleased = undefined;
+        for (const lost of unreleased) {
+          await releaseLease(pool, ctx, { group: group.name, workerId: id, leaseId: lost });
+          unreleased.delete(lost);
         }
-        claim = await claimCheckpoint(pool, ctx, {
-          group: group.name,
-          subscriptions: subNames,
-          batchSizes,
-          workerId: id,
-          leaseMs,
-        });
+        leaseId = randomUUID();
+        const claim = await claims.claim(leaseId);
         errorDelay = 100;
         if (!claim) {
+          leaseId = undefined;
           await consumerWake.wait(interval.idle(), signal);
           continue;
         }
@@ -227,11 +273,24 @@ export function createWorker(opts: WorkerOptions): Worker {
         consumerWake.wake();
         const sub = bySub.get(claim.subscription)!;
         const result = await processCheckpoint(
-          { pool, ctx, store, sub, messages: opts.config.messages, leaseMs, signal },
+          {
+            pool,
+            ctx,
+            store,
+            sub,
+            messages: opts.config.messages,
+            leaseMs,
+            signal,
+            force: force.signal,
+            complete,
+          },
           claim,
         );
+        leaseId = undefined;
         stats.processed += result.handled;
         if (result.error) stats.failures++;
+        if (result.error instanceof HandlerTimeoutError) stats.timeouts++;
+        else if (result.abandoned) stats.abandoned++;
         opts.onProcessed?.({
           group: group.name,
           subscription: claim.subscription,
@@ -243,7 +302,7 @@ export function createWorker(opts: WorkerOptions): Worker {
           ...(result.error ? { error: result.error } : {}),
         });
       } catch (err) {
-        if (claim) unreleased = claim;
+        if (leaseId) unreleased.add(leaseId);
         onError(err, 'consumer');
         await sleep(errorDelay, signal);
         errorDelay = Math.min(errorDelay * 2, 5000);
@@ -257,6 +316,7 @@ export function createWorker(opts: WorkerOptions): Worker {
       await sleep(heartbeatMs, signal);
       if (signal.aborted) break;
       await heartbeat(pool, ctx, record).catch((err) => onError(err, 'heartbeat'));
+      await register().catch((err) => onError(err, 'heartbeat'));
     }
   }
 
@@ -268,9 +328,22 @@ export function createWorker(opts: WorkerOptions): Worker {
     }
   }
 
+  // Re-registered at every heartbeat: keeps this process's definitions alive, takes a subscription
+  // over once the definition in charge has no live process left, and says what changed (once).
+  const told = new Map<string, string>();
+  async function register(): Promise<void> {
+    const r = await registerSubscriptions(pool, ctx, group, { workerId: id, aliveMs: 12 * heartbeatMs });
+    for (const { subscription, text } of registrationNotices(group, r, told)) {
+      opts.onWarning?.(text);
+      told.set(subscription, text);
+    }
+  }
+
   async function doStart(): Promise<void> {
     try {
-      await registerSubscriptions(pool, ctx, group);
+      // A restored database's ids ahead of the server's counter would leave every reader blind.
+      await assertTransactionIdsBehindCounter(pool, ctx);
+      await register();
       await heartbeat(pool, ctx, { id, host: hostname(), pid: process.pid, group: group.name, concurrency });
     } catch (err) {
       const state = sqlStateOf(err);
@@ -300,20 +373,42 @@ export function createWorker(opts: WorkerOptions): Worker {
     for (const service of opts.services ?? []) loops.push(runService(service));
   }
 
-  async function doStop(): Promise<void> {
-    controller.abort();
+  async function drainAndClean(): Promise<void> {
     await started?.catch(() => undefined);
     await Promise.all(loops);
+    await claims.close();
+    await completions.close();
     await dispatchNotify.flush();
     // Consumers released their own leases; this catches one whose last write failed.
     await releaseWorkerLeases(pool, ctx, id).catch((err) => opts.onError?.(toError(err), 'stop'));
     await removeWorker(pool, ctx, id).catch((err) => opts.onError?.(toError(err), 'stop'));
+    await unregisterRunner(pool, ctx, id).catch((err) => opts.onError?.(toError(err), 'stop'));
     await store.close();
+  }
+
+  async function doStop(): Promise<void> {
+    controller.abort();
+    const forceTimer = setTimeout(() => force.abort(), drainTimeoutMs);
+    // After the drain timeout the consumers write their last word (abandoned handlers release their
+    // leases) within a grace; nothing, not even a database that stopped answering, holds stop() longer.
+    // Leases not released by then expire on their own.
+    let graceTimer: NodeJS.Timeout | undefined;
+    const bounded = new Promise<void>((resolve) => {
+      force.signal.addEventListener('abort', () => {
+        graceTimer = setTimeout(resolve, STOP_GRACE_MS);
+      });
+    });
+    const cleaned = drainAndClean().catch((err) => opts.onError?.(toError(err), 'stop'));
+    await Promise.race([cleaned, bounded]);
+    clearTimeout(forceTimer);
+    clearTimeout(graceTimer);
   }
 
   return {
     id,
     group: group.name,
+    pool,
+    schema,
     start() {
       if (stopped) return Promise.reject(new InvalidInputError('This worker was stopped; create a new one.'));
       started ??= doStart();

@@ -1,15 +1,21 @@
-import type { HandlerContext, ResolvedSubscription } from '../config/types.js';
+import type { HandlerContext, ResolvedSubscription, WorkerHandlerContext } from '../config/types.js';
+import { handlerEnqueue } from '../queues/enqueue.js';
 import { handlerScheduling } from '../scheduling/scheduleMessage.js';
 import type { RecordedMessage } from '../store/types.js';
 import { instrumentHandlerCall } from './instrumentHandler.js';
 import type { BeckettMetrics } from './metrics.js';
 
-function withScheduling(ctx: HandlerContext, cause: RecordedMessage, subscription: string): HandlerContext {
+function withScheduling(
+  ctx: WorkerHandlerContext,
+  cause: RecordedMessage,
+  subscription: string,
+): HandlerContext {
   const s = handlerScheduling(ctx.store, cause, { subscription, client: ctx.client });
   return {
     ...ctx,
     schedule: (stream, message, when) => s.schedule(stream, message, when),
     cancelScheduled: (id) => s.cancelScheduled(id),
+    enqueue: handlerEnqueue(ctx.store, cause, { who: subscription, client: ctx.client }),
   };
 }
 
@@ -23,7 +29,7 @@ export function instrumentSubscription(
   opts: { metrics?: BeckettMetrics } = {},
 ): ResolvedSubscription {
   const { handler, batchHandler } = sub;
-  const info = (ctx: HandlerContext, messages: RecordedMessage[]) => ({
+  const info = (ctx: WorkerHandlerContext, messages: RecordedMessage[]) => ({
     group: sub.group,
     subscription: sub.name,
     attempt: ctx.attempt,

@@ -23,6 +23,32 @@ export interface SubscriptionSample {
 /** Where lag and failed checkpoints come from (the worker passes a query over its tables). */
 export type SubscriptionSampler = () => Promise<SubscriptionSample[]>;
 
+/** The transaction holding every gap-safe reader back (store/readLog.ts oldestOpenTransaction). */
+export interface BlockingSample {
+  pid: number;
+  ageSeconds: number;
+  applicationName: string;
+  database: string | null;
+  query: string;
+  /** beckett's own transaction, or a foreign one. */
+  own: boolean;
+}
+
+/** One queue's gauges (src/queues/queueOperations.ts listQueues). */
+export interface QueueSample {
+  queue: string;
+  ready: number;
+  inFlight: number;
+  delayed: number;
+  waitingOnKey: number;
+  dead: number;
+  oldestAgeSeconds: number;
+  readyAgeSeconds: number;
+}
+export type QueueSampler = () => Promise<QueueSample[]>;
+
+export type BlockingSampler = () => Promise<BlockingSample | undefined>;
+
 export const MetricName = {
   processed: 'beckett.messages.processed',
   handlerDuration: 'beckett.handler.duration',
@@ -30,9 +56,76 @@ export const MetricName = {
   handlerErrors: 'beckett.handler.errors',
   lag: 'beckett.subscription.lag',
   failedCheckpoints: 'beckett.checkpoints.failed',
+  blockingTransactionAge: 'beckett.blocking_transaction.age',
   scheduledDelivered: 'beckett.scheduled.delivered',
   recurringDelivered: 'beckett.recurring.delivered',
+  queueReady: 'beckett.queue.ready',
+  queueInFlight: 'beckett.queue.in_flight',
+  queueDelayed: 'beckett.queue.delayed',
+  queueWaitingOnKey: 'beckett.queue.waiting_on_key',
+  queueDead: 'beckett.queue.dead_letters',
+  queueOldestAge: 'beckett.queue.oldest_age',
+  queueReadyAge: 'beckett.queue.ready_age',
 } as const;
+
+/** The queue gauges: OpenTelemetry name, Prometheus name, help, unit, and the sample's value. */
+const QUEUE_GAUGES: {
+  name: string;
+  prom: string;
+  help: string;
+  unit: string;
+  value: (q: QueueSample) => number;
+}[] = [
+  {
+    name: MetricName.queueReady,
+    prom: 'beckett_queue_ready',
+    help: 'Jobs a worker may take now',
+    unit: '{job}',
+    value: (q) => q.ready,
+  },
+  {
+    name: MetricName.queueInFlight,
+    prom: 'beckett_queue_in_flight',
+    help: 'Jobs delivered and not acked',
+    unit: '{job}',
+    value: (q) => q.inFlight,
+  },
+  {
+    name: MetricName.queueDelayed,
+    prom: 'beckett_queue_delayed',
+    help: 'Jobs waiting for their time or a retry',
+    unit: '{job}',
+    value: (q) => q.delayed,
+  },
+  {
+    name: MetricName.queueWaitingOnKey,
+    prom: 'beckett_queue_waiting_on_key',
+    help: 'Jobs waiting behind an earlier job of their key',
+    unit: '{job}',
+    value: (q) => q.waitingOnKey,
+  },
+  {
+    name: MetricName.queueDead,
+    prom: 'beckett_queue_dead_letters',
+    help: 'Jobs in the dead letters',
+    unit: '{job}',
+    value: (q) => q.dead,
+  },
+  {
+    name: MetricName.queueOldestAge,
+    prom: 'beckett_queue_oldest_age_seconds',
+    help: 'Age of the oldest job not done',
+    unit: 's',
+    value: (q) => q.oldestAgeSeconds,
+  },
+  {
+    name: MetricName.queueReadyAge,
+    prom: 'beckett_queue_ready_age_seconds',
+    help: 'How long the oldest ready job has waited for a worker',
+    unit: 's',
+    value: (q) => q.readyAgeSeconds,
+  },
+];
 
 /** Handler duration histogram bounds, in seconds. */
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -66,10 +159,27 @@ export class BeckettMetrics {
   readonly #counters = new Map<string, Map<string, { labels: Labels; value: number }>>();
   readonly #histograms = new Map<string, { labels: Labels; state: HistogramState }>();
   #sampler: SubscriptionSampler | undefined;
+  #blockingSampler: BlockingSampler | undefined;
+  #queueSampler: QueueSampler | undefined;
+
+  /** Set the source of the queue gauges (depth, in flight, dead, ages; src/queues/). */
+  setQueueSampler(sampler: QueueSampler | undefined): void {
+    this.#queueSampler = sampler;
+  }
 
   /** Set the source of lag and failed-checkpoint gauges. */
   setSubscriptionSampler(sampler: SubscriptionSampler | undefined): void {
     this.#sampler = sampler;
+  }
+
+  /** Set the source of the blocking-transaction gauge. */
+  setBlockingSampler(sampler: BlockingSampler | undefined): void {
+    this.#blockingSampler = sampler;
+  }
+
+  /** The transaction holding readers back now, if any (none without a sampler). */
+  async blocking(): Promise<BlockingSample | undefined> {
+    return this.#blockingSampler ? this.#blockingSampler() : undefined;
   }
 
   // The metrics API has no proxy provider: instruments made before the SDK registers stay no-ops,
@@ -86,6 +196,14 @@ export class BeckettMetrics {
       description: 'Checkpoints in status failed',
       unit: '{checkpoint}',
     });
+    const blocking = meter.createObservableGauge(MetricName.blockingTransactionAge, {
+      description: 'Age of the transaction holding every gap-safe reader back',
+      unit: 's',
+    });
+    const queueGauges = QUEUE_GAUGES.map((g) => ({
+      gauge: meter.createObservableGauge(g.name, { description: g.help, unit: g.unit }),
+      value: g.value,
+    }));
     meter.addBatchObservableCallback(
       async (result) => {
         for (const s of await this.sample()) {
@@ -93,8 +211,14 @@ export class BeckettMetrics {
           result.observe(lag, s.lag, attrs);
           result.observe(failed, s.failedCheckpoints, attrs);
         }
+        for (const q of await this.sampleQueues()) {
+          const attrs = { 'beckett.queue': q.queue };
+          for (const g of queueGauges) result.observe(g.gauge, g.value(q), attrs);
+        }
+        const b = await this.blocking();
+        if (b) result.observe(blocking, b.ageSeconds, blockerAttributes(b, 'beckett.blocking.'));
       },
-      [lag, failed],
+      [lag, failed, blocking, ...queueGauges.map((g) => g.gauge)],
     );
     this.#instruments = {
       provider,
@@ -123,9 +247,14 @@ export class BeckettMetrics {
         description: 'Occurrences of recurring messages appended',
         unit: '{message}',
       }),
-      gauges: [lag, failed],
+      gauges: [lag, failed, blocking, ...queueGauges.map((g) => g.gauge)],
     };
     return this.#instruments;
+  }
+
+  /** The queues' depth, in flight, dead letters and ages now (empty without a sampler). */
+  async sampleQueues(): Promise<QueueSample[]> {
+    return this.#queueSampler ? this.#queueSampler() : [];
   }
 
   /** The subscriptions' lag and failed checkpoints now (empty without a sampler). */
@@ -237,8 +366,35 @@ export class BeckettMetrics {
     };
     gauge(MetricName.lag, 'Messages not yet processed by a subscription.', (s) => s.lag);
     gauge(MetricName.failedCheckpoints, 'Checkpoints in status failed.', (s) => s.failedCheckpoints);
+
+    const queues = await this.sampleQueues();
+    if (queues.length > 0)
+      for (const g of QUEUE_GAUGES) {
+        out.push(`# HELP ${g.prom} ${g.help}.`, `# TYPE ${g.prom} gauge`);
+        for (const q of queues) out.push(`${g.prom}${formatLabels({ queue: q.queue })} ${g.value(q)}`);
+      }
+
+    // One series at most: the oldest transaction holding a transaction id, named so that an alert
+    // says whose it is (origin="own" is beckett's: a handler, an append in a caller's transaction).
+    const blocker = await this.blocking();
+    const prom = promName(MetricName.blockingTransactionAge, '_seconds');
+    out.push(
+      `# HELP ${prom} Age of the oldest transaction holding every gap-safe reader back (absent when none is).`,
+      `# TYPE ${prom} gauge`,
+    );
+    if (blocker) out.push(`${prom}${formatLabels(blockerAttributes(blocker, ''))} ${blocker.ageSeconds}`);
     return `${out.join('\n')}\n`;
   }
+}
+
+function blockerAttributes(b: BlockingSample, prefix: string): Labels {
+  return {
+    [`${prefix}pid`]: String(b.pid),
+    [`${prefix}origin`]: b.own ? 'own' : 'foreign',
+    [`${prefix}application_name`]: b.applicationName,
+    [`${prefix}database`]: b.database ?? '',
+    [`${prefix}query`]: b.query.replace(/\s+/g, ' ').slice(0, 200),
+  };
 }
 
 function promName(name: string, suffix: string): string {

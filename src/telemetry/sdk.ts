@@ -1,4 +1,5 @@
 import { context, metrics, trace } from '@opentelemetry/api';
+import { BeckettError, ExitCode } from '../errors.js';
 
 export interface OtelSdk {
   /** Flush what is buffered and stop exporting. Idempotent. */
@@ -15,6 +16,35 @@ export interface OtelSdk {
 export async function startOtelSdk(
   opts: { serviceName?: string; metricIntervalMs?: number } = {},
 ): Promise<OtelSdk> {
+  try {
+    return await startSdk(opts);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') throw err;
+    // Optional dependencies: an install with --omit=optional leaves the SDK out.
+    throw new BeckettError(
+      'OTEL_SDK_UNAVAILABLE',
+      `OTEL_EXPORTER_OTLP_ENDPOINT is set, but the OpenTelemetry SDK is not installed (${(err as Error).message.split('\n')[0]}).`,
+      {
+        exitCode: ExitCode.config,
+        hint: `Install it (npm install ${SDK_PACKAGES.join(' ')}), or unset OTEL_EXPORTER_OTLP_ENDPOINT.`,
+        cause: err,
+      },
+    );
+  }
+}
+
+/** The SDK packages: optional dependencies of beckett, loaded only when exporting. */
+const SDK_PACKAGES = [
+  '@opentelemetry/sdk-trace-base',
+  '@opentelemetry/sdk-metrics',
+  '@opentelemetry/resources',
+  '@opentelemetry/exporter-trace-otlp-http',
+  '@opentelemetry/exporter-metrics-otlp-http',
+  '@opentelemetry/context-async-hooks',
+];
+
+async function startSdk(opts: { serviceName?: string; metricIntervalMs?: number }): Promise<OtelSdk> {
   const [
     { BasicTracerProvider, BatchSpanProcessor },
     { MeterProvider, PeriodicExportingMetricReader },

@@ -176,7 +176,7 @@ describe('es tail', () => {
   it('exits 2 on a bad --from or stream name', async () => {
     const time = await es(['--schema', db.schema, 'tail', 'order', '--from', 'yesterday'], { env });
     expect(time.exitCode).toBe(2);
-    expect(String(time.stderr)).toMatch(/--from must be a position \(an integer\) or an ISO 8601 time/);
+    expect(String(time.stderr)).toMatch(/--from must be a position \(an integer\) or a valid ISO 8601 time/);
     const name = await es(['--schema', db.schema, 'tail', 'bad name', '--no-follow'], { env });
     expect(name.exitCode).toBe(2);
     expect(String(name.stderr)).toMatch(/Invalid stream name/);

@@ -41,7 +41,7 @@ export async function allocate(_m: unknown, _ctx: HandlerContext): Promise<void>
       types: ['order_item_added'],
     });
     expect(cfg.groups.get('Inventory')?.concurrency).toBe(2);
-  });
+  }, 180_000); // jiti transpiles all of src/ here (the alias points at src/index.ts): slow on a loaded machine
 
   it('loads an .mjs config and an explicit --config path', async () => {
     const dir = project({ 'conf/other.mjs': `export default { database: { schema: 'other' } };` });
@@ -87,6 +87,19 @@ export async function allocate(_m: unknown, _ctx: HandlerContext): Promise<void>
     expect(msg).toContain('groups.G.subscriptions.s2.handler: expected a function (or give batchHandler)');
     expect(msg).toContain('extra: unknown key');
     expect((err as ConfigError).exitCode).toBe(3);
+  });
+
+  it('refuses a group with no subscriptions (it would mark every subscription of the group unknown)', () => {
+    const err = (() => {
+      try {
+        resolveConfig({ groups: { G: { subscriptions: {} } } });
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err?.message).toContain('groups.G.subscriptions: expected at least one subscription');
+    expect(err?.message).toContain('remove it from groups');
   });
 
   it('never echoes a database URL (it may hold a password)', () => {

@@ -436,7 +436,7 @@ describe('one message at an exact version (the single INSERT guarded by the cond
       ),
     );
     for (const b of blocked) b.catch(() => undefined);
-    const ids = appendLocks(db.schema, onCourse('blocker'), []).ids;
+    const ids = appendLocks(onCourse('blocker'), []).keys;
     await until(async () => (await queuedAppends(ids)) === 2, 'both slots waiting for the holder');
     const query = onCourse('one-pool');
     const racing = Promise.allSettled(
@@ -514,7 +514,7 @@ async function raceRounds(stores: MessageStore[], gate: pg.Client): Promise<void
         ),
       ),
     );
-    const ids = appendLocks(db.schema, query, []).ids;
+    const ids = appendLocks(query, []).keys;
     await until(async () => (await queuedAppends(ids)) === 10, 'ten appends queued behind the gate');
     await gate.query('COMMIT');
     const results = await racing;
@@ -529,15 +529,16 @@ async function raceRounds(stores: MessageStore[], gate: pg.Client): Promise<void
   }
 }
 
-/** Backends waiting for this schema's messages table, or for one of the advisory locks `ids`. */
-async function queuedAppends(ids: string[]): Promise<number> {
+/** Backends waiting for this schema's messages table, or for one of the advisory locks of `keys`. */
+async function queuedAppends(keys: string[]): Promise<number> {
   return count(
     `SELECT count(DISTINCT l.pid) AS n FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
       WHERE NOT l.granted
         AND ((l.locktype = 'relation' AND c.relname = 'messages' AND c.relnamespace = '"$S"'::regnamespace)
           OR (l.locktype = 'advisory' AND l.objsubid = 1
-              AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($1::bigint[])))`,
-    [ids],
+              AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY(
+                    SELECT "$S".lock_id(k) FROM unnest($1::text[]) AS k)))`,
+    [keys],
   );
 }
 
@@ -624,5 +625,42 @@ describe('course capacity race', () => {
         ]),
       ).toBe(STUDENT_LIMIT);
     }
+  });
+});
+
+describe('appendWithCondition on a store bound to a transaction', () => {
+  it("runs in that transaction: a rollback leaves nothing, for the pipelined single append and the function's shapes", async () => {
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const bound = db.store.withTransaction(client);
+      const query = Query.of({ types: ['TxBound'], tags: ['tx:1'] });
+      // One message, exact version: the pipelined gated INSERT.
+      await appendWithCondition(
+        bound,
+        [
+          {
+            stream: 'txb-1',
+            expectedVersion: 'no_stream',
+            messages: { type: 'TxBound', data: {}, tags: ['tx:1'] },
+          },
+        ],
+        { failIfEventsMatch: query },
+      );
+      // Two streams: append_with_condition().
+      await appendWithCondition(bound, [
+        { stream: 'txb-2', messages: { type: 'TxBound', data: {} } },
+        { stream: 'txb-3', messages: { type: 'TxBound', data: {} } },
+      ]);
+      // Inside the transaction, it is there.
+      const inside = await client.query(
+        `SELECT count(*)::int AS n FROM "${db.schema}".messages WHERE stream_name LIKE 'txb-%'`,
+      );
+      expect(inside.rows[0].n).toBe(3);
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+    for (const s of ['txb-1', 'txb-2', 'txb-3']) expect(await db.store.streamVersion(s)).toBe(0);
   });
 });

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendWithCondition } from '../../src/consistency/conditionalAppend.js';
-import { lockId } from '../../src/consistency/lockKeys.js';
 import { Query } from '../../src/consistency/query.js';
 import { readByQuery } from '../../src/consistency/readByQuery.js';
 import { migrate } from '../../src/db/migrate.js';
@@ -101,11 +100,21 @@ describe('message_tags', () => {
     }
   });
 
-  it('hashes lock keys per schema, the same in every process', () => {
-    expect(lockId('s1', 'k')).toBe(lockId('s1', 'k'));
-    expect(lockId('s1', 'k')).not.toBe(lockId('s2', 'k'));
-    expect(lockId('s1', 'k')).not.toBe(lockId('s1', 'k2'));
-    // A fixed value: a change of the hash would let old and new clients take different locks.
-    expect(lockId('beckett', 't=seat_taken\u001fg=course:c1')).toBe(-7518316041823490486n);
+  it('hashes lock keys per schema, in the database, the same for every writer', async () => {
+    const id = async (schema: string, key: string) =>
+      (
+        await db.pool.query<{ id: string }>(
+          `SELECT hashtextextended('beckett.dcb:"' || $1 || '":' || $2, 0)::text AS id`,
+          [schema, key],
+        )
+      ).rows[0]!.id;
+    const { rows } = await db.pool.query<{ id: string }>(`SELECT "${db.schema}".lock_id($1)::text AS id`, [
+      't=seat_taken\u001fg=course:c1',
+    ]);
+    expect(rows[0]!.id).toBe(await id(db.schema, 't=seat_taken\u001fg=course:c1'));
+    expect(await id(db.schema, 'k')).not.toBe(await id('other', 'k'));
+    expect(await id(db.schema, 'k')).not.toBe(await id(db.schema, 'k2'));
+    // A fixed value: a change of the hash would let old and new writers take different locks.
+    expect(await id('beckett', 't=seat_taken\u001fg=course:c1')).toBe('-3328533395354814405');
   });
 });

@@ -5,6 +5,7 @@ import { migrate } from '../../src/db/migrate.js';
 import { createPool } from '../../src/db/pool.js';
 import type { MessageStoreOptions } from '../../src/store/messageStore.js';
 import { createMessageStore, type MessageStore } from '../../src/store/messageStore.js';
+import { until } from './until.js';
 
 export const databaseUrl = (): string => inject('databaseUrl');
 
@@ -84,4 +85,25 @@ export async function setupDb(prefix = 't', opts: { poolSize?: number } = {}): P
       await pool.end();
     },
   };
+}
+
+/**
+ * Wait until every transaction committed before this call is readable by the gap-safe reads
+ * (readAll, readCategory, SSE, workers): the cluster's oldest running transaction id has passed a
+ * fresh one taken now. Another test's open transaction, in any schema or database of the same
+ * server, holds gap-safe reads back until it ends; assertions about "the head" wait for this first.
+ */
+export async function untilCommittedReadable(pool: pg.Pool, ms = 60_000): Promise<void> {
+  const { rows } = await pool.query<{ x: string }>('SELECT pg_current_xact_id()::text AS x');
+  const x = rows[0]!.x;
+  await until(
+    async () =>
+      (
+        await pool.query<{ ok: boolean }>('SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8 AS ok', [
+          x,
+        ])
+      ).rows[0]!.ok,
+    `transactions before ${x} to end`,
+    ms,
+  );
 }

@@ -106,6 +106,7 @@ describe('lagSnapshot', () => {
               behind: 0,
               undispatched: 0,
               undispatchedCapped: false,
+              checkpointsCapped: false,
               streamsBehind: 0,
               oldestUnprocessedAgeSeconds: null,
               retry: 0,

@@ -77,7 +77,9 @@ describe('retention', () => {
       subscriptions: subscriptionFilters(config),
     });
     expect(applied.policies[0]).toMatchObject({ deleted: 2, protected: 2 });
-    expect(applied.policies[0]?.batches).toBe(3); // 1 + 1 + the empty one that ends the loop
+    // Batches walk the log in windows of batchSize messages: 5 windows of 1, and the empty one that
+    // ends the loop.
+    expect(applied.policies[0]?.batches).toBe(6);
     expect(await positions('order-1')).toEqual([3, 4, 5]);
 
     const forced = await applyRetention(db.pool, ctx, keepOne, {

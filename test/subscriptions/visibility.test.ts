@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { claimCheckpoint } from '../../src/subscriptions/claimCheckpoint.js';
-import { heldBack, runReaderRound } from '../../src/subscriptions/globalReader.js';
+import { heldBack, runReaderRound, tryLockReader } from '../../src/subscriptions/globalReader.js';
 import { registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
+import { fingerprintOf } from '../../src/subscriptions/subscriptionDefinition.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 import { configWith, delay, startWorker, until } from './helpers.js';
 
@@ -42,6 +43,41 @@ describe('log visibility, reader exclusivity, crashed leases', () => {
     expect(seen.sort()).toEqual(['lot-a@1', 'lot-b@1']);
   });
 
+  it('picks up messages held back by an open transaction as soon as it ends, without a notification or the slow poll', async () => {
+    const seen: string[] = [];
+    const config = configWith(db.schema, {
+      held: { category: 'held', handler: (m) => void seen.push(`${m.streamName}@${m.streamPosition}`) },
+    });
+    // The polling backstop is a minute: only the reader's own "held back" retry can bring these in.
+    const w = startWorker(db, config, { maxPollMs: 60_000 });
+    await w.start();
+    try {
+      await until(async () => {
+        const { rows } = await db.pool.query(
+          `SELECT 1 FROM ${db.schema}.subscriptions WHERE group_name = 'G' AND status = 'active'`,
+        );
+        return rows.length > 0;
+      }, 'the subscription to become active');
+      // A transaction that writes nothing here but holds a transaction id (a report, another
+      // schema's work, a transactional handler elsewhere): its end sends no notification.
+      const holder = await db.client();
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_current_xact_id()');
+      // Idle long enough for the reader's wait to have grown to 10 s (20 ms doubling per idle round).
+      await until(() => w.stats().readerRounds >= 9, 'the reader to go idle');
+      const rounds = w.stats().readerRounds;
+      await db.store.append('held-1', { type: 't', data: {} });
+      // The append's notification wakes the reader, which reads nothing final yet.
+      await until(() => w.stats().readerRounds > rounds, 'a reader round after the append');
+      expect(seen).toEqual([]);
+      await holder.query('COMMIT');
+      await until(() => seen.length >= 1, "the held message, well before the idle reader's next poll", 8_000);
+      expect(seen).toEqual(['held-1@1']);
+    } finally {
+      await w.stop();
+    }
+  });
+
   it('runs one global reader per group at a time: a second one finds the group locked', async () => {
     const config = configWith(db.schema, { rx: { category: 'rx', handler: () => undefined } });
     const group = config.groups.get('G')!;
@@ -50,7 +86,7 @@ describe('log visibility, reader exclusivity, crashed leases', () => {
     await db.store.append('rx-1', { type: 't', data: {} });
     const holder = await db.client();
     await holder.query('BEGIN');
-    await holder.query(`SELECT 1 FROM "${db.schema}".subscription_groups WHERE name = 'G' FOR UPDATE`);
+    expect(await tryLockReader(holder, ctx, 'G')).toBe(true);
     const blocked = await runReaderRound(db.pool, ctx, group, 'second');
     expect(blocked).toMatchObject({ locked: true, dispatched: 0 });
     await holder.query('ROLLBACK');
@@ -86,6 +122,7 @@ describe('log visibility, reader exclusivity, crashed leases', () => {
       group: 'G',
       subscriptions: ['cr'],
       batchSizes: [100],
+      fingerprints: [fingerprintOf(group.subscriptions.get('cr')!)],
       workerId: 'ghost',
       leaseMs: 2000,
     });
@@ -119,7 +156,13 @@ describe('log visibility, reader exclusivity, crashed leases', () => {
           onUnmappedType: 'raw',
           handler: (m) => void raw.push(m.type),
         },
-        fl: { category: 'um', types: ['known', 'stranger'], maxRetries: 0, handler: () => undefined },
+        fl: {
+          category: 'um',
+          types: ['known', 'stranger'],
+          onUnmappedType: 'fail',
+          maxRetries: 0,
+          handler: () => undefined,
+        },
       },
       { messages: { known: {} } },
     );

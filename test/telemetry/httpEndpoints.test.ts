@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/validate.js';
 import { InvalidInputError } from '../../src/errors.js';
+import { startHttpEndpoints } from '../../src/host/httpEndpoints.js';
+import { startWorkerExtras } from '../../src/host/workerExtras.js';
 import { createWorker } from '../../src/subscriptions/workerRuntime.js';
-import { startHttpEndpoints } from '../../src/telemetry/httpEndpoints.js';
 import { BeckettMetrics } from '../../src/telemetry/metrics.js';
-import { startWorkerExtras } from '../../src/telemetry/workerExtras.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 
 let db: TestDb;

@@ -19,13 +19,20 @@ export function registerDemo(program: Command): void {
       'after',
       `
 Examples:
-  $ es demo                         embedded database, schema beckett_demo
+  $ es demo                         embedded database, schema beckett
   $ es demo --schema shop --orders 10
 
-It migrates the schema, appends order_item_added messages to order-<n> streams, runs the
-InventoryAllocation group of the shipped example (beckett.config.example.ts) in this process until
-every item is allocated (inventory_allocated in inventory-<product>), prints what happened and
-stops the worker cleanly.`,
+It migrates the schema, appends order_item_added messages to orders-<n> streams (the category
+orders), runs the InventoryAllocation group of the shipped example (beckett.config.example.ts) in
+this process until every item is allocated (inventory_allocated in inventory-<product>), prints
+what happened and stops the worker cleanly. Then, in the same folder:
+  $ npx es tail orders --from 0 --exit-at-end   the demo's orders
+  $ npx es worker --group InventoryAllocation   the same group (without a beckett.config.ts, es
+                                                worker uses beckett.config.example.ts beside it)
+  $ npx es lag
+
+The schema is the one every other command uses (the config's, default beckett), except in a
+project with a config of its own, where the demo keeps to beckett_demo.`,
     )
     .action(async (opts: DemoFlags, cmd: Command) => {
       const globals = cmd.optsWithGlobals<GlobalOptions>();
@@ -43,7 +50,13 @@ stops the worker cleanly.`,
       // dist/cli/commands/demo.js (or src/...) -> the package root.
       const examplePath = fileURLToPath(new URL('../../../beckett.config.example.ts', import.meta.url));
       const example = await loadConfig({ path: examplePath });
-      const schema = globals.schema ?? 'beckett_demo';
+      // Where `es tail orders`, `es worker`, `es lag` look without flags: the config's schema, unless
+      // the folder has a config of its own (the demo's orders stay out of the application's schema).
+      const { basename } = await import('node:path');
+      const { EXAMPLE_CONFIG } = await import('../../config/load.js');
+      const here = await loadConfig(globals.config ? { path: globals.config } : {});
+      const ownConfig = here.path !== undefined && basename(here.path) !== EXAMPLE_CONFIG;
+      const schema = globals.schema ?? (ownConfig ? 'beckett_demo' : here.database.schema);
       await withContext({ ...globals, schema }, { poolSize: 12 }, async (ctx) => {
         print(
           `Database ${ctx.source === 'embedded' ? '(embedded) ' : ''}${maskUrl(ctx.url)}, schema ${schema}`,
@@ -56,7 +69,7 @@ stops the worker cleanly.`,
         const appended: { id: string; stream: string; productId: string; quantity: number }[] = [];
         for (let n = 1; n <= orders; n++) {
           const orderId = `${run}${n}`;
-          const stream = `order-${orderId}`;
+          const stream = `orders-${orderId}`;
           const items = [0, 1].map((i) => ({
             productId: PRODUCTS[(n + i) % PRODUCTS.length]!,
             quantity: ((n + i) % 3) + 1,
@@ -121,8 +134,16 @@ stops the worker cleanly.`,
           await worker.stop();
           await store.close();
         }
+        print(`Done: ${found.size} items allocated in ${Date.now() - started} ms; worker stopped.`);
+        const flag = schema === here.database.schema ? '' : ` --schema ${schema}`;
         print(
-          `Done: ${found.size} items allocated in ${Date.now() - started} ms; worker stopped. Inspect with: es read inventory-p1 --schema ${schema}`,
+          [
+            'Next, try:',
+            `  npx es tail orders --from 0 --exit-at-end${flag}   the orders above`,
+            `  npx es read inventory-p1${flag}                     one product's allocations`,
+            `  npx es worker --group InventoryAllocation${flag}   run the group yourself (Ctrl-C stops)`,
+            `  npx es lag${flag}                                   live lag of the group`,
+          ].join('\n'),
         );
       });
     });

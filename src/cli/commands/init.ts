@@ -24,12 +24,14 @@ Examples:
   $ es init                   beckett.config.ts + handlers/greet.ts
   $ es init --force           overwrite them
 
-Refuses (exit 2) to overwrite an existing file unless --force is given.`,
+Refuses (exit 2) to overwrite an existing file unless --force is given, and always refuses to
+write through a symbolic link.`,
     )
     .action(async (opts: InitFlags) => {
       const { existsSync } = await import('node:fs');
-      const { mkdir, readFile, writeFile } = await import('node:fs/promises');
-      const { dirname, resolve } = await import('node:path');
+      const { readFile } = await import('node:fs/promises');
+      const { resolve } = await import('node:path');
+      const { writeUserFile } = await import('../writeUserFile.js');
       const { InvalidInputError } = await import('../../errors.js');
       const { print } = await import('../output.js');
       const templates = new URL('../../../templates/', import.meta.url);
@@ -44,21 +46,43 @@ Refuses (exit 2) to overwrite an existing file unless --force is given.`,
       const written: string[] = [];
       for (const [from, to] of FILES) {
         const text = await readFile(new URL(from, templates), 'utf8');
-        const target = resolve(cwd, to);
-        await mkdir(dirname(target), { recursive: true });
-        await writeFile(target, text);
+        await writeUserFile(resolve(cwd, to), text, {
+          overwrite: Boolean(opts.force),
+          base: cwd,
+          flag: '--force',
+        });
         written.push(to);
+      }
+      // The embedded development server keeps its data in .beckett/: not for version control.
+      const gitignore = resolve(cwd, '.gitignore');
+      const ignored = existsSync(gitignore) ? await readFile(gitignore, 'utf8') : '';
+      const ignoresData = ignored
+        .split(/\r?\n/)
+        .some((l) => ['.beckett', '.beckett/', '/.beckett/'].includes(l.trim()));
+      if (!ignoresData) {
+        // Through writeUserFile too: a .gitignore that is a symbolic link is refused, not followed.
+        await writeUserFile(
+          gitignore,
+          `${ignored}${ignored === '' || ignored.endsWith('\n') ? '' : '\n'}.beckett/\n`,
+          { overwrite: true, base: cwd, flag: '--force' },
+        );
+        written.push('.gitignore');
       }
       if (opts.json) {
         print(JSON.stringify({ directory: cwd, files: written, overwritten: existing }));
         return;
       }
-      for (const f of written) print(`${existing.includes(f) ? 'overwrote' : 'created'} ${f}`);
+      for (const f of written)
+        print(
+          f === '.gitignore'
+            ? `${ignored === '' ? 'created' : 'updated'} .gitignore (.beckett/: the embedded server's data)`
+            : `${existing.includes(f) ? 'overwrote' : 'created'} ${f}`,
+        );
       print(`
 Next:
-  es migrate                                          create the tables
-  es worker --group Greetings                         run the example subscription
-  es append person-ada person_arrived '{"name":"Ada"}'
-  es tail greeting                                    watch what the handler writes`);
+  npx es migrate                                          create the tables
+  npx es worker --group Greetings                         run the example subscription
+  npx es append person-ada person_arrived '{"name":"Ada"}'
+  npx es tail greeting                                    watch what the handler writes`);
     });
 }

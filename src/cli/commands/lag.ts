@@ -10,7 +10,9 @@ interface LagFlags {
 export function registerLag(program: Command): void {
   program
     .command('lag')
-    .description('live view of subscription lag, throughput, retries, workers and blocking transactions')
+    .description(
+      'live view of subscription lag, throughput, retries, workers, blocking transactions and queues',
+    )
     .option('--group <name>', 'only this group')
     .option('--json', 'print one snapshot as JSON and exit')
     .option('--interval <ms>', 'refresh period', '1000')
@@ -23,8 +25,11 @@ Examples:
   $ watch -n5 'es lag --json | jq .blocking'
 
 Per subscription: lag (messages not handled yet), age of the oldest of them, messages/s, retry and
-failed checkpoints; per group: live workers and the global reader's position against the head; and
-a warning naming the backend (pid, age, query) when a long-open transaction holds readers back.
+failed checkpoints; per group: live workers and the global reader's position against the head; a
+warning naming the backend (pid, age, query) when a long-open transaction holds readers back; and,
+without --group, the queues: jobs ready, in flight, delayed, dead, the age of the oldest job not
+done and jobs completed per minute (red with dead letters, yellow when ready jobs wait over 10 s;
+see es queue list). The JSON lists the queues too.
 Not on a terminal (or with --json) it prints one snapshot as JSON.`,
     )
     .action(async (opts: LagFlags, cmd: Command) => {
@@ -35,7 +40,7 @@ Not on a terminal (or with --json) it prints one snapshot as JSON.`,
       const { lagSnapshot } = await import('../../operations/lagSnapshot.js');
       const { subscriptionFilters } = await import('../../operations/subscriptionFilters.js');
       const { assertSubscription } = await import('../../operations/subscriptionControl.js');
-      await withContext(globals, { poolSize: 4 }, async (ctx) => {
+      await withContext(globals, { poolSize: 4, readsLog: true }, async (ctx) => {
         const sql = ctx.store.sqlContext;
         if (opts.group) await assertSubscription(ctx.pool, sql, opts.group);
         const filters = subscriptionFilters(ctx.config);
@@ -44,9 +49,15 @@ Not on a terminal (or with --json) it prints one snapshot as JSON.`,
             subscriptions: filters,
             ...(opts.group ? { group: opts.group } : {}),
           });
+        const { listQueues } = await import('../../queues/queueOperations.js');
+        // Queues: depth, in flight, dead and ages (those of the config, and any with jobs).
+        const queues = () =>
+          opts.group
+            ? Promise.resolve([])
+            : listQueues(ctx.pool, sql, { include: [...ctx.config.queues.keys()] });
         if (opts.json || !process.stdout.isTTY || !process.stdin.isTTY) {
           const { print } = await import('../output.js');
-          print(JSON.stringify(await fetch()));
+          print(JSON.stringify({ ...(await fetch()), queues: await queues() }));
           return;
         }
         // Heavy imports only here, so that es --help and the JSON path stay fast.
@@ -58,7 +69,7 @@ Not on a terminal (or with --json) it prints one snapshot as JSON.`,
         ]);
         const app = render(
           createElement(LagApp, {
-            fetch,
+            fetch: async () => ({ ...(await fetch()), queues: await queues() }),
             intervalMs,
             retryFailed: async (group: string, subscription: string) =>
               (await retryCheckpoints(ctx.pool, sql, { group, subscription, status: 'failed' })).changed

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { assertTag, assertTypeName } from '../../validation/names.js';
 import type { GlobalOptions } from '../context.js';
 
 interface ReadFlags {
@@ -50,6 +51,8 @@ Examples:
       const limit = parsePositiveInt(opts.limit ?? '1000', '--limit');
       const types = opts.type ?? [];
       const tags = opts.tag ?? [];
+      for (const t of types) assertTypeName(t, '--type');
+      for (const t of tags) assertTag(t, ' (--tag)');
       const { withContext } = await import('../context.js');
       const { formatMessage } = await import('../formatMessage.js');
       const { messageToJson, print, useColor } = await import('../output.js');
@@ -68,7 +71,7 @@ Examples:
         const { Query } = await import('../../consistency/query.js');
         const query = Query.of({ types, tags });
         const { readStoreByQuery } = await import('../../consistency/readByQuery.js');
-        await withContext(globals, { poolSize: 2 }, async (ctx) => {
+        await withContext(globals, { poolSize: 2, readsLog: true }, async (ctx) => {
           const { messages, position } = await readStoreByQuery(ctx.store, query, {
             limit,
             ...(after !== undefined ? { after } : {}),
@@ -91,7 +94,7 @@ Examples:
       const from = opts.from === undefined ? undefined : parseNonNegativeInt(opts.from, '--from');
       (await import('../../store/messageStore.js')).checkStreamName(stream);
       await withContext(globals, { poolSize: 2 }, async (ctx) => {
-        const messages = await ctx.store.readStream(stream, {
+        const messages = await ctx.store.replica.readStream(stream, {
           limit,
           direction: opts.backward ? 'backward' : 'forward',
           ...(from !== undefined ? { from } : {}),

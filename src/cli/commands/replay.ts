@@ -36,7 +36,10 @@ Each stream with handled messages in the range goes back to just before its firs
 workers then handle that stream again, in order. With --to they stop at the range's last message
 and the checkpoint returns to where it was: later messages are not handled again (other messages of
 the stream that fall between the range's messages are, to keep its order; the result says how many).
-Without --to they go on up to where it was. Workers of the group must be running.
+Without --to they go on up to where it was. A replay started while another one of the same
+subscription still runs joins it: each range is handled again once, in stream order. A checkpoint
+whose lease expired is moved back too, and its late holder can no longer write over it.
+Workers of the group must be running.
 Exit 8 for an unknown group or subscription; 7 when a worker held a checkpoint throughout.`,
     )
     .action(async (opts: ReplayFlags, cmd: Command) => {
@@ -51,7 +54,7 @@ Exit 8 for an unknown group or subscription; 7 when a worker held a checkpoint t
       const { BeckettError, ExitCode } = await import('../../errors.js');
       const { print, warn } = await import('../output.js');
       const { setExitCode } = await import('../main.js');
-      await withContext(globals, { poolSize: 2 }, async (ctx) => {
+      await withContext(globals, { poolSize: 2, readsLog: true }, async (ctx) => {
         const sql = ctx.store.sqlContext;
         const types = ctx.config.groups.get(opts.group)?.subscriptions.get(opts.subscription)?.types;
         const r = await replay(
@@ -109,7 +112,8 @@ Exit 8 for an unknown group or subscription; 7 when a worker held a checkpoint t
             if (p.finished || p.failed.length > 0 || stopped.signal.aborted) {
               if (tty) process.stderr.write('\n');
               if (opts.json) print(JSON.stringify({ ...r, progress: p }));
-              else if (p.finished) print(`replay of ${name} done: ${p.done} messages handled again`);
+              else if (p.finished)
+                print(`replay of ${name} done: ${p.done} message${p.done === 1 ? '' : 's'} handled again`);
               else if (stopped.signal.aborted)
                 print(`stopped waiting at ${p.done}/${p.total}; the workers carry on with the replay`);
               if (p.failed.length > 0)

@@ -51,31 +51,14 @@ Exit 3 when the config has no retention policies (or an unknown --policy is name
     )
     .action(async (opts: ApplyFlags, cmd: Command) => {
       const globals = cmd.optsWithGlobals<GlobalOptions>();
-      const { withContext } = await import('../context.js');
-      const { ConfigError, NotFoundError } = await import('../../errors.js');
-      const { applyRetention, subscriptionFilters } = await import('../../retention/applyRetention.js');
+      const { withAdmin } = await import('../context.js');
       const { print, table } = await import('../output.js');
-      await withContext(globals, { poolSize: 2 }, async (ctx) => {
-        const all = ctx.config.retention.policies;
-        if (all.length === 0) {
-          throw new ConfigError(
-            `No retention policies in ${ctx.config.path ?? 'the config (no config file found)'}.`,
-            "Add retention: { policies: [{ category: 'order', maxAge: '90d' }] } to beckett.config.ts.",
-          );
-        }
-        const unknown = (opts.policy ?? []).filter((n) => !all.some((p) => p.name === n));
-        if (unknown.length > 0) {
-          throw new NotFoundError(
-            `Unknown retention polic${unknown.length > 1 ? 'ies' : 'y'}: ${unknown.join(', ')}.`,
-            `Known policies: ${all.map((p) => p.name).join(', ')}.`,
-          );
-        }
-        const policies = opts.policy ? all.filter((p) => opts.policy?.includes(p.name)) : all;
-        const result = await applyRetention(ctx.pool, ctx.store.sqlContext, policies, {
+      await withAdmin(globals, { poolSize: 2 }, async (admin) => {
+        // The rules (policies configured, names known) live in the admin API.
+        const result = await admin.applyRetention({
+          ...(opts.policy ? { policies: opts.policy } : {}),
           dryRun: opts.dryRun ?? false,
           force: opts.force ?? false,
-          batchSize: ctx.config.retention.batchSize,
-          subscriptions: subscriptionFilters(ctx.config),
         });
         if (opts.json) {
           print(JSON.stringify(result));

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { ChangeResult } from '../../operations/retryCheckpoints.js';
 import type { GlobalOptions } from '../context.js';
 import { parseStatus } from './checkpoints.js';
 
@@ -32,7 +33,7 @@ Exit 8 when an id matches no checkpoint (the others are still retried).`,
     )
     .action(async (ids: string[], opts: RetryFlags, cmd: Command) => {
       const globals = cmd.optsWithGlobals<GlobalOptions>();
-      const { InvalidInputError, NotFoundError } = await import('../../errors.js');
+      const { InvalidInputError } = await import('../../errors.js');
       if (ids.length > 0 && opts.all) throw new InvalidInputError('Give checkpoint ids or --all, not both.');
       if (ids.length === 0 && !opts.all)
         throw new InvalidInputError(
@@ -43,26 +44,28 @@ Exit 8 when an id matches no checkpoint (the others are still retried).`,
         throw new InvalidInputError('--group, --subscription and --status go with --all.');
       const status = await parseStatus(opts.status);
       if (status === 'active') throw new InvalidInputError('--status for es retry is retry or failed.');
-      const { parseCheckpointId } = await import('../../operations/checkpointId.js');
-      const keys = ids.map(parseCheckpointId);
-      const { withContext } = await import('../context.js');
-      const { retryCheckpoints } = await import('../../operations/retryCheckpoints.js');
-      const { assertSubscription } = await import('../../operations/subscriptionControl.js');
+      const { withAdmin } = await import('../context.js');
+      const { CheckpointsNotFoundError } = await import('../../admin/checkpointActions.js');
       const { print, warn } = await import('../output.js');
-      await withContext(globals, { poolSize: 2 }, async (ctx) => {
-        const sql = ctx.store.sqlContext;
-        if (opts.group) await assertSubscription(ctx.pool, sql, opts.group, opts.subscription);
-        const r = await retryCheckpoints(
-          ctx.pool,
-          sql,
-          keys.length > 0
-            ? { ids: keys }
-            : {
-                ...(opts.group ? { group: opts.group } : {}),
-                ...(opts.subscription ? { subscription: opts.subscription } : {}),
-                ...(status ? { status } : {}),
-              },
-        );
+      await withAdmin(globals, { poolSize: 2 }, async (admin) => {
+        let r: ChangeResult;
+        let missing: InstanceType<typeof CheckpointsNotFoundError> | undefined;
+        try {
+          r = await admin.retry(
+            ids.length > 0
+              ? { ids }
+              : {
+                  ...(opts.group ? { group: opts.group } : {}),
+                  ...(opts.subscription ? { subscription: opts.subscription } : {}),
+                  ...(status ? { status } : {}),
+                },
+          );
+        } catch (err) {
+          // Some ids match nothing: the others were retried; print them, then fail with exit 8.
+          if (!(err instanceof CheckpointsNotFoundError)) throw err;
+          missing = err;
+          r = err.result as ChangeResult;
+        }
         if (opts.json) print(JSON.stringify(r));
         else {
           for (const c of r.changed)
@@ -75,11 +78,7 @@ Exit 8 when an id matches no checkpoint (the others are still retried).`,
           for (const id of r.busy)
             warn(`es: ${id} is being attempted by a worker right now; try again shortly.`);
         }
-        if (r.missing.length > 0)
-          throw new NotFoundError(
-            `No checkpoint ${r.missing.join(', ')}.`,
-            'Ids are group/subscription/stream; list them with es checkpoints.',
-          );
+        if (missing) throw missing;
       });
     });
 }

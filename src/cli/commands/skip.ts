@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { ChangeResult } from '../../operations/retryCheckpoints.js';
 import type { GlobalOptions } from '../context.js';
 
 export function registerSkip(program: Command): void {
@@ -19,14 +20,20 @@ due at once. Only retry or failed checkpoints are skipped. Exit 8 when an id mat
     )
     .action(async (ids: string[], opts: { json?: boolean }, cmd: Command) => {
       const globals = cmd.optsWithGlobals<GlobalOptions>();
-      const { NotFoundError } = await import('../../errors.js');
-      const { parseCheckpointId } = await import('../../operations/checkpointId.js');
-      const keys = ids.map(parseCheckpointId);
-      const { withContext } = await import('../context.js');
-      const { skipCheckpoints } = await import('../../operations/retryCheckpoints.js');
+      const { withAdmin } = await import('../context.js');
+      const { CheckpointsNotFoundError } = await import('../../admin/checkpointActions.js');
       const { print, warn } = await import('../output.js');
-      await withContext(globals, { poolSize: 2 }, async (ctx) => {
-        const r = await skipCheckpoints(ctx.pool, ctx.store.sqlContext, { ids: keys });
+      await withAdmin(globals, { poolSize: 2 }, async (admin) => {
+        let r: ChangeResult;
+        let missing: InstanceType<typeof CheckpointsNotFoundError> | undefined;
+        try {
+          r = await admin.skip({ ids });
+        } catch (err) {
+          // Some ids match nothing: the others were skipped; print them, then fail with exit 8.
+          if (!(err instanceof CheckpointsNotFoundError)) throw err;
+          missing = err;
+          r = err.result as ChangeResult;
+        }
         if (opts.json) print(JSON.stringify(r));
         else {
           for (const c of r.changed)
@@ -37,11 +44,7 @@ due at once. Only retry or failed checkpoints are skipped. Exit 8 when an id mat
           for (const id of r.busy)
             warn(`es: ${id} is being attempted by a worker right now; try again shortly.`);
         }
-        if (r.missing.length > 0)
-          throw new NotFoundError(
-            `No checkpoint ${r.missing.join(', ')}.`,
-            'Ids are group/subscription/stream; list them with es checkpoints.',
-          );
+        if (missing) throw missing;
       });
     });
 }

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import type { TailStart } from '../../operations/tail.js';
+import { assertStreamName, assertTypeName } from '../../validation/names.js';
 import type { GlobalOptions } from '../context.js';
 import { collect } from '../parse.js';
 
@@ -7,12 +9,26 @@ interface TailFlags {
   type?: string[];
   json?: boolean;
   follow?: boolean;
+  exitAtEnd?: boolean;
+  count?: string;
+}
+
+/** `order-*` and `order` name a category; a name with a "-" (`order-123`) names a stream. */
+export function tailTarget(target: string): { stream: string } | { category: string } {
+  if (target.endsWith('-*')) return { category: target.slice(0, -2) };
+  return target.includes('-') ? { stream: target } : { category: target };
+}
+
+function describeStart(from: TailStart): string {
+  if (from === 'end') return 'new messages only';
+  if ('after' in from) return `after log position ${from.after.transactionId}:${from.after.globalPosition}`;
+  return 'position' in from ? `from global position ${from.position}` : `from ${from.time.toISOString()}`;
 }
 
 export function registerTail(program: Command): void {
   program
     .command('tail')
-    .argument('<target>', 'a stream (order-123: has a "-") or a category (order)')
+    .argument('<target>', 'a stream (order-123: has a "-") or a category (order, or order-*)')
     .description('print messages of a stream or category as they are committed')
     .option(
       '--from <position|time>',
@@ -21,6 +37,8 @@ export function registerTail(program: Command): void {
     .option('--type <type>', 'only this message type (repeatable)', collect)
     .option('--json', 'one JSON object per line')
     .option('--no-follow', 'print what is there and exit instead of waiting for more')
+    .option('--exit-at-end', 'the same as --no-follow')
+    .option('--count <n>', 'exit after printing N messages')
     .addHelpText(
       'after',
       `
@@ -28,7 +46,12 @@ Examples:
   $ es tail order                              new messages of every order-* stream
   $ es tail order-123 --from 0                 the whole stream, then follow it
   $ es tail order --from 2026-11-24T10:00:00Z --type order_paid --no-follow
+  $ es tail 'order-*' --from 0 --count 10       the first 10 messages of the category, then exit
   $ es tail order --json | jq -c '{type, data}'
+
+What is followed is said on stderr, with the closest existing category or stream when nothing by
+that name is stored yet (a category is the stream name's prefix before the first "-": the streams
+order-1, order-2 form the category order, not orders).
 
 New messages appear within about a second of their commit (LISTEN/NOTIFY, with polling as the
 backstop). Reads are gap-safe: a long-open transaction elsewhere delays them (see es lag).
@@ -36,14 +59,23 @@ Ctrl-C stops (exit 0).`,
     )
     .action(async (target: string, opts: TailFlags, cmd: Command) => {
       const globals = cmd.optsWithGlobals<GlobalOptions>();
-      const { parsePositionOrTime } = await import('../parse.js');
-      const from = opts.from === undefined ? 'end' : parsePositionOrTime(opts.from, '--from');
-      const { checkStreamName } = await import('../../store/messageStore.js');
-      checkStreamName(target);
-      const { withContext } = await import('../context.js');
-      const { formatMessage } = await import('../formatMessage.js');
-      const { messageToJson, print, useColor } = await import('../output.js');
-      const { tailMessages } = await import('../../operations/tail.js');
+      const { parsePositionOrTime, parsePositiveInt } = await import('../parse.js');
+      const from: TailStart = opts.from === undefined ? 'end' : parsePositionOrTime(opts.from, '--from');
+      const count = opts.count === undefined ? undefined : parsePositiveInt(opts.count, '--count');
+      const followed = tailTarget(target);
+      assertStreamName('stream' in followed ? followed.stream : followed.category);
+      for (const t of opts.type ?? []) assertTypeName(t, '--type');
+      // The modules load side by side; pg first through importPool (without its Cloudflare probe,
+      // which loads undici on Node 20), as operations/tail.js imports it.
+      const [
+        { assertLogReadable, importPool, withQueryContext },
+        { formatMessage },
+        { messageToJson, print, useColor, warn },
+      ] = await Promise.all([import('../context.js'), import('../formatMessage.js'), import('../output.js')]);
+      await importPool();
+      // Loaded while the pool connects (the process waits on the server there).
+      const loading = import('../../operations/tail.js');
+      loading.catch(() => undefined);
       const controller = new AbortController();
       const stop = () => controller.abort();
       process.once('SIGINT', stop);
@@ -51,19 +83,52 @@ Ctrl-C stops (exit 0).`,
       // A closed pipe (es tail order | head -1) ends the tail quietly.
       process.stdout.once('error', stop);
       try {
-        await withContext(globals, { poolSize: 3 }, async (ctx) => {
+        await withQueryContext(globals, { poolSize: 3, replica: true }, async (ctx) => {
+          // The log's check (a restored database: exit 12) runs beside the tail's start; nothing
+          // prints before it passed (and on such a database the gap-safe read finds nothing anyway).
+          // A refusal also ends a tail that is waiting for new messages.
+          const readable = assertLogReadable(ctx).catch((err: unknown) => {
+            controller.abort();
+            throw err;
+          });
+          readable.catch(() => undefined);
+          const { describeTailTarget, tailMessages } = await loading;
           const color = useColor();
-          for await (const m of tailMessages(ctx.pool, ctx.store.sqlContext, {
-            target: target.includes('-') ? { stream: target } : { category: target },
+          const follow = opts.follow !== false && !opts.exitAtEnd;
+          const what = 'stream' in followed ? `stream ${followed.stream}` : `category ${followed.category}`;
+          const streams = 'category' in followed ? ` (streams ${followed.category}-*)` : '';
+          warn(`following ${what}${streams}, ${describeStart(from)}${follow ? '; Ctrl-C stops' : ''}`);
+          // Whether the target exists only adds a note: asked beside the tail's first read, not before.
+          const described = describeTailTarget(ctx.pool, ctx.sql, followed).then((info) => {
+            if (info.exists) return;
+            const closest = info.closest
+              ? 'category' in info.closest
+                ? `; the closest existing category is ${info.closest.category} (es tail ${info.closest.category})`
+                : `; the closest existing stream is ${info.closest.stream} (es tail ${info.closest.stream})`
+              : '';
+            warn(`no messages in ${what} yet${closest}`);
+          });
+          described.catch(() => undefined);
+          let printed = 0;
+          let checked = false;
+          for await (const m of tailMessages(ctx.pool, ctx.sql, {
+            target: followed,
             from,
-            follow: opts.follow !== false,
+            follow,
             signal: controller.signal,
             definitions: ctx.config.messages,
             ...(opts.type ? { types: opts.type } : {}),
           })) {
             if (controller.signal.aborted) break;
+            if (!checked) {
+              await readable;
+              checked = true;
+            }
             print(opts.json ? messageToJson(m) : formatMessage(m, color));
+            if (count !== undefined && ++printed >= count) break;
           }
+          await readable;
+          await described;
         });
       } finally {
         process.off('SIGINT', stop);

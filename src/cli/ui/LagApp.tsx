@@ -1,23 +1,44 @@
 import { useApp, useInput, useStdout } from 'ink';
-import { useRef, useState } from 'react';
-import type { LagSnapshot } from '../../operations/lagSnapshot.js';
-import { flattenSubscriptions, LagView, MIN_WIDTH } from './LagView.js';
+import { useEffect, useRef, useState } from 'react';
+import { flattenSubscriptions, LagView, type LagViewSnapshot, MIN_WIDTH } from './LagView.js';
 import { useLagSnapshot } from './useLagSnapshot.js';
 
 export interface LagAppProps {
-  fetch: () => Promise<LagSnapshot>;
+  /** A lag snapshot, with the queues to show. */
+  fetch: () => Promise<LagViewSnapshot>;
   /** Retry the failed checkpoints of a subscription; resolves to how many were retried. */
   retryFailed: (group: string, subscription: string) => Promise<number>;
   /** Default 1000. */
   intervalMs?: number;
-  /** Default: the terminal's width. */
+  /** Default: the terminal's width (followed on resize). */
   width?: number;
+  /** Default: the terminal's height (followed on resize). */
+  height?: number;
+}
+
+/**
+ * The terminal's size, followed on resize. Every line is cut to one column less than the width
+ * and the frame to one row less than the height: a line that wraps, or a frame that scrolls, is
+ * not erased by the next frame and stays behind as a stale copy.
+ */
+function useTerminalSize(): { columns: number; rows: number } {
+  const { stdout } = useStdout();
+  const read = () => ({ columns: stdout.columns || 100, rows: stdout.rows || 40 });
+  const [size, setSize] = useState(read);
+  useEffect(() => {
+    const onResize = () => setSize(read());
+    stdout.on('resize', onResize);
+    return () => {
+      stdout.off('resize', onResize);
+    };
+  });
+  return size;
 }
 
 /** `es lag`: the live view with its keys (q quits, arrows select, r retries failed checkpoints). */
-export function LagApp({ fetch, retryFailed, intervalMs = 1000, width }: LagAppProps) {
+export function LagApp({ fetch, retryFailed, intervalMs = 1000, width, height }: LagAppProps) {
   const { exit } = useApp();
-  const { stdout } = useStdout();
+  const terminal = useTerminalSize();
   const { snapshot, error, refresh } = useLagSnapshot(fetch, intervalMs);
   const [selected, setSelected] = useState(0);
   const [notice, setNotice] = useState<string | undefined>(undefined);
@@ -57,7 +78,8 @@ export function LagApp({ fetch, retryFailed, intervalMs = 1000, width }: LagAppP
     <LagView
       snapshot={snapshot}
       selected={current}
-      width={width ?? Math.max(MIN_WIDTH, (stdout.columns || 100) - 1)}
+      width={width ?? Math.max(MIN_WIDTH, terminal.columns - 1)}
+      height={height ?? Math.max(8, terminal.rows - 1)}
       notice={notice}
       error={error}
     />

@@ -6,9 +6,10 @@ import { subscriptionFilters } from '../operations/subscriptionFilters.js';
 import { createRetentionService } from '../retention/applyRetention.js';
 import { createSchedulerService } from '../scheduling/schedulerService.js';
 import type { MessageStore } from '../store/messageStore.js';
+import { oldestOpenTransaction } from '../store/readLog.js';
+import { type BeckettMetrics, processMetrics, type SubscriptionSample } from '../telemetry/metrics.js';
+import type { OtelSdk } from '../telemetry/sdk.js';
 import { type HttpEndpoints, startHttpEndpoints } from './httpEndpoints.js';
-import { type BeckettMetrics, processMetrics, type SubscriptionSample } from './metrics.js';
-import type { OtelSdk } from './sdk.js';
 
 export interface WorkerExtrasOptions {
   pool: pg.Pool;
@@ -25,6 +26,13 @@ export interface WorkerExtrasOptions {
   /** Start the OTLP SDK. Default: when OTEL_EXPORTER_OTLP_ENDPOINT is set. */
   otlp?: boolean;
   metrics?: BeckettMetrics;
+  /**
+   * Serve the dashboard (and its REST API) at `/dashboard/` of the HTTP port. A non-loopback
+   * `httpHost` then needs credentials from BECKETT_DASHBOARD_TOKEN or _USER/_PASSWORD.
+   */
+  dashboard?: { readOnly?: boolean };
+  /** A transaction open this long is reported as holding readers back (/metrics). Default 5. */
+  blockingAfterSeconds?: number;
   onError?: (err: Error, where: string) => void;
 }
 
@@ -65,16 +73,35 @@ export async function startWorkerExtras(opts: WorkerExtrasOptions): Promise<Work
     );
   };
   metrics.setSubscriptionSampler(sample);
+  if (opts.config.queues.size > 0) {
+    const { listQueues } = await import('../queues/queueOperations.js');
+    const include = [...opts.config.queues.keys()];
+    metrics.setQueueSampler(async () =>
+      (await listQueues(opts.pool, sql, { include })).filter((q) => include.includes(q.queue)),
+    );
+  }
+  metrics.setBlockingSampler(() =>
+    oldestOpenTransaction(opts.pool, opts.blockingAfterSeconds ?? 5, sql.schema),
+  );
 
   let sdk: OtelSdk | undefined;
   if (opts.otlp ?? Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT)) {
-    const { startOtelSdk } = await import('./sdk.js');
+    const { startOtelSdk } = await import('../telemetry/sdk.js');
     sdk = await startOtelSdk({ serviceName: opts.group ? `beckett-worker-${opts.group}` : 'beckett-worker' });
   }
   metrics.register();
 
   let ready = false;
   let server: HttpEndpoints | undefined;
+  let dashboard: Awaited<ReturnType<typeof startDashboardRoutes>> | undefined;
+  if (opts.httpPort !== undefined && opts.dashboard) {
+    try {
+      dashboard = await startDashboardRoutes(opts, opts.dashboard);
+    } catch (err) {
+      await sdk?.shutdown();
+      throw err;
+    }
+  }
   if (opts.httpPort !== undefined) {
     try {
       server = await startHttpEndpoints({
@@ -91,12 +118,14 @@ export async function startWorkerExtras(opts: WorkerExtrasOptions): Promise<Work
         },
         ready: () => ({ ok: ready, checks: { worker: ready ? 'running' : 'not started or draining' } }),
         ...(opts.onError ? { onError: (e, path) => opts.onError?.(e, `http ${path}`) } : {}),
+        ...(dashboard ? { routes: dashboard.handler } : {}),
       });
     } catch (err) {
+      await dashboard?.close();
       await sdk?.shutdown();
       const e = toError(err) as NodeJS.ErrnoException;
       throw new InvalidInputError(
-        `Cannot serve --http-port ${opts.httpPort}: ${e.code ?? e.message}.`,
+        `Cannot serve --http-port ${opts.httpPort}: ${e.code ?? e.message}${opts.httpHost ? ` (address ${opts.httpHost})` : ''}.`,
         e.code === 'EADDRINUSE'
           ? 'Another process uses that port: pick another one (0 picks a free port).'
           : undefined,
@@ -131,10 +160,41 @@ export async function startWorkerExtras(opts: WorkerExtrasOptions): Promise<Work
       closing ??= (async () => {
         ready = false;
         await server?.close();
+        await dashboard?.close();
         await sdk?.shutdown();
         metrics.setSubscriptionSampler(undefined);
+        metrics.setBlockingSampler(undefined);
+        metrics.setQueueSampler(undefined);
       })();
       return closing;
     },
+  };
+}
+
+/** The dashboard on the worker's HTTP port: refuses a non-loopback host without credentials. */
+async function startDashboardRoutes(opts: WorkerExtrasOptions, d: { readOnly?: boolean }) {
+  const { assertAuth, assertSafeBind, authFromEnv } = await import('../dashboard/auth.js');
+  const { createDashboardHandler } = await import('../dashboard/createDashboardHandler.js');
+  const { createBeckett } = await import('../admin/createBeckett.js');
+  const auth = authFromEnv();
+  if (auth) assertAuth(auth);
+  const host = opts.httpHost ?? '127.0.0.1';
+  assertSafeBind(host, auth);
+  const beckett = createBeckett({
+    pool: opts.pool,
+    schema: opts.store.sqlContext.schema,
+    config: opts.config,
+    actor: 'dashboard',
+  });
+  const handler = createDashboardHandler({
+    beckett,
+    basePath: '/dashboard/',
+    readOnly: d.readOnly ?? false,
+    ...(auth ? { auth } : {}),
+  });
+  return {
+    handler: (req: Parameters<typeof handler>[0], res: Parameters<typeof handler>[1]) =>
+      handler(req, res, () => undefined),
+    close: () => beckett.close(),
   };
 }

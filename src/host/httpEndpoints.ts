@@ -11,7 +11,10 @@ export interface HealthReport {
 export interface HttpEndpointsOptions {
   /** 0 picks a free port (see `port` on the result). */
   port: number;
-  /** Default `0.0.0.0`. */
+  /**
+   * Default `127.0.0.1` (this machine only). `/metrics` and the probes carry no secret but name
+   * groups, subscriptions and lag; bind `0.0.0.0` only on a network you trust or behind a proxy.
+   */
   host?: string;
   /** Prometheus text for `/metrics`. */
   metrics: () => Promise<string>;
@@ -23,6 +26,11 @@ export interface HttpEndpointsOptions {
   onError?: (err: Error, path: string) => void;
   /** Longest time a probe may take before it answers 503. Default 5000 ms. */
   timeoutMs?: number;
+  /**
+   * More routes (the dashboard and its REST API): tried for every other path, any method; resolves
+   * true when it answered.
+   */
+  routes?: (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 }
 
 export interface HttpEndpoints {
@@ -63,6 +71,17 @@ export async function startHttpEndpoints(opts: HttpEndpointsOptions): Promise<Ht
   };
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (opts.routes && path !== '/metrics' && path !== '/healthz' && path !== '/readyz') {
+      try {
+        if (await opts.routes(req, res)) return;
+      } catch (err) {
+        const e = toError(err);
+        opts.onError?.(e, path);
+        if (!res.headersSent) json(res, 500, { error: e.message });
+        else res.end();
+        return;
+      }
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
@@ -86,7 +105,7 @@ export async function startHttpEndpoints(opts: HttpEndpointsOptions): Promise<Ht
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, opts.host ?? '0.0.0.0', () => {
+    server.listen(opts.port, opts.host ?? '127.0.0.1', () => {
       server.off('error', reject);
       resolve();
     });

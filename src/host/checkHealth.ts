@@ -3,6 +3,7 @@ import type { Queryable, SqlContext } from '../db/queryable.js';
 import { NotFoundError } from '../errors.js';
 import { lagSnapshot } from '../operations/lagSnapshot.js';
 import { subscriptionFilters } from '../operations/subscriptionFilters.js';
+import { listQueues, type QueueSummary } from '../queues/queueOperations.js';
 import type { BlockingTransaction } from '../store/readLog.js';
 
 export interface HealthCheckOptions {
@@ -14,6 +15,14 @@ export interface HealthCheckOptions {
   maxLag?: number;
   /** A worker whose heartbeat is older than this is not live. Default 30. */
   staleWorkerSeconds?: number;
+  /** A queue whose oldest ready job has waited longer than this (seconds) is unhealthy. Default: no limit. */
+  maxQueueAgeSeconds?: number;
+}
+
+export interface QueueHealth extends QueueSummary {
+  healthy: boolean;
+  /** Why it is unhealthy (empty when healthy). */
+  problems: string[];
 }
 
 export interface SubscriptionHealth {
@@ -38,6 +47,11 @@ export interface HealthResult {
   groups: GroupHealth[];
   /** A long-open transaction holding readers back (reported, not counted as unhealthy). */
   blocking: BlockingTransaction | null;
+  /**
+   * The config's queues (without a group filter): unhealthy with dead letters, or when the oldest
+   * ready job waited longer than maxQueueAgeSeconds.
+   */
+  queues: QueueHealth[];
 }
 
 /**
@@ -54,11 +68,14 @@ export async function checkHealth(
     ...(opts.config ? { subscriptions: subscriptionFilters(opts.config) } : {}),
     ...(opts.group ? { group: opts.group } : {}),
     staleWorkerSeconds: stale,
+    // A lag above maxLag must be seen even where the bounded counts would stop short of it.
+    ...(opts.maxLag !== undefined ? { exactLagUpTo: Math.max(100_000, opts.maxLag + 1) } : {}),
   });
   const names = new Set(snap.groups.map((g) => g.name));
-  for (const name of opts.config?.groups.keys() ?? [])
-    if (!opts.group || name === opts.group) names.add(name);
-  if (opts.group && !names.has(opts.group)) {
+  // A group that only serves queues has no subscription worker to check: its queues are checked below.
+  for (const [name, g] of opts.config?.groups ?? [])
+    if ((!opts.group || name === opts.group) && g.subscriptions.size > 0) names.add(name);
+  if (opts.group && !names.has(opts.group) && !opts.config?.groups.has(opts.group)) {
     const known = [...new Set([...(opts.config?.groups.keys() ?? []), ...snap.groups.map((g) => g.name)])];
     throw new NotFoundError(
       `Unknown group "${opts.group}": neither the config nor schema "${ctx.schema}" has it.${
@@ -89,5 +106,28 @@ export async function checkHealth(
     }
     return { name, healthy: problems.length === 0, problems, liveWorkers: g.liveWorkers, subscriptions };
   });
-  return { healthy: groups.every((g) => g.healthy), groups, blocking: snap.blocking };
+  const queueNames = opts.group
+    ? (opts.config?.groups.get(opts.group)?.queues ?? [])
+    : [...(opts.config?.queues.keys() ?? [])];
+  const queues: QueueHealth[] =
+    queueNames.length === 0
+      ? []
+      : (await listQueues(db, ctx, { include: queueNames }))
+          .filter((q) => queueNames.includes(q.queue))
+          .map((q) => {
+            const problems: string[] = [];
+            if (q.dead > 0)
+              problems.push(`${q.dead} dead letter${q.dead === 1 ? '' : 's'} (es queue dead ${q.queue})`);
+            if (opts.maxQueueAgeSeconds !== undefined && q.readyAgeSeconds > opts.maxQueueAgeSeconds)
+              problems.push(
+                `oldest ready job waited ${Math.round(q.readyAgeSeconds)} s > ${opts.maxQueueAgeSeconds} s`,
+              );
+            return { ...q, healthy: problems.length === 0, problems };
+          });
+  return {
+    healthy: groups.every((g) => g.healthy) && queues.every((q) => q.healthy),
+    groups,
+    blocking: snap.blocking,
+    queues,
+  };
 }

@@ -1,0 +1,136 @@
+import { InvalidInputError } from '../errors.js';
+import { hasControlCharacter } from './names.js';
+import { quoteValue } from './quoteValue.js';
+
+/** Deepest nesting of objects and arrays accepted in data and metadata. */
+export const MAX_DEPTH = 64;
+
+/** Longest correlation or causation id. */
+export const MAX_ID_LENGTH = 200;
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+};
+
+/**
+ * Checks that `value` is stored by PostgreSQL's jsonb as it is: JSON values only (no BigInt,
+ * function, symbol, NaN or Infinity), no cycle, no NUL character in a string or key (jsonb cannot
+ * hold \u0000), nesting at most MAX_DEPTH. Objects with toJSON (Date) are taken as JSON.stringify
+ * takes them. Throws InvalidInputError naming the path of the first bad value.
+ */
+export function assertJsonValue(value: unknown, what: string): void {
+  const seen = new Set<object>();
+  const visit = (v: unknown, path: string, depth: number): void => {
+    const at = () => (path ? ` at ${path}` : '');
+    switch (typeof v) {
+      case 'string':
+        if (v.includes('\u0000'))
+          throw new InvalidInputError(
+            `${what} holds a NUL character (\\u0000)${at()}: PostgreSQL cannot store it.`,
+            'Remove the NUL character, or encode binary content (base64).',
+          );
+        return;
+      case 'number':
+        if (!Number.isFinite(v))
+          throw new InvalidInputError(`${what} holds ${String(v)}${at()}: JSON has no such number.`);
+        return;
+      case 'boolean':
+      case 'undefined':
+        return;
+      case 'bigint':
+        throw new InvalidInputError(
+          `${what} holds a BigInt (${quoteValue(v)})${at()}: JSON cannot represent it.`,
+          'Convert it to a string (value.toString()) or a number.',
+        );
+      case 'function':
+      case 'symbol':
+        throw new InvalidInputError(`${what} holds a ${typeof v}${at()}: only JSON values can be stored.`);
+    }
+    if (v === null) return;
+    const obj = v as object;
+    if (typeof (obj as { toJSON?: unknown }).toJSON === 'function') {
+      let json: unknown;
+      try {
+        json = (obj as { toJSON: () => unknown }).toJSON();
+      } catch (err) {
+        throw new InvalidInputError(`${what}${at()}: its toJSON() failed: ${(err as Error).message}`);
+      }
+      if (json !== obj) {
+        visit(json, path, depth);
+        return;
+      }
+    }
+    if (depth >= MAX_DEPTH)
+      throw new InvalidInputError(
+        `${what} is nested deeper than ${MAX_DEPTH} levels${at()}.`,
+        'Flatten the structure.',
+      );
+    if (seen.has(obj))
+      throw new InvalidInputError(`${what} holds a circular reference${at()}: JSON cannot represent it.`);
+    seen.add(obj);
+    if (Array.isArray(obj)) {
+      obj.forEach((item, i) => {
+        visit(item, `${path}[${i}]`, depth + 1);
+      });
+    } else {
+      for (const key of Object.keys(obj)) {
+        if (key.includes('\u0000'))
+          throw new InvalidInputError(
+            `${what} has a key with a NUL character (\\u0000)${at()}: PostgreSQL cannot store it.`,
+          );
+        visit(
+          (obj as Record<string, unknown>)[key],
+          path ? `${path}.${key.slice(0, 50)}` : key.slice(0, 50),
+          depth + 1,
+        );
+      }
+    }
+    seen.delete(obj);
+  };
+  visit(value, '', 0);
+}
+
+/**
+ * Message data is a JSON object (`{}` for a message without payload): not an array, a number, a
+ * string or null. The same rule holds for the CLI and the library.
+ */
+export function assertMessageData(data: unknown, type: string): asserts data is Record<string, unknown> {
+  if (data === undefined)
+    throw new InvalidInputError(
+      `Message of type "${type}" has no data.`,
+      'Pass data: {} for a message without payload.',
+    );
+  if (typeof data !== 'object' || data === null || Array.isArray(data))
+    throw new InvalidInputError(
+      `The data of a "${type}" message must be a JSON object, got ${quoteValue(data)}.`,
+      'Wrap the value in an object, for example {"items": [...]}; use {} for no payload.',
+    );
+  assertJsonValue(data, `The data of a "${type}" message`);
+}
+
+/**
+ * Metadata is a plain object; `correlationId`, `causationId` and `traceparent`, when given, are
+ * non-empty strings of at most MAX_ID_LENGTH characters.
+ */
+export function assertMetadata(
+  metadata: unknown,
+  type: string,
+): asserts metadata is Record<string, unknown> | undefined {
+  if (metadata === undefined) return;
+  if (!isPlainObject(metadata))
+    throw new InvalidInputError(
+      `The metadata of a "${type}" message must be a JSON object, got ${quoteValue(metadata)}.`,
+      'For example {"correlationId": "c-1"}.',
+    );
+  for (const key of ['correlationId', 'causationId', 'traceparent'] as const) {
+    const v = metadata[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_LENGTH || hasControlCharacter(v))
+      throw new InvalidInputError(
+        `metadata.${key} of a "${type}" message must be a string of 1-${MAX_ID_LENGTH} printable characters, got ${quoteValue(v)}.`,
+      );
+  }
+  assertJsonValue(metadata, `The metadata of a "${type}" message`);
+}

@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Job, JobContext } from '../../src/config/types.js';
+import { resolveConfig } from '../../src/config/validate.js';
+import { createQueueWorker } from '../../src/queues/queueWorker.js';
+import { HandlerTimeoutError } from '../../src/subscriptions/boundHandlerCall.js';
+import { setupDb, type TestDb } from '../helpers/db.js';
+import { until } from '../helpers/until.js';
+
+let db: TestDb;
+beforeAll(async () => {
+  db = await setupDb('qtimeout', { poolSize: 10 });
+});
+afterAll(async () => db.close());
+
+describe('queues.<name>.handlerTimeout', () => {
+  it('a handler that never returns: each delivery fails with a timeout, its signal aborts, and the job is dead after maxDeliveries', async () => {
+    const calls: { delivery: number; signal: AbortSignal }[] = [];
+    const events: string[] = [];
+    const config = resolveConfig({
+      database: { schema: db.schema },
+      queues: {
+        stuck: {
+          handlerTimeout: 150,
+          // Far longer than the test: only the timeout can end a delivery.
+          visibilityTimeout: '10m',
+          maxDeliveries: 3,
+          backoff: { initialMs: 10, maxMs: 20 },
+          handler: (job: Job, ctx: JobContext) => {
+            calls.push({ delivery: job.deliveries, signal: ctx.signal });
+            return new Promise<void>(() => undefined);
+          },
+        },
+      },
+    });
+    const worker = createQueueWorker({
+      pool: db.pool,
+      config,
+      queues: ['stuck'],
+      drainTimeoutMs: 100,
+      onProcessed: (e) => events.push(`${e.deliveries}:${e.outcome}:${e.error?.name}`),
+    });
+    await worker.start();
+    try {
+      const id = await db.store.enqueue('stuck', { type: 'x', data: {} });
+      await until(
+        async () =>
+          (await db.pool.query(`SELECT 1 FROM "${db.schema}".queue_dead_letters WHERE id = $1`, [id]))
+            .rowCount === 1,
+        'the job in the dead letters',
+      );
+      expect(calls.map((c) => c.delivery)).toEqual([1, 2, 3]);
+      for (const c of calls) {
+        expect(c.signal.aborted).toBe(true);
+        expect(c.signal.reason).toBeInstanceOf(HandlerTimeoutError);
+      }
+      expect(events).toEqual([
+        '1:retry:HandlerTimeoutError',
+        '2:retry:HandlerTimeoutError',
+        '3:dead:HandlerTimeoutError',
+      ]);
+      const dead = await db.pool.query<{ deliveries: number; errors: { name: string; message: string }[] }>(
+        `SELECT deliveries, errors FROM "${db.schema}".queue_dead_letters WHERE id = $1`,
+        [id],
+      );
+      expect(dead.rows[0]!.deliveries).toBe(3);
+      expect(dead.rows[0]!.errors.map((e) => e.name)).toEqual([
+        'HandlerTimeoutError',
+        'HandlerTimeoutError',
+        'HandlerTimeoutError',
+      ]);
+      expect(dead.rows[0]!.errors[0]!.message).toMatch(/queue "stuck" did not finish within 150 ms/);
+      expect(worker.stats()).toMatchObject({ timeouts: 3, failed: 3, dead: 1, completed: 0 });
+    } finally {
+      // The abandoned handlers never return: stop() resolves anyway.
+      await worker.stop();
+    }
+  });
+});

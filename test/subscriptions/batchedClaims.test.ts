@@ -1,0 +1,121 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SqlContext } from '../../src/db/queryable.js';
+import { ClaimBatcher, CompleteBatcher } from '../../src/subscriptions/batchedClaims.js';
+import {
+  type ClaimArgs,
+  claimCheckpoint,
+  claimCheckpoints,
+} from '../../src/subscriptions/claimCheckpoint.js';
+import { setupDb, type TestDb } from '../helpers/db.js';
+
+/*
+ * Several checkpoints claimed in one statement, and several completions written in one: each claim
+ * still has its own lease (one holder per stream), a concurrent claimer gets none of them, and each
+ * completion is conditional on its own lease id, whatever the others in its statement.
+ */
+let db: TestDb;
+let ctx: SqlContext;
+const STREAMS = 6;
+
+beforeAll(async () => {
+  db = await setupDb('bclaim');
+  ctx = db.store.sqlContext;
+  const s = ctx.s;
+  await db.pool.query(`INSERT INTO ${s}.subscription_groups (name) VALUES ('G')`);
+  await db.pool.query(
+    `INSERT INTO ${s}.subscriptions (group_name, name, status, fingerprint) VALUES ('G', 'live', 'active', 'f')`,
+  );
+  for (let i = 1; i <= STREAMS; i++) {
+    await db.store.append(`b-${i}`, [
+      { type: 't', data: { i, n: 1 } },
+      { type: 't', data: { i, n: 2 } },
+    ]);
+  }
+  await db.pool.query(
+    `INSERT INTO ${s}.checkpoints (group_name, subscription_name, stream_name, stream_version, next_attempt_at)
+     SELECT 'G', 'live', 'b-' || i, 2, now() - make_interval(secs => 100 - i) FROM generate_series(1, ${STREAMS}) i`,
+  );
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+const args = (workerId: string): ClaimArgs => ({
+  group: 'G',
+  subscriptions: ['live'],
+  batchSizes: [10],
+  fingerprints: ['f'],
+  workerId,
+  leaseMs: 30_000,
+});
+
+async function leases(): Promise<Map<string, string | null>> {
+  const { rows } = await db.pool.query(
+    `SELECT stream_name, lease_id::text AS lease FROM ${ctx.s}.checkpoints ORDER BY stream_name`,
+  );
+  return new Map(rows.map((r) => [r.stream_name, r.lease]));
+}
+
+describe('claims and completions shared by the consumers of a process', () => {
+  it('claims several checkpoints in one statement, each under its own lease, in claim order, with its messages', async () => {
+    const ids = [randomUUID(), randomUUID(), randomUUID()];
+    const claims = await claimCheckpoints(db.pool, ctx, args('A'), ids);
+    expect(claims.map((c) => c.stream)).toEqual(['b-1', 'b-2', 'b-3']);
+    expect(claims.map((c) => c.leaseId)).toEqual(ids);
+    for (const c of claims) expect(c.messages.map((m) => m.streamPosition)).toEqual([1, 2]);
+    const held = await leases();
+    expect(claims.map((c) => held.get(c.stream))).toEqual(ids);
+    // A concurrent claimer gets only the checkpoints nobody holds.
+    const other = await claimCheckpoints(db.pool, ctx, args('B'), [
+      randomUUID(),
+      randomUUID(),
+      randomUUID(),
+      randomUUID(),
+    ]);
+    expect(other.map((c) => c.stream).sort()).toEqual(['b-4', 'b-5', 'b-6']);
+    expect(await claimCheckpoint(db.pool, ctx, args('C'))).toBeUndefined();
+
+    // Completions in one statement: each lands only under its own lease.
+    const completions = new CompleteBatcher(db.pool, ctx, 'G', 10);
+    const stale = { ...claims[1]!, leaseId: randomUUID() };
+    const results = await Promise.all([
+      completions.complete(claims[0]!, 2),
+      completions.complete(stale, 2),
+      completions.complete(claims[2]!, 1),
+      ...other.map((c) => completions.complete(c, 2)),
+    ]);
+    await completions.close();
+    expect(results).toEqual([true, false, true, true, true, true]);
+    const { rows } = await db.pool.query(
+      `SELECT stream_name, stream_position, lease_id::text AS lease FROM ${ctx.s}.checkpoints ORDER BY stream_name`,
+    );
+    expect(rows).toEqual([
+      { stream_name: 'b-1', stream_position: 2, lease: null },
+      { stream_name: 'b-2', stream_position: 0, lease: claims[1]!.leaseId },
+      { stream_name: 'b-3', stream_position: 1, lease: null },
+      { stream_name: 'b-4', stream_position: 2, lease: null },
+      { stream_name: 'b-5', stream_position: 2, lease: null },
+      { stream_name: 'b-6', stream_position: 2, lease: null },
+    ]);
+  });
+
+  it('consumers asking at once share a claim statement and each gets its own checkpoint, or none', async () => {
+    // b-3 still lags (1 of 2); b-2 is held by the first test's lease.
+    await db.pool.query(
+      `UPDATE ${ctx.s}.checkpoints SET stream_version = 3 WHERE stream_name IN ('b-1', 'b-4')`,
+    );
+    await db.store.append('b-1', { type: 't', data: {} });
+    await db.store.append('b-4', { type: 't', data: {} });
+    const batcher = new ClaimBatcher(db.pool, ctx, args('D'), 8);
+    const ids = Array.from({ length: 6 }, () => randomUUID());
+    const got = await Promise.all(ids.map((id) => batcher.claim(id)));
+    await batcher.close();
+    const claimed = got.filter((c) => c !== undefined);
+    expect(claimed.map((c) => c.stream).sort()).toEqual(['b-1', 'b-3', 'b-4']);
+    // Every claim went to the consumer that generated its lease id.
+    for (const [i, c] of got.entries()) if (c) expect(c.leaseId).toBe(ids[i]);
+    const held = await leases();
+    for (const c of claimed) expect(held.get(c.stream)).toBe(c.leaseId);
+  });
+});

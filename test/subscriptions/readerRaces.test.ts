@@ -1,0 +1,225 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ResolvedGroup } from '../../src/config/types.js';
+import type { SqlContext } from '../../src/db/queryable.js';
+import { resetSubscription } from '../../src/operations/subscriptionControl.js';
+import { type ReaderHint, type ReaderRound, readerRound } from '../../src/subscriptions/globalReader.js';
+import { registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
+import { setupDb, type TestDb } from '../helpers/db.js';
+import { configWith, until } from './helpers.js';
+
+/*
+ * The global reader against the interleavings that broke it: a stream whose second message comes
+ * first in log order, an operator's reset while a round is in flight, and a round with nothing to
+ * write taking a transaction id (which holds back every gap-safe reader of the cluster).
+ */
+let db: TestDb;
+let ctx: SqlContext;
+beforeAll(async () => {
+  db = await setupDb('rdr');
+  ctx = db.store.sqlContext;
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+/** The group of a config with one subscription to a category, registered. */
+async function groupFor(name: string, category: string, group = 'G'): Promise<ResolvedGroup> {
+  const config = configWith(db.schema, { [name]: { category, handler: () => undefined } });
+  const g = config.groups.get('G')!;
+  const renamed: ResolvedGroup = { ...g, name: group };
+  await registerSubscriptions(db.pool, ctx, renamed);
+  return renamed;
+}
+
+/** The backend of the last round started. */
+let roundPid = 0;
+
+/** One reader round; `xid` is the round's transaction id at its end (null: it took none). */
+async function round(
+  group: ResolvedGroup,
+  batchSize = 1000,
+  hint?: ReaderHint,
+): Promise<ReaderRound & { xid: string | null }> {
+  const client = await db.pool.connect();
+  roundPid = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+  const query = client.query.bind(client) as (q: unknown, v?: unknown) => Promise<pg.QueryResult>;
+  let xid: string | null = null;
+  (client as { query: unknown }).query = async (q: unknown, v?: unknown) => {
+    if (q === 'COMMIT' || q === 'ROLLBACK')
+      xid = (await query('SELECT pg_current_xact_id_if_assigned()::text AS x')).rows[0].x;
+    return query(q, v);
+  };
+  try {
+    const r = await readerRound(client, ctx, group, 'test-reader', batchSize, hint);
+    return { ...r, xid };
+  } finally {
+    (client as { query: unknown }).query = query;
+    client.release();
+  }
+}
+
+/** Hold an ACCESS EXCLUSIVE lock on the messages table: a round started now waits at its log read. */
+async function holdLogReads(): Promise<pg.Client> {
+  const holder = await db.client();
+  await holder.query('BEGIN');
+  await holder.query(`LOCK TABLE ${ctx.s}.messages IN ACCESS EXCLUSIVE MODE`);
+  return holder;
+}
+
+async function roundWaitsAtLogRead(): Promise<void> {
+  await until(async () => {
+    const { rows } = await db.pool.query(
+      `SELECT count(*)::int AS n FROM pg_locks WHERE pid = $1 AND relation = $2::regclass AND NOT granted`,
+      [roundPid, `${ctx.s}.messages`],
+    );
+    return rows[0].n > 0;
+  }, 'the round to wait at its log read');
+}
+
+/** Wait until a transaction id is below every running transaction's (so gap-safe reads see it). */
+async function readable(xid: string): Promise<void> {
+  await until(async () => {
+    const { rows } = await db.pool.query('SELECT $1::xid8 < pg_snapshot_xmin(pg_current_snapshot()) AS ok', [
+      xid,
+    ]);
+    return rows[0].ok;
+  }, `transaction ${xid} to be readable`);
+}
+
+async function lastXid(stream: string): Promise<string> {
+  const { rows } = await db.pool.query(
+    `SELECT max(transaction_id::text::bigint)::text AS x FROM ${ctx.s}.messages WHERE stream_name = $1`,
+    [stream],
+  );
+  return rows[0].x;
+}
+
+async function checkpointOf(sub: string, stream: string) {
+  const { rows } = await db.pool.query(
+    `SELECT stream_version, stream_position FROM ${ctx.s}.checkpoints
+      WHERE subscription_name = $1 AND stream_name = $2`,
+    [sub, stream],
+  );
+  return rows[0] as { stream_version: number; stream_position: number } | undefined;
+}
+
+async function position(sub: string): Promise<number> {
+  const { rows } = await db.pool.query(`SELECT log_position FROM ${ctx.s}.subscriptions WHERE name = $1`, [
+    sub,
+  ]);
+  return rows[0].log_position;
+}
+
+/** Rounds until the subscription's reader has read everything readable up to `stream`'s last write. */
+async function drain(
+  group: ResolvedGroup,
+  stream: string,
+  batchSize = 1000,
+  hint?: ReaderHint,
+): Promise<void> {
+  await readable(await lastXid(stream));
+  for (;;) if ((await round(group, batchSize, hint)).read === 0) return;
+}
+
+describe('global reader races', () => {
+  it("a new checkpoint starts before the stream's first message when a batch holds only its second", async () => {
+    const group = await groupFor('early', 'early', 'G1');
+    // T1 takes its transaction id first (a multi-stream append, a caller's transaction)...
+    const t1 = await db.client();
+    await t1.query('BEGIN');
+    const inT1 = db.store.withTransaction(t1 as unknown as pg.PoolClient);
+    await inT1.append('other-1', { type: 't', data: {} });
+    // ...another writer's early-1#1 commits with a later transaction id...
+    await db.store.append('early-1', { type: 't', data: { n: 1 } });
+    // ...and T1 then writes early-1#2: in log order #2 comes before #1.
+    await inT1.append('early-1', { type: 't', data: { n: 2 } });
+    await t1.query('COMMIT');
+    // A batch of one puts a boundary between them.
+    await drain(group, 'early-1', 1);
+    expect(await checkpointOf('early', 'early-1')).toEqual({ stream_version: 2, stream_position: 0 });
+  });
+
+  it('a subscription starting at the end of the log never handles older messages of a stream', async () => {
+    await db.store.append('late-1', [
+      { type: 't', data: {} },
+      { type: 't', data: {} },
+    ]);
+    await readable(await lastXid('late-1'));
+    const config = configWith(db.schema, {
+      late: { category: 'late', startFrom: 'end', handler: () => undefined },
+    });
+    const group = { ...config.groups.get('G')!, name: 'G2' };
+    await registerSubscriptions(db.pool, ctx, group);
+    await db.store.append('late-1', { type: 't', data: {} });
+    await drain(group, 'late-1');
+    expect(await checkpointOf('late', 'late-1')).toEqual({ stream_version: 3, stream_position: 2 });
+  });
+
+  it('a reset to the beginning is not undone by a reader round in flight', async () => {
+    const group = await groupFor('rs', 'rs', 'G3');
+    await db.store.append('rs-1', [
+      { type: 't', data: {} },
+      { type: 't', data: {} },
+      { type: 't', data: {} },
+    ]);
+    await drain(group, 'rs-1');
+    await db.pool.query(`UPDATE ${ctx.s}.checkpoints SET stream_position = 3 WHERE subscription_name = 'rs'`);
+    await db.store.append('rs-1', { type: 't', data: {} });
+    await readable(await lastXid('rs-1'));
+    // The round reads the subscription's position, then waits at its log read...
+    const holder = await holdLogReads();
+    const inFlight = round(group);
+    await roundWaitsAtLogRead();
+    // ...while the operator's reset commits...
+    await resetSubscription(db.pool, ctx, { group: 'G3', subscription: 'rs', to: 'beginning' });
+    await holder.query('COMMIT');
+    // ...and the round then finishes: it must not move the position or create checkpoints.
+    await inFlight;
+    expect(await position('rs')).toBe(0);
+    expect(await checkpointOf('rs', 'rs-1')).toBeUndefined();
+    await drain(group, 'rs-1');
+    expect(await checkpointOf('rs', 'rs-1')).toEqual({ stream_version: 4, stream_position: 0 });
+  });
+
+  it('a round with nothing to write takes no transaction id', async () => {
+    const group = await groupFor('idle', 'idle', 'G4');
+    await db.store.append('idle-1', { type: 't', data: {} });
+    await drain(group, 'idle-1');
+    const r = await round(group);
+    expect(r).toMatchObject({ locked: false, read: 0, xid: null });
+    // A round in progress holds the group's reader lock without a transaction id...
+    const holder = await holdLogReads();
+    const inFlight = round(group);
+    await roundWaitsAtLogRead();
+    const { rows } = await db.pool.query(
+      'SELECT backend_xid::text AS xid FROM pg_stat_activity WHERE pid = $1',
+      [roundPid],
+    );
+    expect(rows).toEqual([{ xid: null }]);
+    // ...and a second round finds it locked, taking none either.
+    expect(await round(group)).toMatchObject({ locked: true, read: 0, xid: null });
+    await holder.query('COMMIT');
+    expect(await inFlight).toMatchObject({ locked: false, read: 0, xid: null });
+  });
+
+  it("a reader's log read sent ahead from its last round's end is dropped once an operator moved the position", async () => {
+    const group = await groupFor('hint', 'hint', 'G5');
+    const hint: ReaderHint = {};
+    await db.store.append('hint-1', [
+      { type: 't', data: {} },
+      { type: 't', data: {} },
+    ]);
+    await drain(group, 'hint-1', 1000, hint);
+    expect(hint.from).toBeDefined();
+    await db.pool.query(
+      `UPDATE ${ctx.s}.checkpoints SET stream_position = 2 WHERE subscription_name = 'hint'`,
+    );
+    // The operator rewinds to the beginning: the next round must read from there, not from where
+    // the hint says the last round ended (its read sent ahead finds nothing new).
+    await resetSubscription(db.pool, ctx, { group: 'G5', subscription: 'hint', to: 'beginning' });
+    const r = await round(group, 1000, hint);
+    expect(r.read).toBeGreaterThanOrEqual(2);
+    expect(await checkpointOf('hint', 'hint-1')).toEqual({ stream_version: 2, stream_position: 0 });
+  });
+});
