@@ -126,7 +126,7 @@ describe('a read replica', () => {
     const child = execa(
       'node',
       [ES_BIN, '--schema', schema, '--read-url', replica.url, 'tail', 'tail-1', '--count', '2'],
-      { reject: false, env: { NO_COLOR: '1', DATABASE_URL: primary.url }, timeout: 60_000 },
+      { reject: false, env: { NO_COLOR: '1', DATABASE_URL: primary.url }, timeout: 100_000 },
     );
     let out = '';
     child.stdout?.on('data', (c: Buffer) => {
@@ -136,24 +136,33 @@ describe('a read replica', () => {
     child.stderr?.on('data', (c: Buffer) => {
       err += c.toString();
     });
-    await until(() => err.includes('following stream tail-1'), 'es tail to start', 30_000);
+    // Each wait names what the tail printed so far (a CI run once timed the whole test out here).
+    const said = () => `; es tail printed stdout ${JSON.stringify(out)} stderr ${JSON.stringify(err)}`;
+    await until(() => err.includes('following stream tail-1'), 'es tail to start', 40_000).catch(
+      (e: Error) => Promise.reject(new Error(e.message + said())),
+    );
     await until(async () => {
       const { rows } = await pool.query(
         `SELECT 1 FROM pg_stat_activity WHERE application_name = 'beckett-tail' AND query LIKE 'LISTEN%'`,
       );
       return rows.length > 0;
-    }, 'es tail to LISTEN on the primary');
+    }, 'es tail to LISTEN on the primary', 40_000).catch(async (e: Error) => {
+      const { rows } = await pool.query(
+        `SELECT application_name, state, left(query, 80) AS query FROM pg_stat_activity WHERE backend_type = 'client backend'`,
+      );
+      throw new Error(`${e.message}${said()}; primary sessions ${JSON.stringify(rows)}`);
+    });
     await store.append('tail-1', [
       { type: 'First', data: {} },
       { type: 'Second', data: {} },
     ]);
     const r = await child;
-    expect(r.exitCode, err).toBe(0);
+    expect(r.exitCode, said()).toBe(0);
     expect(
       out
         .split('\n')
         .filter(Boolean)
         .map((l) => l.trim().split(/\s+/)[3]),
     ).toEqual(['First', 'Second']);
-  });
+  }, 150_000);
 });
