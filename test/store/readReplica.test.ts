@@ -138,15 +138,19 @@ describe('a read replica', () => {
     });
     // Each wait names what the tail printed so far (a CI run once timed the whole test out here).
     const said = () => `; es tail printed stdout ${JSON.stringify(out)} stderr ${JSON.stringify(err)}`;
-    await until(() => err.includes('following stream tail-1'), 'es tail to start', 40_000).catch(
-      (e: Error) => Promise.reject(new Error(e.message + said())),
+    await until(() => err.includes('following stream tail-1'), 'es tail to start', 40_000).catch((e: Error) =>
+      Promise.reject(new Error(e.message + said())),
     );
-    await until(async () => {
-      const { rows } = await pool.query(
-        `SELECT 1 FROM pg_stat_activity WHERE application_name = 'beckett-tail' AND query LIKE 'LISTEN%'`,
-      );
-      return rows.length > 0;
-    }, 'es tail to LISTEN on the primary', 40_000).catch(async (e: Error) => {
+    await until(
+      async () => {
+        const { rows } = await pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE application_name = 'beckett-tail' AND query LIKE 'LISTEN%'`,
+        );
+        return rows.length > 0;
+      },
+      'es tail to LISTEN on the primary',
+      40_000,
+    ).catch(async (e: Error) => {
       const { rows } = await pool.query(
         `SELECT application_name, state, left(query, 80) AS query FROM pg_stat_activity WHERE backend_type = 'client backend'`,
       );
