@@ -75,14 +75,18 @@ const firstStreamPositionSql = (ctx: SqlContext) =>
  * running). A cursor alone cannot say "everything visible now": those messages sort after it and
  * would be printed as new once the old transaction ends.
  */
+// The upper bound (no visible message is at or after xmax) makes `>= xmin` a range: read through
+// the log index whatever the statistics, where a lone `>= xmin` can be planned as a table scan.
 const endSql = (ctx: SqlContext) =>
-  `WITH x AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+  `WITH x AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
+                     pg_snapshot_xmax(pg_current_snapshot()) AS xmax)
    SELECT e.transaction_id, e.global_position, NULL AS id
      FROM (SELECT transaction_id, global_position FROM ${ctx.s}.messages, x
             WHERE transaction_id < x.xmin
             ORDER BY transaction_id DESC, global_position DESC LIMIT 1) e
    UNION ALL
-   SELECT NULL, NULL, m.id::text FROM ${ctx.s}.messages m, x WHERE m.transaction_id >= x.xmin`;
+   SELECT NULL, NULL, m.id::text FROM ${ctx.s}.messages m, x
+    WHERE m.transaction_id >= x.xmin AND m.transaction_id < x.xmax`;
 
 async function logEndNow(db: Queryable, ctx: SqlContext): Promise<{ end: LogPosition; seen: Set<string> }> {
   const { rows } = await db.query<{

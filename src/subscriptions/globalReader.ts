@@ -79,10 +79,13 @@ const lockAndPositionsSql = (ctx: SqlContext) =>
 
 // Only the columns dispatch needs: the reader never loads message data. The snapshot's xmin comes
 // back with the rows (one statement, one snapshot): everything below it has been seen, which lets a
-// filtered read move past a long run of messages none of the subscriptions wants.
-const logSliceSql = (ctx: SqlContext, typed: boolean) =>
+// filtered read move past a long run of messages none of the subscriptions wants. `held` asks the
+// log index for its last visible entry (one backward step, whatever the log's size): an EXISTS on
+// `transaction_id >= xmin` was planned as a scan of the whole table when nothing was held.
+export const logSliceSql = (ctx: SqlContext, typed: boolean) =>
   `SELECT x.xmin, m.stream_name, m.stream_position, m.type, m.transaction_id, m.global_position,
-          EXISTS (SELECT 1 FROM ${ctx.s}.messages h WHERE h.transaction_id >= x.xmin) AS held
+          coalesce((SELECT h.transaction_id FROM ${ctx.s}.messages h
+                     ORDER BY h.transaction_id DESC, h.global_position DESC LIMIT 1) >= x.xmin, false) AS held
      FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) x
      LEFT JOIN LATERAL (
        SELECT stream_name, stream_position, type, transaction_id, global_position
@@ -383,7 +386,8 @@ export async function readerRound(
 
 const waitingSql = (ctx: SqlContext) =>
   `SELECT count(*)::int AS n FROM ${ctx.s}.messages
-    WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())`;
+    WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())
+      AND transaction_id < pg_snapshot_xmax(pg_current_snapshot())`;
 
 /**
  * Why a reader sees nothing while messages exist: a transaction open for 30 s or more holds the
