@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { type Queryable, withClient } from './queryable.js';
 
 /*
@@ -35,7 +35,13 @@ interface Connection {
 }
 
 interface Message {
-  fields?: { name: string }[] | (string | null)[];
+  fields?: { name: string; dataTypeID?: number }[] | (string | null)[];
+}
+
+/** A result column as the server described it. */
+export interface PipelinedField {
+  name: string;
+  dataTypeID: number;
 }
 
 /**
@@ -143,11 +149,19 @@ class Pipelined extends Submission {
 class PipelinedEach extends Submission {
   /** Rows per statement: one CommandComplete ends each statement's result. */
   results: (string | null)[][][];
+  /** Columns per statement (none for a statement that returns no rows). */
+  fields: PipelinedField[][];
   #at = 0;
 
   constructor(readonly statements: PipelinedStatement[]) {
     super();
     this.results = statements.map(() => []);
+    this.fields = statements.map(() => []);
+  }
+
+  override handleRowDescription(msg: Message): void {
+    const fields = (msg.fields ?? []) as { name: string; dataTypeID?: number }[];
+    this.fields[this.#at] = fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID ?? 25 }));
   }
 
   submit(connection: Connection): void {
@@ -203,11 +217,35 @@ export async function runPipelinedEach(
   client: pg.PoolClient | pg.Client,
   statements: PipelinedStatement[],
 ): Promise<(string | null)[][][]> {
+  return (await runPipelinedWithFields(client, statements)).results;
+}
+
+/** As runPipelinedEach, with each statement's columns (for rowObjects). */
+export async function runPipelinedWithFields(
+  client: pg.PoolClient | pg.Client,
+  statements: PipelinedStatement[],
+): Promise<{ results: (string | null)[][][]; fields: PipelinedField[][] }> {
   await prepareNamed(client, statements);
   const run = new PipelinedEach(statements);
   client.query(run as unknown as pg.Submittable);
   await run.done;
-  return run.results;
+  return { results: run.results, fields: run.fields };
+}
+
+/**
+ * One statement's text rows as objects, each value parsed by pg's type parser for its column (the
+ * same values a pool.query would return).
+ */
+export function rowObjects<T>(rows: (string | null)[][], fields: PipelinedField[]): T[] {
+  const parsers = fields.map((f) => pg.types.getTypeParser(f.dataTypeID, 'text') as (v: string) => unknown);
+  return rows.map((row) => {
+    const o: Record<string, unknown> = {};
+    for (const [i, f] of fields.entries()) {
+      const v = row[i];
+      o[f.name] = v === null || v === undefined ? null : parsers[i]!(v);
+    }
+    return o as T;
+  });
 }
 
 async function onClient(

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import type pg from 'pg';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { MESSAGE_COLUMNS, type MessageRow, rowToMessage } from '../store/rowToMessage.js';
@@ -38,7 +39,7 @@ export interface ClaimedCheckpoint {
   leaseDeadline: number;
 }
 
-interface ClaimRow extends Partial<Omit<MessageRow, 'stream_name' | 'stream_position'>> {
+export interface ClaimRow extends Partial<Omit<MessageRow, 'stream_name' | 'stream_position'>> {
   cp_subscription: string;
   cp_stream: string;
   cp_position: number;
@@ -135,19 +136,34 @@ export async function claimCheckpoints(
 ): Promise<Claim[]> {
   // Before sending: the server's now() for the claim is later still.
   const sent = performance.now();
-  const { rows } = await db.query<ClaimRow>(
-    statement(ctx, 'claim_checkpoints', claimSql(ctx), [
-      args.group,
-      args.subscriptions,
-      args.workerId,
-      args.leaseMs,
-      CLAIMABLE_STATUSES,
-      args.batchSizes,
-      leaseIds,
-      args.fingerprints,
-      leaseIds.length,
-    ]),
-  );
+  const { rows } = await db.query<ClaimRow>(claimStatement(ctx, args, leaseIds));
+  return claimsFromRows(args, rows, sent);
+}
+
+/**
+ * The claim of up to `leaseIds.length` checkpoints as one statement, for a caller that sends it
+ * with others (the global reader claims for its own idle consumers in its round's transaction).
+ */
+export function claimStatement(ctx: SqlContext, args: ClaimArgs, leaseIds: string[]): pg.QueryConfig {
+  return statement(ctx, 'claim_checkpoints', claimSql(ctx), [
+    args.group,
+    args.subscriptions,
+    args.workerId,
+    args.leaseMs,
+    CLAIMABLE_STATUSES,
+    args.batchSizes,
+    leaseIds,
+    args.fingerprints,
+    leaseIds.length,
+  ]);
+}
+
+/**
+ * The claims in a claim statement's rows, in claim order. `sent`: the holder's monotonic time
+ * (performance.now()) at or before the server's now() for the claim's transaction: the start of
+ * each lease's local deadline.
+ */
+export function claimsFromRows(args: ClaimArgs, rows: ClaimRow[], sent: number): Claim[] {
   const claims: Claim[] = [];
   let cur: Claim | undefined;
   for (const r of rows) {

@@ -1,11 +1,23 @@
 import type pg from 'pg';
 import type { ResolvedGroup, ResolvedSubscription } from '../config/types.js';
-import { type PipelinedStatement, runPipelinedEach } from '../db/pipeline.js';
+import {
+  type PipelinedStatement,
+  rowObjects,
+  runPipelinedEach,
+  runPipelinedWithFields,
+} from '../db/pipeline.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { TransactionIdsAheadError } from '../errors.js';
 import { describeBlocker, oldestOpenTransaction } from '../store/readLog.js';
 import { transactionIdCounter } from '../store/transactionIdCounter.js';
+import {
+  type Claim,
+  type ClaimArgs,
+  type ClaimRow,
+  claimStatement,
+  claimsFromRows,
+} from './claimCheckpoint.js';
 import { fingerprintOf, streamInFilter } from './subscriptionDefinition.js';
 
 /*
@@ -167,6 +179,20 @@ export interface ReaderRound {
    * when it ends nobody is notified, so the reader looks again soon rather than at its idle pace.
    */
   held?: boolean;
+  /** Checkpoints the round claimed for the caller's idle consumers (see ReaderClaims). */
+  claims?: Claim[];
+}
+
+/**
+ * Idle consumers of the reader's own process: a round that dispatches claims up to
+ * `leaseIds.length` checkpoints in its own transaction (the n-th under `leaseIds[n]`), so that the
+ * consumers it wakes need no claim round trip of their own. That transaction then commits flushed,
+ * as a claim does. When the round fails after sending, the leases may be held: the caller hands
+ * them back (releaseLease) once the database answers.
+ */
+export interface ReaderClaims {
+  args: ClaimArgs;
+  leaseIds: string[];
 }
 
 function matches(sub: ResolvedSubscription, row: LogRow): boolean {
@@ -216,7 +242,10 @@ export async function readerRound(
   workerId: string,
   batchSize: number,
   hint: ReaderHint = {},
+  claim?: ReaderClaims,
 ): Promise<ReaderRound> {
+  // Before the round's BEGIN: at or before the server's now() for its claims.
+  const sent = performance.now();
   const subs = [...group.subscriptions.values()];
   const names = subs.map((s) => s.name);
   // Only subscriptions whose stored definition is this process's own (a rolling deploy can run two).
@@ -368,7 +397,26 @@ export async function readerRound(
       hint.from = from;
       return { locked: false, read: rows.length, dispatched: 0, full, held };
     }
-    const written = await runPipelinedEach(client, [...writes, { text: 'COMMIT' }]);
+    // Claims for the process's idle consumers, when the round raises checkpoints: flushed at commit,
+    // as every claim is (a lease must survive a database crash while its holder works).
+    const claiming = claim !== undefined && claim.leaseIds.length > 0 && subNames.length > 0;
+    if (claiming) {
+      writes.push(
+        { text: 'SET LOCAL synchronous_commit = on' },
+        claimStatement(ctx, claim.args, claim.leaseIds) as PipelinedStatement,
+      );
+    }
+    const { results: written, fields } = await runPipelinedWithFields(client, [
+      ...writes,
+      { text: 'COMMIT' },
+    ]);
+    const claims = claiming
+      ? claimsFromRows(
+          claim.args,
+          rowObjects<ClaimRow>(written[writes.length - 1]!, fields[writes.length - 1]!),
+          sent,
+        )
+      : undefined;
     let dispatched = 0;
     if (moves) {
       const r = written[0]![0]!;
@@ -376,7 +424,7 @@ export async function readerRound(
       // Next round reads from the end when every subscription moved there; otherwise it asks.
       hint.from = Number(r[1]) === positions.length ? { tx: end.tx, pos: end.pos, types } : undefined;
     } else hint.from = from;
-    return { locked: false, read: rows.length, dispatched, full, held };
+    return { locked: false, read: rows.length, dispatched, full, held, ...(claims ? { claims } : {}) };
   } catch (err) {
     hint.from = undefined;
     await client.query('ROLLBACK').catch(() => undefined);

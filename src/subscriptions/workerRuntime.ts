@@ -12,7 +12,14 @@ import { assertTransactionIdsBehindCounter } from '../store/transactionIdCounter
 import { instrumentSubscription } from '../telemetry/instrumentSubscription.js';
 import { ClaimBatcher, CompleteBatcher } from './batchedClaims.js';
 import { HandlerTimeoutError } from './boundHandlerCall.js';
-import { type ClaimedCheckpoint, releaseLease, releaseWorkerLeases } from './claimCheckpoint.js';
+import {
+  type Claim,
+  type ClaimArgs,
+  type ClaimedCheckpoint,
+  releaseLease,
+  releaseWorkerLeases,
+} from './claimCheckpoint.js';
+import { ClaimHandoff } from './claimHandoff.js';
 import { heldBack, type ReaderHint, readerRound } from './globalReader.js';
 import { connectGuarded, guardPool } from './guardPool.js';
 import { CoalescedNotify, checkpointsPayload, listenForWakeups } from './listenForWakeups.js';
@@ -170,15 +177,24 @@ export function createWorker(opts: WorkerOptions): Worker {
   // Aborted at the drain timeout: in-flight handlers are abandoned.
   const force = new AbortController();
   const readerWake = new Wakeup();
-  const consumerWake = new Wakeup();
+  // Consumers wait here: woken to claim, or handed a claim the reader made for them.
+  const consumerWake = new ClaimHandoff();
   const dispatchNotify = new CoalescedNotify(pool, channelFor(schema), checkpointsPayload(group.name));
   // The consumers' claims and completions, shared: several in one statement when they come together.
-  const claims = new ClaimBatcher(
-    pool,
-    ctx,
-    { group: group.name, subscriptions: subNames, batchSizes, fingerprints, workerId: id, leaseMs },
-    concurrency,
-  );
+  const claimArgs: ClaimArgs = {
+    group: group.name,
+    subscriptions: subNames,
+    batchSizes,
+    fingerprints,
+    workerId: id,
+    leaseMs,
+  };
+  const claims = new ClaimBatcher(pool, ctx, claimArgs, concurrency);
+  // Leases this process may hold without a holder working under them: a claim whose reply was lost
+  // (it may have committed), a reader round that claimed and failed, or a claim whose last write
+  // failed. Handed back by the next consumer that reaches the database, rather than leaving their
+  // streams idle until the lease expires.
+  const unreleased = new Set<string>();
   const completions = new CompleteBatcher(pool, ctx, group.name, concurrency);
   const complete = (claim: ClaimedCheckpoint, position: number) => completions.complete(claim, position);
   const stats: WorkerStats = {
@@ -208,19 +224,35 @@ export function createWorker(opts: WorkerOptions): Worker {
       try {
         const client = await connectGuarded(pool);
         let round: Awaited<ReturnType<typeof readerRound>>;
+        // A claim for each consumer waiting now, made in the round that dispatches (if it does).
+        const leaseIds = Array.from({ length: consumerWake.idle }, () => randomUUID());
         try {
-          round = await readerRound(client, ctx, group, id, readerBatchSize, hint);
+          round = await readerRound(
+            client,
+            ctx,
+            group,
+            id,
+            readerBatchSize,
+            hint,
+            leaseIds.length > 0 ? { args: claimArgs, leaseIds } : undefined,
+          );
         } catch (err) {
+          for (const lease of leaseIds) unreleased.add(lease);
           client.release(toError(err));
           throw err;
         }
         client.release();
         errorDelay = 100;
         stats.readerRounds++;
+        const claimed = round.claims?.length ?? 0;
+        if (claimed > 0) consumerWake.offer(round.claims!);
         if (round.dispatched > 0) {
           stats.dispatched += round.dispatched;
-          consumerWake.wake();
-          dispatchNotify.send();
+          // Work left for other consumers here and in other processes.
+          if (round.dispatched > claimed) {
+            consumerWake.wake();
+            dispatchNotify.send();
+          }
         }
         if (round.full) continue;
         if (round.read > 0) interval.busy();
@@ -248,25 +280,27 @@ export function createWorker(opts: WorkerOptions): Worker {
     let errorDelay = 100;
     // Handlers run in spans, record metrics and get ctx.schedule (see instrumentSubscription).
     const bySub = new Map<string, ResolvedSubscription>(subs.map((s) => [s.name, instrumentSubscription(s)]));
-    // Leases this consumer may still hold without a holder working under them: a claim whose reply
-    // was lost (it may have committed), or a claim whose last write failed. Handed back as soon as
-    // the database answers again, rather than leaving their streams idle until the lease expires.
-    const unreleased = new Set<string>();
     while (!signal.aborted) {
       let leaseId: string | undefined;
       try {
-        for (const lost of unreleased) {
+        for (const lost of [...unreleased]) {
           await releaseLease(pool, ctx, { group: group.name, workerId: id, leaseId: lost });
           unreleased.delete(lost);
         }
-        leaseId = randomUUID();
-        const claim = await claims.claim(leaseId);
-        errorDelay = 100;
+        // A claim the reader made for this process first; else one of our own.
+        let claim: Claim | undefined = consumerWake.take();
+        if (!claim) {
+          leaseId = randomUUID();
+          claim = await claims.claim(leaseId);
+          errorDelay = 100;
+        }
         if (!claim) {
           leaseId = undefined;
-          await consumerWake.wait(interval.idle(), signal);
-          continue;
+          claim = await consumerWake.wait(interval.idle(), signal);
+          if (!claim) continue;
         }
+        // A claim handed over while the worker drains is processed as any claim is then: released.
+        leaseId = claim.leaseId;
         interval.busy();
         stats.claims++;
         // More checkpoints may be waiting: let an idle sibling look.
