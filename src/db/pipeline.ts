@@ -159,6 +159,12 @@ class PipelinedEach extends Submission {
     this.fields = statements.map(() => []);
   }
 
+  override handleError(err: Error): void {
+    // Which statements completed before the error, with their rows: a COMMIT among them committed.
+    Object.assign(err, { pipelined: { completed: this.#at, results: this.results, fields: this.fields } });
+    super.handleError(err);
+  }
+
   override handleRowDescription(msg: Message): void {
     const fields = (msg.fields ?? []) as { name: string; dataTypeID?: number }[];
     this.fields[this.#at] = fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID ?? 25 }));
@@ -218,6 +224,18 @@ export async function runPipelinedEach(
   statements: PipelinedStatement[],
 ): Promise<(string | null)[][][]> {
   return (await runPipelinedWithFields(client, statements)).results;
+}
+
+/** What a failed runPipelinedWithFields had done: statements completed, and their rows. */
+export interface PipelinedPartial {
+  completed: number;
+  results: (string | null)[][][];
+  fields: PipelinedField[][];
+}
+
+/** The statements a pipeline's error came after (undefined for any other error). */
+export function pipelinedPartial(err: unknown): PipelinedPartial | undefined {
+  return (err as { pipelined?: PipelinedPartial } | undefined)?.pipelined;
 }
 
 /** As runPipelinedEach, with each statement's columns (for rowObjects). */

@@ -20,7 +20,7 @@ import { quoteValue } from '../validation/quoteValue.js';
 import { appendToStream, type PreparedMessage, UNKNOWN_VERSION } from './appendToStream.js';
 import { upcast } from './messageTypes.js';
 import { MessageWriter } from './messageWriter.js';
-import { Notifier } from './notifications.js';
+import { Notifier, WakeupCarrier } from './notifications.js';
 import { prepareMessage } from './prepareMessage.js';
 import { readCategory, readLog } from './readLog.js';
 import { readStream, streamVersion } from './readStream.js';
@@ -331,6 +331,10 @@ export class MessageStore {
           ids: prepared.map((m) => m.id),
           givenIds: list.some((m) => m?.id !== undefined),
         };
+        // On the pool, the append's round trip carries the wake-up when one is due.
+        const carrier = this.#client
+          ? undefined
+          : new WakeupCarrier(this.#shared.pool, this.#shared.notifier);
         const result = await this.#idempotent(
           [sent],
           () =>
@@ -339,7 +343,7 @@ export class MessageStore {
               // caller's transaction they run on its client.
               () =>
                 appendToStream(
-                  this.#db,
+                  carrier?.db ?? this.#db,
                   this.#shared.ctx,
                   stream,
                   expected,
@@ -353,7 +357,7 @@ export class MessageStore {
             return { streamVersion, globalPosition };
           },
         );
-        if (!this.#client) this.#shared.notifier.notify();
+        if (carrier && !carrier.carried) this.#shared.notifier.notify();
         return result;
       },
     );

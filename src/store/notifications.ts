@@ -1,5 +1,13 @@
 import type pg from 'pg';
-import { type SqlContext, schemaTag, statement } from '../db/queryable.js';
+import {
+  type PipelinedField,
+  type PipelinedStatement,
+  pipelinedPartial,
+  rowObjects,
+  runPipelinedWithFields,
+} from '../db/pipeline.js';
+import { type Queryable, type SqlContext, schemaTag, statement } from '../db/queryable.js';
+import { isConnectionError } from '../db/sqlstate.js';
 
 /** The LISTEN/NOTIFY channel that wakes readers of a schema (an identifier: at most 63 bytes). */
 export function channelFor(schema: string): string {
@@ -36,6 +44,30 @@ export class Notifier {
     this.#channel = channelFor(ctx.schema);
     this.#windowMs = windowMs;
     this.#statement = statement(ctx, 'notify', NOTIFY_SQL, [this.#channel]);
+  }
+
+  /**
+   * Take the next wake-up into an append's own round trip (see WakeupCarrier): true when one is due
+   * now (none in flight, the window since the last one has passed; a trailing one still waiting is
+   * replaced, as the append commits after what it owed). When the append then fails, call notify():
+   * the wake-up it took is owed again.
+   */
+  claim(): boolean {
+    if (this.#closed || this.#inFlight) return false;
+    const now = performance.now();
+    if (now < this.#lastSentAt + this.#windowMs) return false;
+    if (this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    this.#pending = false;
+    this.#lastSentAt = now;
+    return true;
+  }
+
+  /** The NOTIFY as a statement of its own, for a round trip that carries it (see WakeupCarrier). */
+  get statement(): pg.QueryConfig {
+    return this.#statement;
   }
 
   /** Note that messages were committed; a NOTIFY follows within the window. Never throws. */
@@ -89,4 +121,70 @@ export class Notifier {
   close(): void {
     this.#closed = true;
   }
+}
+
+/**
+ * A write on the store's pool that carries its own wake-up when one is due: the write's statement
+ * runs as BEGIN, the statement, COMMIT, then the NOTIFY in a transaction of its own (no WAL flush,
+ * see NOTIFY_SQL), all in one round trip. Readers are woken as the append resolves, not one round
+ * trip after it, and the NOTIFY never holds the cluster's notify lock across the write's commit (a
+ * NOTIFY inside the writing transaction would serialise every notifying commit with its flush).
+ * When no wake-up is due (one was sent within the window), the statement runs as a plain query and
+ * the store announces the write after commit as before. Used for one append: `carried` tells the
+ * store whether the append's wake-up went out with it.
+ */
+export class WakeupCarrier {
+  carried = false;
+
+  constructor(
+    readonly pool: pg.Pool,
+    readonly notifier: Notifier,
+  ) {}
+
+  /** Stands in for the pool where the store's append code takes a Queryable. */
+  get db(): Queryable {
+    return this as unknown as Queryable;
+  }
+
+  async query<R extends pg.QueryResultRow>(
+    textOrConfig: string | pg.QueryConfig,
+    values?: unknown[],
+  ): Promise<{ rows: R[]; rowCount: number }> {
+    const config: pg.QueryConfig =
+      typeof textOrConfig === 'string' ? { text: textOrConfig, ...(values ? { values } : {}) } : textOrConfig;
+    if (this.carried || !this.notifier.claim()) {
+      const r = await this.pool.query<R>(config);
+      return { rows: r.rows, rowCount: r.rowCount ?? 0 };
+    }
+    let client: pg.PoolClient | undefined;
+    let lost: Error | undefined;
+    try {
+      client = await this.pool.connect();
+      const { results, fields } = await runPipelinedWithFields(client, [
+        { text: 'BEGIN' },
+        config as PipelinedStatement,
+        { text: 'COMMIT' },
+        this.notifier.statement as PipelinedStatement,
+      ]);
+      this.carried = true;
+      return rowsOf<R>(results[1]!, fields[1]!);
+    } catch (err) {
+      // Owed again: what the wake-up was taken for may not be announced otherwise.
+      this.notifier.notify();
+      // The write committed and only the NOTIFY after it failed (its queue full): the write stands.
+      const done = pipelinedPartial(err);
+      if (done && done.completed >= 3) return rowsOf<R>(done.results[1]!, done.fields[1]!);
+      if (client && isConnectionError(err)) lost = err as Error;
+      // A failed statement leaves the transaction open (aborted): end it before the client goes back.
+      else if (client) await client.query('ROLLBACK').catch((e: Error) => (lost = e));
+      throw err;
+    } finally {
+      client?.release(lost);
+    }
+  }
+}
+
+function rowsOf<R>(rows: (string | null)[][], fields: PipelinedField[]): { rows: R[]; rowCount: number } {
+  const parsed = rowObjects<R>(rows, fields);
+  return { rows: parsed, rowCount: parsed.length };
 }
