@@ -4,10 +4,11 @@ import { toBeckettError } from '../db/toBeckettError.js';
 import { InvalidInputError } from '../errors.js';
 import { idFromKey } from '../scheduling/scheduleMessage.js';
 import type { MessageStore } from '../store/messageStore.js';
+import { WakeupCarrier } from '../store/notifications.js';
 import type { Metadata, RecordedMessage } from '../store/types.js';
 import { quoteValue } from '../validation/quoteValue.js';
 import { type EnqueueRow, insertJobs } from './queueJobsSql.js';
-import { queueNotifierFor } from './queueWakeups.js';
+import { type QueueNotifier, queueNotifierFor } from './queueWakeups.js';
 
 /** What is enqueued: a message type (validated when mapped under `messages`), data and metadata. */
 export interface JobMessage<Type extends string = string, Data = unknown> {
@@ -128,8 +129,8 @@ export async function enqueueJobs(
       const { xid } = await insertJobs(into.client, store.sqlContext, queue, rows);
       notifier.afterCommit(xid, queue);
     } else {
-      await store.track(() => batcherFor(store, queue).insert(rows));
-      notifier.notify(queue);
+      const carried = await store.track(() => batcherFor(store, queue).insert(rows, notifier));
+      if (!carried) notifier.notify(queue);
     }
   } catch (err) {
     throw toBeckettError(err, { schema: store.schema });
@@ -195,7 +196,12 @@ const MAX_IN_FLIGHT = 2;
  */
 class EnqueueBatcher {
   #inFlight = 0;
-  #waiting: { rows: EnqueueRow[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  #waiting: {
+    rows: EnqueueRow[];
+    notifier: QueueNotifier;
+    resolve: (carried: boolean) => void;
+    reject: (err: unknown) => void;
+  }[] = [];
 
   constructor(
     private readonly pool: pg.Pool,
@@ -203,9 +209,10 @@ class EnqueueBatcher {
     private readonly queue: string,
   ) {}
 
-  insert(rows: EnqueueRow[]): Promise<void> {
+  /** Resolves once the rows are committed: whether the insert's round trip carried their wake-up. */
+  insert(rows: EnqueueRow[], notifier: QueueNotifier): Promise<boolean> {
     return new Promise((resolve, reject) => {
-      this.#waiting.push({ rows, resolve, reject });
+      this.#waiting.push({ rows, notifier, resolve, reject });
       this.#next();
     });
   }
@@ -214,15 +221,17 @@ class EnqueueBatcher {
     if (this.#inFlight >= MAX_IN_FLIGHT || this.#waiting.length === 0) return;
     const batch = this.#waiting.splice(0);
     this.#inFlight++;
+    // The batch's round trip carries the queue's wake-up when one is due.
+    const carrier = new WakeupCarrier(this.pool, batch[0]!.notifier.carrying(this.queue));
     insertJobs(
-      this.pool,
+      carrier.db,
       this.ctx,
       this.queue,
       batch.flatMap((b) => b.rows),
     )
       .then(
         () => {
-          for (const b of batch) b.resolve();
+          for (const b of batch) b.resolve(carrier.carried);
         },
         (err) => {
           for (const b of batch) b.reject(err);

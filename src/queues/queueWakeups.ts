@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { SqlContext } from '../db/queryable.js';
-import { channelFor } from '../store/notifications.js';
+import { type CarriedWakeup, channelFor } from '../store/notifications.js';
 import { transactionStatuses } from './queueJobsSql.js';
 
 /** The payload on the schema's channel that says jobs were enqueued to `queue`. */
@@ -10,6 +10,10 @@ export const queuePayload = (queue: string): string => `queue:${queue}`;
 export function queueOfPayload(payload: string): string | undefined {
   return payload.startsWith('queue:') ? payload.slice(6) : undefined;
 }
+
+/** One NOTIFY per queue, committed without waiting for a WAL flush (the jobs are durable already). */
+const NOTIFY_QUEUES_SQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, 'queue:' || q)
+  FROM unnest($2::text[]) AS q`;
 
 /** Shortest time between two NOTIFY rounds of one notifier. */
 const WINDOW_MS = 3;
@@ -47,6 +51,29 @@ export class QueueNotifier {
   notify(queue: string): void {
     this.#pending.add(queue);
     this.#schedule();
+  }
+
+  /**
+   * The wake-up for jobs about to be committed to `queue` on the pool, for the insert's own round
+   * trip to carry (WakeupCarrier): when due, one NOTIFY for `queue` and every queue pending.
+   */
+  carrying(queue: string): CarriedWakeup {
+    return {
+      claim: () => {
+        if (this.#inFlight) return undefined;
+        const now = performance.now();
+        if (now < this.#lastSentAt + WINDOW_MS) return undefined;
+        if (this.#timer) {
+          clearTimeout(this.#timer);
+          this.#timer = undefined;
+        }
+        const queues = [...new Set([queue, ...this.#pending])];
+        this.#pending.clear();
+        this.#lastSentAt = now;
+        return { text: NOTIFY_QUEUES_SQL, values: [this.#channel, queues] };
+      },
+      owe: () => this.notify(queue),
+    };
   }
 
   /** Jobs were enqueued to `queue` in transaction `xid`: announce them once it commits. */
@@ -111,12 +138,7 @@ export class QueueNotifier {
     this.#pending.clear();
     this.#lastSentAt = performance.now();
     try {
-      await this.#pool
-        .query(
-          `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, 'queue:' || q) FROM unnest($2::text[]) AS q`,
-          [this.#channel, queues],
-        )
-        .catch(() => undefined);
+      await this.#pool.query(NOTIFY_QUEUES_SQL, [this.#channel, queues]).catch(() => undefined);
     } finally {
       this.#inFlight = false;
       this.#schedule();

@@ -47,27 +47,26 @@ export class Notifier {
   }
 
   /**
-   * Take the next wake-up into an append's own round trip (see WakeupCarrier): true when one is due
-   * now (none in flight, the window since the last one has passed; a trailing one still waiting is
-   * replaced, as the append commits after what it owed). When the append then fails, call notify():
-   * the wake-up it took is owed again.
+   * Take the next wake-up into a write's own round trip (see WakeupCarrier): the NOTIFY statement
+   * when one is due now (none in flight, the window since the last one has passed; a trailing one
+   * still waiting is replaced, as the write commits after what it owed), else undefined.
    */
-  claim(): boolean {
-    if (this.#closed || this.#inFlight) return false;
+  claim(): pg.QueryConfig | undefined {
+    if (this.#closed || this.#inFlight) return undefined;
     const now = performance.now();
-    if (now < this.#lastSentAt + this.#windowMs) return false;
+    if (now < this.#lastSentAt + this.#windowMs) return undefined;
     if (this.#timer) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
     this.#pending = false;
     this.#lastSentAt = now;
-    return true;
+    return this.#statement;
   }
 
-  /** The NOTIFY as a statement of its own, for a round trip that carries it (see WakeupCarrier). */
-  get statement(): pg.QueryConfig {
-    return this.#statement;
+  /** A wake-up taken by claim() and not sent (the write failed): owed again. */
+  owe(): void {
+    this.notify();
   }
 
   /** Note that messages were committed; a NOTIFY follows within the window. Never throws. */
@@ -123,6 +122,14 @@ export class Notifier {
   }
 }
 
+/** A wake-up a write can take into its own round trip (Notifier, and the queues' notifier). */
+export interface CarriedWakeup {
+  /** The NOTIFY statement when a wake-up is due now (taken: the write sends it), else undefined. */
+  claim(): pg.QueryConfig | undefined;
+  /** The write that took the wake-up failed before sending it: it is owed again. */
+  owe(): void;
+}
+
 /**
  * A write on the store's pool that carries its own wake-up when one is due: the write's statement
  * runs as BEGIN, the statement, COMMIT, then the NOTIFY in a transaction of its own (no WAL flush,
@@ -138,7 +145,7 @@ export class WakeupCarrier {
 
   constructor(
     readonly pool: pg.Pool,
-    readonly notifier: Notifier,
+    readonly wakeup: CarriedWakeup,
   ) {}
 
   /** Stands in for the pool where the store's append code takes a Queryable. */
@@ -152,7 +159,8 @@ export class WakeupCarrier {
   ): Promise<{ rows: R[]; rowCount: number }> {
     const config: pg.QueryConfig =
       typeof textOrConfig === 'string' ? { text: textOrConfig, ...(values ? { values } : {}) } : textOrConfig;
-    if (this.carried || !this.notifier.claim()) {
+    const notify = this.carried ? undefined : this.wakeup.claim();
+    if (!notify) {
       const r = await this.pool.query<R>(config);
       return { rows: r.rows, rowCount: r.rowCount ?? 0 };
     }
@@ -164,13 +172,13 @@ export class WakeupCarrier {
         { text: 'BEGIN' },
         config as PipelinedStatement,
         { text: 'COMMIT' },
-        this.notifier.statement as PipelinedStatement,
+        notify as PipelinedStatement,
       ]);
       this.carried = true;
       return rowsOf<R>(results[1]!, fields[1]!);
     } catch (err) {
       // Owed again: what the wake-up was taken for may not be announced otherwise.
-      this.notifier.notify();
+      this.wakeup.owe();
       // The write committed and only the NOTIFY after it failed (its queue full): the write stands.
       const done = pipelinedPartial(err);
       if (done && done.completed >= 3) return rowsOf<R>(done.results[1]!, done.fields[1]!);
