@@ -101,6 +101,8 @@ export interface WorkerStats {
   readerRounds: number;
   /** Checkpoints created or raised by this process's global reader. */
   dispatched: number;
+  /** Claims the reader made for this process's idle consumers in the round that dispatched. */
+  handedOver: number;
   /** Handler calls that outlived their subscription's handlerTimeout (counted in failures too). */
   timeouts: number;
   /** Handler calls left running at the drain timeout. */
@@ -203,6 +205,7 @@ export function createWorker(opts: WorkerOptions): Worker {
     failures: 0,
     readerRounds: 0,
     dispatched: 0,
+    handedOver: 0,
     timeouts: 0,
     abandoned: 0,
   };
@@ -245,7 +248,10 @@ export function createWorker(opts: WorkerOptions): Worker {
         errorDelay = 100;
         stats.readerRounds++;
         const claimed = round.claims?.length ?? 0;
-        if (claimed > 0) consumerWake.offer(round.claims!);
+        if (claimed > 0) {
+          stats.handedOver += claimed;
+          consumerWake.offer(round.claims!);
+        }
         if (round.dispatched > 0) {
           stats.dispatched += round.dispatched;
           // Work left for other consumers here and in other processes.

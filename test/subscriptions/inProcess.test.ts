@@ -39,6 +39,26 @@ function recorder() {
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 describe('worker runtime (in process)', () => {
+  it('the reader hands idle consumers the claims it made in the round that dispatched, in stream order', async () => {
+    const rec = recorder();
+    const config = configWith(db.schema, { s: { category: 'hand', handler: (m) => rec.record(m) } });
+    // Consumers that do not poll: between wake-ups they wait, and only the reader's round finds work.
+    const w = startWorker(db, config, { concurrency: 3, maxPollMs: 60_000 });
+    await w.start();
+    try {
+      for (let i = 1; i <= 6; i++) {
+        await db.store.append('hand-1', { type: 't', data: { i } });
+        await until(() => rec.total() >= i, `message ${i} handled`);
+      }
+      expect(rec.calls.get('hand-1')).toEqual(range(6));
+      expect(rec.overlaps).toEqual([]);
+      expect(w.stats().handedOver).toBeGreaterThanOrEqual(1);
+      expect(w.errors).toEqual([]);
+    } finally {
+      await w.stop();
+    }
+  });
+
   it('handles every message of many streams once, in stream order, with consumers racing', async () => {
     const rec = recorder();
     const config = configWith(db.schema, { s: { category: 'ord', handler: (m) => rec.record(m) } });

@@ -1,0 +1,125 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPool } from '../../src/db/pool.js';
+import { WrongExpectedVersionError } from '../../src/errors.js';
+import { queueNotifierFor } from '../../src/queues/queueWakeups.js';
+import { createMessageStore } from '../../src/store/messageStore.js';
+import { channelFor } from '../../src/store/notifications.js';
+import { databaseUrl, setupDb, type TestDb } from '../helpers/db.js';
+import { until } from '../helpers/until.js';
+
+/*
+ * An append on the store's pool carries its wake-up in its own round trip when one is due: BEGIN,
+ * the append, COMMIT, then the NOTIFY in a transaction of its own. A reader is woken as the append
+ * resolves (not one round trip later), the NOTIFY commits after the append (the reader it wakes sees
+ * the message), and the store sends no NOTIFY of its own for it.
+ */
+let db: TestDb;
+beforeAll(async () => {
+  db = await setupDb('carried_wakeup');
+});
+afterAll(async () => db.close());
+
+/** A pool of one connection whose pool.query NOTIFYs are counted (the store's own wake-ups). */
+function countingPool(): { pool: pg.Pool; notifies: () => number } {
+  const pool = createPool(databaseUrl(), { max: 1 });
+  let notifies = 0;
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+  (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+    const first = args[0] as string | { text?: string };
+    const text = typeof first === 'string' ? first : (first?.text ?? '');
+    if (text.includes('pg_notify')) notifies++;
+    return query(...args);
+  };
+  return { pool, notifies: () => notifies };
+}
+
+async function listen(): Promise<{ seen: number[]; close: () => Promise<void> }> {
+  const listener = await db.client();
+  const reader = await db.client();
+  const seen: number[] = [];
+  // At each wake-up, what a reader then sees of the stream: the append it announces is committed.
+  listener.on('notification', () => {
+    void reader
+      .query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM "${db.schema}".messages WHERE stream_name = 'carried-1'`,
+      )
+      .then((r) => seen.push(r.rows[0]!.n));
+  });
+  await listener.query(`LISTEN "${channelFor(db.schema)}"`);
+  return {
+    seen,
+    close: async () => {
+      await listener.end();
+      await reader.end();
+    },
+  };
+}
+
+describe('a wake-up carried by the append', () => {
+  it('wakes listeners once, after the append committed, with no NOTIFY of the store its own', async () => {
+    const { pool, notifies } = countingPool();
+    const store = createMessageStore({ pool, schema: db.schema });
+    const l = await listen();
+    try {
+      await store.append('carried-1', { type: 'x', data: {} });
+      await until(() => l.seen.length >= 1, 'a wake-up');
+      expect(l.seen[0]).toBe(1);
+      // close() sends any wake-up still owed: there is none.
+      await store.close();
+      expect(notifies()).toBe(0);
+      expect(l.seen).toEqual([1]);
+    } finally {
+      await l.close();
+      await pool.end();
+    }
+  });
+
+  it('a failed append on a carried round trip writes nothing, leaves its connection usable and owes the wake-up', async () => {
+    const { pool, notifies } = countingPool();
+    const store = createMessageStore({ pool, schema: db.schema });
+    try {
+      // The first append of a store is due a wake-up: it takes it, and fails.
+      await expect(
+        store.append('carried-missing', { type: 'x', data: {} }, { expectedVersion: 'stream_exists' }),
+      ).rejects.toBeInstanceOf(WrongExpectedVersionError);
+      expect(
+        (await db.pool.query(`SELECT 1 FROM "${db.schema}".messages WHERE stream_name = 'carried-missing'`))
+          .rowCount,
+      ).toBe(0);
+      // The pool's one connection was handed back outside any transaction.
+      const { rows } = await pool.query<{ s: string }>(
+        `SELECT pg_current_xact_id_if_assigned() IS NULL AS s`,
+      );
+      expect(rows[0]!.s).toBe(true);
+      await expect(store.append('carried-2', { type: 'x', data: {} })).resolves.toMatchObject({
+        streamVersion: 1,
+      });
+      await store.close();
+      // The failed append's wake-up was owed again and sent by the store itself.
+      expect(notifies()).toBeGreaterThanOrEqual(1);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('an enqueue on the pool carries its queue wake-up the same way', async () => {
+    const { pool, notifies } = countingPool();
+    const store = createMessageStore({ pool, schema: db.schema });
+    const listener = await db.client();
+    const payloads: string[] = [];
+    listener.on('notification', (n) => payloads.push(n.payload ?? ''));
+    await listener.query(`LISTEN "${channelFor(db.schema)}"`);
+    try {
+      await store.enqueue('carried', { type: 'job', data: {} });
+      await until(() => payloads.includes('queue:carried'), 'the queue wake-up');
+      await queueNotifierFor(pool, { schema: db.schema, s: `"${db.schema}"`, prepared: true }).flush();
+      await store.close();
+      expect(notifies()).toBe(0);
+      expect(payloads.filter((p) => p === 'queue:carried')).toHaveLength(1);
+    } finally {
+      await listener.end();
+      await pool.end();
+    }
+  });
+});
