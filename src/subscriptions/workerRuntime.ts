@@ -240,7 +240,9 @@ export function createWorker(opts: WorkerOptions): Worker {
             leaseIds.length > 0 ? { args: claimArgs, leaseIds } : undefined,
           );
         } catch (err) {
+          // The round may have committed its claims: a consumer hands them back once it can.
           for (const lease of leaseIds) unreleased.add(lease);
+          if (leaseIds.length > 0) consumerWake.wake();
           client.release(toError(err));
           throw err;
         }
