@@ -6,7 +6,7 @@ import {
   rowObjects,
   runPipelinedWithFields,
 } from '../db/pipeline.js';
-import { type Queryable, type SqlContext, schemaTag, statement } from '../db/queryable.js';
+import { type Queryable, type SqlContext, schemaTag, statement, withClient } from '../db/queryable.js';
 import { isConnectionError } from '../db/sqlstate.js';
 
 /** The LISTEN/NOTIFY channel that wakes readers of a schema (an identifier: at most 63 bytes). */
@@ -164,31 +164,28 @@ export class WakeupCarrier {
       const r = await this.pool.query<R>(config);
       return { rows: r.rows, rowCount: r.rowCount ?? 0 };
     }
-    let client: pg.PoolClient | undefined;
-    let lost: Error | undefined;
-    try {
-      client = await this.pool.connect();
-      const { results, fields } = await runPipelinedWithFields(client, [
-        { text: 'BEGIN' },
-        config as PipelinedStatement,
-        { text: 'COMMIT' },
-        notify as PipelinedStatement,
-      ]);
-      this.carried = true;
-      return rowsOf<R>(results[1]!, fields[1]!);
-    } catch (err) {
-      // Owed again: what the wake-up was taken for may not be announced otherwise.
-      this.wakeup.owe();
-      // The write committed and only the NOTIFY after it failed (its queue full): the write stands.
-      const done = pipelinedPartial(err);
-      if (done && done.completed >= 3) return rowsOf<R>(done.results[1]!, done.fields[1]!);
-      if (client && isConnectionError(err)) lost = err as Error;
-      // A failed statement leaves the transaction open (aborted): end it before the client goes back.
-      else if (client) await client.query('ROLLBACK').catch((e: Error) => (lost = e));
-      throw err;
-    } finally {
-      client?.release(lost);
-    }
+    return withClient(this.pool, async (client) => {
+      try {
+        const { results, fields } = await runPipelinedWithFields(client, [
+          { text: 'BEGIN' },
+          config as PipelinedStatement,
+          { text: 'COMMIT' },
+          notify as PipelinedStatement,
+        ]);
+        this.carried = true;
+        return rowsOf<R>(results[1]!, fields[1]!);
+      } catch (err) {
+        // Owed again: what the wake-up was taken for may not be announced otherwise.
+        this.wakeup.owe();
+        // The write committed and only the NOTIFY after it failed (its queue full): the write stands.
+        const done = pipelinedPartial(err);
+        if (done && done.completed >= 3) return rowsOf<R>(done.results[1]!, done.fields[1]!);
+        // A failed statement leaves the transaction open (aborted): end it before the client goes
+        // back (withClient releases a client whose connection broke as broken).
+        if (!isConnectionError(err)) await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    });
   }
 }
 
