@@ -3,6 +3,7 @@ import { messagesLockKeys, takeLocksSql } from '../consistency/lockKeys.js';
 import { GroupCommit } from '../db/groupCommit.js';
 import { type SqlContext, statement } from '../db/queryable.js';
 import { headSql, insertOne, type SingleInsert, TAG_SEPARATOR_CHAR, taggedCte } from './appendToStream.js';
+import { type Notifier, WakeupCarrier } from './notifications.js';
 
 /*
  * Group commit (src/db/groupCommit.ts) for single-message appends with an exact expected version
@@ -39,6 +40,8 @@ const batchSqlText = (ctx: SqlContext) => `WITH inserted AS (
 SELECT id, global_position FROM inserted`;
 
 interface Pending extends SingleInsert {
+  /** The appender's own carrier: told when the batch's round trip carried the wake-up. */
+  carrier: WakeupCarrier | undefined;
   /** The new message's global position, or null when the stream was not at the expected version. */
   resolve(globalPosition: number | null): void;
   reject(err: unknown): void;
@@ -49,10 +52,13 @@ export class AppendBatcher {
   readonly #ctx: SqlContext;
   readonly #batchSql: string;
   readonly #group: GroupCommit<Pending>;
+  readonly #notifier: Notifier | undefined;
 
-  constructor(pool: pg.Pool, ctx: SqlContext) {
+  /** With `notifier`, a batch's round trip carries the store's wake-up when one is due. */
+  constructor(pool: pg.Pool, ctx: SqlContext, notifier?: Notifier) {
     this.#pool = pool;
     this.#ctx = ctx;
+    this.#notifier = notifier;
     this.#batchSql = batchSqlText(ctx);
     this.#group = new GroupCommit<Pending>({
       one: (p) => this.#runOne(p),
@@ -69,8 +75,8 @@ export class AppendBatcher {
    * Insert `m` at position `m.n + 1`, committed when this resolves: its global position, or null
    * when the stream is not at version `m.n` (shorter, or someone else took the position).
    */
-  append(m: SingleInsert): Promise<number | null> {
-    return new Promise((resolve, reject) => this.#group.push({ ...m, resolve, reject }));
+  append(m: SingleInsert, carrier?: WakeupCarrier): Promise<number | null> {
+    return new Promise((resolve, reject) => this.#group.push({ ...m, carrier, resolve, reject }));
   }
 
   /** Take no more appends; resolves once those taken are settled. */
@@ -78,8 +84,14 @@ export class AppendBatcher {
     return this.#group.close();
   }
 
+  #carrier(): WakeupCarrier | undefined {
+    return this.#notifier ? new WakeupCarrier(this.#pool, this.#notifier) : undefined;
+  }
+
   async #runMany(batch: Pending[]): Promise<void> {
-    const { rows } = await this.#pool.query<{ id: string; global_position: number }>(
+    // The batch's round trip carries the store's wake-up when one is due (see WakeupCarrier).
+    const carrier = this.#carrier();
+    const { rows } = await (carrier?.db ?? this.#pool).query<{ id: string; global_position: number }>(
       statement(this.#ctx, 'append_batch', this.#batchSql, [
         batch.map((p) => p.id),
         batch.map((p) => p.stream),
@@ -92,12 +104,18 @@ export class AppendBatcher {
       ]),
     );
     const positions = new Map(rows.map((r) => [r.id, r.global_position]));
-    for (const p of batch) p.resolve(positions.get(p.id) ?? null);
+    for (const p of batch) {
+      if (carrier?.carried && p.carrier) p.carrier.carried = true;
+      p.resolve(positions.get(p.id) ?? null);
+    }
   }
 
   async #runOne(p: Pending): Promise<void> {
     try {
-      p.resolve(await insertOne(this.#pool, this.#ctx, p));
+      const carrier = this.#carrier();
+      const position = await insertOne(carrier?.db ?? this.#pool, this.#ctx, p);
+      if (carrier?.carried && p.carrier) p.carrier.carried = true;
+      p.resolve(position);
     } catch (err) {
       p.reject(err);
     }

@@ -4,6 +4,7 @@ import { statement } from '../db/queryable.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { WrongExpectedVersionError } from '../errors.js';
 import type { AppendBatcher } from './appendBatcher.js';
+import { WakeupCarrier } from './notifications.js';
 import { streamVersion } from './readStream.js';
 import type { AppendResult, ExpectedVersion, Metadata } from './types.js';
 
@@ -182,7 +183,10 @@ async function appendOneExact(
   };
   let globalPosition: number | null;
   try {
-    globalPosition = await (batcher ? batcher.append(one) : insertOne(db, ctx, one));
+    // Through the batcher, the store's carrier (db) learns whether the batch carried the wake-up.
+    globalPosition = await (batcher
+      ? batcher.append(one, db instanceof WakeupCarrier ? db : undefined)
+      : insertOne(db, ctx, one));
   } catch (err) {
     if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
     throw err;

@@ -562,14 +562,15 @@ export function createMessageStore(opts: MessageStoreOptions): MessageStore {
           { max: opts.poolSize ?? 10 },
         ));
   const ctx: SqlContext = { schema, s: escapeIdentifier(schema), prepared: opts.preparedStatements ?? true };
+  const notifier = new Notifier(pool, ctx);
   return new MessageStore({
     pool,
     readPool: opts.readPool,
     ownsPool: !opts.pool,
     ctx,
     defs: opts.messages ?? {},
-    notifier: new Notifier(pool, ctx),
-    writer: new MessageWriter(pool, ctx),
+    notifier,
+    writer: new MessageWriter(pool, ctx, notifier),
     closed: false,
     writes: 0,
     idle: [],

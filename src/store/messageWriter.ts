@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { ConditionalBatcher } from '../consistency/conditionalBatcher.js';
 import type { SqlContext } from '../db/queryable.js';
 import { AppendBatcher } from './appendBatcher.js';
+import type { Notifier } from './notifications.js';
 
 /*
  * The one writer of a store: every message the library inserts goes through the statements built
@@ -27,8 +28,8 @@ export class MessageWriter {
   /** Single-message conditional appends with an exact expected version. */
   readonly gated: ConditionalBatcher;
 
-  constructor(pool: pg.Pool, ctx: SqlContext) {
-    this.plain = new AppendBatcher(pool, ctx);
+  constructor(pool: pg.Pool, ctx: SqlContext, notifier: Notifier) {
+    this.plain = new AppendBatcher(pool, ctx, notifier);
     this.gated = new ConditionalBatcher(pool, ctx);
   }
 

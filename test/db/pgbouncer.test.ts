@@ -28,7 +28,7 @@ let store: MessageStore;
 const schema = uniqueSchema('bouncer');
 
 beforeAll(async () => {
-  bouncer = await startPgBouncer(databaseUrl(), await freePortIn(55410, 55429));
+  bouncer = await startPgBouncer(databaseUrl(), await freePortIn(25410, 25429));
   pool = createPool(bouncer.url, { max: 12, listenUrl: databaseUrl() });
   // Three migrators at once, through PgBouncer: the migration lock is a transaction lock.
   await Promise.all([migrate(pool, schema), migrate(pool, schema), migrate(pool, schema)]);

@@ -130,8 +130,33 @@ export async function startPgBouncer(
   };
 }
 
-/** The first port of [from, to] nothing listens on (a private range of this repository's tests). */
+/**
+ * Whether any TCP socket of the machine has `port` as its local port, in any state (Linux's
+ * /proc/net/tcp and tcp6): a client connection's port, or one in TIME-WAIT, also makes a server's
+ * bind() fail ("Address already in use"), though nothing listens there.
+ */
+function portInUse(port: number): boolean | undefined {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let seen = false;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!existsSync(file)) continue;
+    seen = true;
+    for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+      const local = line.trim().split(/\s+/)[1];
+      if (local?.endsWith(hex)) return true;
+    }
+  }
+  return seen ? false : undefined;
+}
+
+/**
+ * The first port of [from, to] no socket uses (a private range of this repository's tests, below
+ * the usual ephemeral range 32768-60999 of client connections).
+ */
 export async function freePortIn(from: number, to: number): Promise<number> {
-  for (let port = from; port <= to; port++) if (!(await accepts(port))) return port;
+  for (let port = from; port <= to; port++) {
+    const used = portInUse(port);
+    if (used === false || (used === undefined && !(await accepts(port)))) return port;
+  }
   throw new Error(`No free port from ${from} to ${to}.`);
 }

@@ -23,8 +23,8 @@ let store: MessageStore;
 const schema = 'beckett';
 
 beforeAll(async () => {
-  primary = await onFreePort(55430, 55449, (port) => startPrivateCluster('beckett-primary', '', port));
-  replica = await onFreePort(55450, 55469, (port) => startReplica(primary, port));
+  primary = await onFreePort(25430, 25449, (port) => startPrivateCluster('beckett-primary', '', port));
+  replica = await onFreePort(25450, 25469, (port) => startReplica(primary, port));
   pool = createPool(primary.url, { max: 6 });
   readPool = createPool(replica.url, { max: 4 });
   await migrate(pool, schema);
