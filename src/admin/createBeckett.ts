@@ -92,6 +92,14 @@ export interface CreateBeckettOptions {
   config?: ResolvedConfig | Record<string, unknown>;
   /** A pool you own (left open by close()). Else `url`, else the config's database URL. */
   pool?: pg.Pool;
+  /**
+   * A pool on a streaming replica (yours: left open by close()) for the message store's pages:
+   * categories, streams, a stream's messages, a message, finding messages and the log. Everything
+   * an operator acts on (subscriptions, checkpoints, queues, scheduled messages), the lag view, the
+   * header's counts and health stay on `pool`, the primary: a replica lags, and its sessions are
+   * not the primary's (a blocking transaction is only seen there).
+   */
+  readPool?: pg.Pool;
   url?: string;
   /** Default: the config's schema, else `beckett`. */
   schema?: string;
@@ -267,6 +275,9 @@ export function createBeckett(opts: CreateBeckettOptions = {}): Beckett {
   const hub = new WakeHub(pool, schema);
 
   const read = <T>(fn: (db: pg.PoolClient) => Promise<T>) => withReadTimeout(pool, { timeoutMs, schema }, fn);
+  // The message store's pages: on the replica when there is one.
+  const browse = <T>(fn: (db: pg.PoolClient) => Promise<T>) =>
+    withReadTimeout(opts.readPool ?? pool, { timeoutMs, schema }, fn);
 
   /** Run an action and record it in the audit log, whatever its outcome. */
   async function act<T>(
@@ -322,12 +333,12 @@ export function createBeckett(opts: CreateBeckettOptions = {}): Beckett {
       ),
     lag: () =>
       read((db) => lagSnapshot(db, ctx, config ? { subscriptions: subscriptionFilters(config) } : {})),
-    categories: (o) => read((db) => listCategories(db, ctx, o)),
-    streams: (category, o) => read((db) => listStreams(db, ctx, category, o)),
-    streamMessages: (stream, o) => read((db) => streamMessages(db, ctx, stream, o)),
-    message: (id) => read((db) => messageById(db, ctx, id)),
-    findMessages: (by) => read((db) => findMessages(db, ctx, by)),
-    log: (o) => read((db) => logPage(db, ctx, o)),
+    categories: (o) => browse((db) => listCategories(db, ctx, o)),
+    streams: (category, o) => browse((db) => listStreams(db, ctx, category, o)),
+    streamMessages: (stream, o) => browse((db) => streamMessages(db, ctx, stream, o)),
+    message: (id) => browse((db) => messageById(db, ctx, id)),
+    findMessages: (by) => browse((db) => findMessages(db, ctx, by)),
+    log: (o) => browse((db) => logPage(db, ctx, o)),
     subscriptions: () =>
       read(async (db) => {
         const { view, snapshot } = await subscriptionsView(db, ctx, config, previousSnapshot);

@@ -1,6 +1,7 @@
 import { execa } from 'execa';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBeckett } from '../../src/admin/createBeckett.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createPool } from '../../src/db/pool.js';
 import { createMessageStore, type MessageStore } from '../../src/store/messageStore.js';
@@ -169,4 +170,31 @@ describe('a read replica', () => {
         .map((l) => l.trim().split(/\s+/)[3]),
     ).toEqual(['First', 'Second']);
   }, 150_000);
+
+  it("the admin API's message pages read from the replica; lag and actions stay on the primary", async () => {
+    const beckett = createBeckett({ pool, readPool, schema });
+    try {
+      await store.append('dash-0', { type: 'Shown', data: {} });
+      await until(async () => (await store.replica.readStream('dash-0')).length === 1, 'replica caught up');
+      await pauseReplay();
+      try {
+        await store.append('dash-1', { type: 'Shown', data: {} });
+        // The replica has not replayed it: the message store's pages do not show it yet...
+        expect((await beckett.admin.streamMessages('dash-1')).items).toEqual([]);
+        expect((await beckett.admin.streams('dash')).items.map((i) => i.stream)).toEqual(['dash-0']);
+        // ...while what reads the primary does (the lag view's head is past it).
+        const head = (await beckett.admin.lag()).head;
+        const onPrimary = await store.readStream('dash-1');
+        expect(head).toBeGreaterThanOrEqual(onPrimary[0]!.globalPosition);
+      } finally {
+        await resumeReplay();
+      }
+      await until(
+        async () => (await beckett.admin.streamMessages('dash-1')).items.length === 1,
+        'dash-1 on the message pages once replayed',
+      );
+    } finally {
+      await beckett.close();
+    }
+  });
 });

@@ -54,6 +54,9 @@ BECKETT_DASHBOARD_PASSWORD, are set (16 characters at least). Every POST from a 
 page's CSRF token. Every action is recorded in the audit log (its page shows it). The pages load
 nothing from outside the package: they work offline.
 The REST API the pages use is served at <base-path>api (see the README for curl examples).
+With --read-url (or database.readUrl), the message store's pages (categories, streams, messages,
+the log, finding messages) read from that streaming replica; lag, subscriptions, checkpoints,
+queues and every action stay on the primary.
 The same dashboard is served by es worker --http-port ... --dashboard.`,
     )
     .action(async (opts: DashboardFlags, cmd: Command) => {
@@ -86,6 +89,8 @@ The same dashboard is served by es worker --http-port ... --dashboard.`,
         );
       const beckett = createBeckett({
         pool: ctx.pool,
+        // --read-url / database.readUrl: the message store's pages read from the replica.
+        ...(ctx.readPool !== ctx.pool ? { readPool: ctx.readPool } : {}),
         schema,
         config: ctx.config,
         actor: 'dashboard',
