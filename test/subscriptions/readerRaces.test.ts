@@ -1,10 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ResolvedGroup } from '../../src/config/types.js';
 import type { SqlContext } from '../../src/db/queryable.js';
 import { resetSubscription } from '../../src/operations/subscriptionControl.js';
+import { claimCheckpoints } from '../../src/subscriptions/claimCheckpoint.js';
 import { type ReaderHint, type ReaderRound, readerRound } from '../../src/subscriptions/globalReader.js';
 import { registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
+import { fingerprintOf } from '../../src/subscriptions/subscriptionDefinition.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 import { configWith, until } from './helpers.js';
 
@@ -221,5 +224,59 @@ describe('global reader races', () => {
     const r = await round(group, 1000, hint);
     expect(r.read).toBeGreaterThanOrEqual(2);
     expect(await checkpointOf('hint', 'hint-1')).toEqual({ stream_version: 2, stream_position: 0 });
+  });
+
+  it("a round's claims for its idle consumers skip a checkpoint a consumer is claiming, and one it holds", async () => {
+    const group = await groupFor('ho', 'ho', 'HO');
+    const sub = group.subscriptions.get('ho')!;
+    const args = {
+      group: 'HO',
+      subscriptions: ['ho'],
+      batchSizes: [sub.batchSize],
+      fingerprints: [fingerprintOf(sub)],
+      workerId: 'w-test',
+      leaseMs: 30_000,
+    };
+    const claimFor = (n: number) => ({ args, leaseIds: Array.from({ length: n }, () => randomUUID()) });
+    for (let i = 1; i <= 3; i++) await db.store.append(`ho-${i}`, { type: 't', data: { i } });
+    const reader = await db.pool.connect();
+    const consumer = await db.pool.connect();
+    try {
+      // Round 1 dispatches three streams and claims one for its one idle consumer.
+      const first = await readerRound(reader, ctx, group, 'w-test', 1000, {}, claimFor(1));
+      expect(first.dispatched).toBe(3);
+      expect(first.claims).toHaveLength(1);
+      // A fourth stream (committed first: the open claim below would hold the gap-safe read back)...
+      await db.store.append('ho-4', { type: 't', data: {} });
+      // ...a consumer's claim in flight: its transaction holds the row it picked, uncommitted...
+      await consumer.query('BEGIN');
+      const mine = await claimCheckpoints(consumer, ctx, args, [randomUUID()]);
+      expect(mine).toHaveLength(1);
+      // ...while the next round dispatches ho-4 and claims for three idle consumers: it gets the two
+      // streams nobody holds or claims, never the consumer's.
+      const second = await readerRound(reader, ctx, group, 'w-test', 1000, {}, claimFor(3));
+      await consumer.query('COMMIT');
+      expect(second.dispatched).toBe(1);
+      const taken = [
+        first.claims![0]!.stream,
+        mine[0]!.stream,
+        ...(second.claims ?? []).map((c) => c.stream),
+      ];
+      expect(taken.sort()).toEqual(['ho-1', 'ho-2', 'ho-3', 'ho-4']);
+      // Once the consumer's claim committed, a round still leaves its lease (and every other) alone.
+      for (let i = 1; i <= 4; i++) await db.store.append(`ho-${i}`, { type: 't', data: { i } });
+      const third = await readerRound(reader, ctx, group, 'w-test', 1000, {}, claimFor(2));
+      expect(third.dispatched).toBe(4);
+      expect(third.claims ?? []).toEqual([]);
+      const { rows } = await db.pool.query<{ n: number }>(
+        `SELECT count(DISTINCT lease_id)::int AS n FROM "${db.schema}".checkpoints
+          WHERE group_name = 'HO' AND lease_id IS NOT NULL`,
+      );
+      expect(rows[0]!.n).toBe(4);
+    } finally {
+      await consumer.query('ROLLBACK').catch(() => undefined);
+      reader.release();
+      consumer.release();
+    }
   });
 });
