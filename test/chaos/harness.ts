@@ -285,7 +285,8 @@ async function run(
         }
       } catch {
         figures.appendErrors!++;
-        await sleep(100);
+        // The database went away (a restart): append again once it is back.
+        await Promise.race([dbReady, chaosOver]);
       }
       await sleep(rand(30));
     }
@@ -352,7 +353,8 @@ async function run(
     while (chaos) {
       await Promise.race([dbReady, chaosOver]);
       if (dbUp) await burnXids(pool, 50).catch(() => undefined);
-      await sleep(200);
+      // The burn's pace (about 250 ids a second), not a wait for something.
+      await nap(200);
     }
   }
 
@@ -432,6 +434,8 @@ async function run(
   // es tail: every message of the category printed exactly once.
   const tailCount = () => tail.stdoutText().split('\n').filter(Boolean).length;
   await until(() => tailCount() >= total, 'es tail to print every message', 10_000).catch(() => undefined);
+  // A duplicate would come after the last message: there is no event for "nothing more", so the
+  // check gives the tail a moment to print one before counting.
   await sleep(300);
   const tailAlive = tail.exitCode === null;
   tail.kill('SIGTERM');
