@@ -129,7 +129,7 @@ export async function enqueueJobs(
       const { xid } = await insertJobs(into.client, store.sqlContext, queue, rows);
       notifier.afterCommit(xid, queue);
     } else {
-      const carried = await store.track(() => batcherFor(store, queue).insert(rows, notifier));
+      const carried = await store.track(() => batcherFor(store, queue).insert(rows));
       if (!carried) notifier.notify(queue);
     }
   } catch (err) {
@@ -196,23 +196,20 @@ const MAX_IN_FLIGHT = 2;
  */
 class EnqueueBatcher {
   #inFlight = 0;
-  #waiting: {
-    rows: EnqueueRow[];
-    notifier: QueueNotifier;
-    resolve: (carried: boolean) => void;
-    reject: (err: unknown) => void;
-  }[] = [];
+  #waiting: { rows: EnqueueRow[]; resolve: (carried: boolean) => void; reject: (err: unknown) => void }[] =
+    [];
 
   constructor(
     private readonly pool: pg.Pool,
     private readonly ctx: SqlContext,
     private readonly queue: string,
+    private readonly notifier: QueueNotifier,
   ) {}
 
   /** Resolves once the rows are committed: whether the insert's round trip carried their wake-up. */
-  insert(rows: EnqueueRow[], notifier: QueueNotifier): Promise<boolean> {
+  insert(rows: EnqueueRow[]): Promise<boolean> {
     return new Promise((resolve, reject) => {
-      this.#waiting.push({ rows, notifier, resolve, reject });
+      this.#waiting.push({ rows, resolve, reject });
       this.#next();
     });
   }
@@ -222,7 +219,7 @@ class EnqueueBatcher {
     const batch = this.#waiting.splice(0);
     this.#inFlight++;
     // The batch's round trip carries the queue's wake-up when one is due.
-    const carrier = new WakeupCarrier(this.pool, batch[0]!.notifier.carrying(this.queue));
+    const carrier = new WakeupCarrier(this.pool, this.notifier.carrying(this.queue));
     insertJobs(
       carrier.db,
       this.ctx,
@@ -255,7 +252,12 @@ function batcherFor(store: MessageStore, queue: string): EnqueueBatcher {
   const key = `${store.schema}\u0000${queue}`;
   let b = byKey.get(key);
   if (!b) {
-    b = new EnqueueBatcher(store.pool, store.sqlContext, queue);
+    b = new EnqueueBatcher(
+      store.pool,
+      store.sqlContext,
+      queue,
+      queueNotifierFor(store.pool, store.sqlContext),
+    );
     byKey.set(key, b);
   }
   return b;

@@ -4,7 +4,7 @@ import { statement } from '../db/queryable.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { WrongExpectedVersionError } from '../errors.js';
 import type { AppendBatcher } from './appendBatcher.js';
-import { WakeupCarrier } from './notifications.js';
+import type { WakeupCarrier } from './notifications.js';
 import { streamVersion } from './readStream.js';
 import type { AppendResult, ExpectedVersion, Metadata } from './types.js';
 
@@ -41,9 +41,12 @@ export async function appendToStream(
   expected: ExpectedVersion,
   messages: PreparedMessage[],
   batcher?: AppendBatcher,
+  /** The append's wake-up carrier (db, on the store's pool): told when a batch carried it. */
+  carrier?: WakeupCarrier,
 ): Promise<AppendResult> {
   const exact = typeof expected === 'number' || expected === 'no_stream';
-  if (exact && messages.length === 1) return appendOneExact(db, ctx, stream, expected, messages[0]!, batcher);
+  if (exact && messages.length === 1)
+    return appendOneExact(db, ctx, stream, expected, messages[0]!, batcher, carrier);
   const values = [
     stream,
     expectedVersionCode(expected),
@@ -171,6 +174,7 @@ async function appendOneExact(
   expected: ExpectedVersion,
   m: PreparedMessage,
   batcher: AppendBatcher | undefined,
+  carrier?: WakeupCarrier,
 ): Promise<AppendResult> {
   const one: SingleInsert = {
     id: m.id,
@@ -183,10 +187,7 @@ async function appendOneExact(
   };
   let globalPosition: number | null;
   try {
-    // Through the batcher, the store's carrier (db) learns whether the batch carried the wake-up.
-    globalPosition = await (batcher
-      ? batcher.append(one, db instanceof WakeupCarrier ? db : undefined)
-      : insertOne(db, ctx, one));
+    globalPosition = await (batcher ? batcher.append(one, carrier) : insertOne(db, ctx, one));
   } catch (err) {
     if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
     throw err;

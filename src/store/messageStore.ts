@@ -349,6 +349,7 @@ export class MessageStore {
                   expected,
                   prepared,
                   this.#client ? undefined : this.#shared.writer.plain,
+                  carrier,
                 ),
               () => expected,
             ),
