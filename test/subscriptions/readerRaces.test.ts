@@ -8,7 +8,7 @@ import { claimCheckpoints } from '../../src/subscriptions/claimCheckpoint.js';
 import { type ReaderHint, type ReaderRound, readerRound } from '../../src/subscriptions/globalReader.js';
 import { registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
 import { fingerprintOf } from '../../src/subscriptions/subscriptionDefinition.js';
-import { setupDb, type TestDb } from '../helpers/db.js';
+import { setupDb, type TestDb, untilCommittedReadable } from '../helpers/db.js';
 import { configWith, until } from './helpers.js';
 
 /*
@@ -239,6 +239,8 @@ describe('global reader races', () => {
     };
     const claimFor = (n: number) => ({ args, leaseIds: Array.from({ length: n }, () => randomUUID()) });
     for (let i = 1; i <= 3; i++) await db.store.append(`ho-${i}`, { type: 't', data: { i } });
+    // Gap-safe reads stop at any open transaction of the cluster (other test files): wait past them.
+    await untilCommittedReadable(db.pool);
     const reader = await db.pool.connect();
     const consumer = await db.pool.connect();
     try {
@@ -248,6 +250,7 @@ describe('global reader races', () => {
       expect(first.claims).toHaveLength(1);
       // A fourth stream (committed first: the open claim below would hold the gap-safe read back)...
       await db.store.append('ho-4', { type: 't', data: {} });
+      await untilCommittedReadable(db.pool);
       // ...a consumer's claim in flight: its transaction holds the row it picked, uncommitted...
       await consumer.query('BEGIN');
       const mine = await claimCheckpoints(consumer, ctx, args, [randomUUID()]);
@@ -265,6 +268,7 @@ describe('global reader races', () => {
       expect(taken.sort()).toEqual(['ho-1', 'ho-2', 'ho-3', 'ho-4']);
       // Once the consumer's claim committed, a round still leaves its lease (and every other) alone.
       for (let i = 1; i <= 4; i++) await db.store.append(`ho-${i}`, { type: 't', data: { i } });
+      await untilCommittedReadable(db.pool);
       const third = await readerRound(reader, ctx, group, 'w-test', 1000, {}, claimFor(2));
       expect(third.dispatched).toBe(4);
       expect(third.claims ?? []).toEqual([]);
