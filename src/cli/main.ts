@@ -12,8 +12,8 @@ Examples:
 
 Database: --database-url, then DATABASE_URL, then the config's database.url; with none of them es
 starts an embedded PostgreSQL with its data in .beckett/ (es db status | es db stop).
-Replica and pooler: --read-url (BECKETT_READ_URL, database.readUrl) sends es tail and es read to a
-streaming replica; behind PgBouncer in transaction mode set BECKETT_LISTEN_URL (database.listenUrl)
+Replica and pooler: --read-url (BECKETT_READ_URL, database.readUrl) sends es tail, es read, the
+dashboard's message pages and es worker's catch-up reads to a streaming replica; behind PgBouncer in transaction mode set BECKETT_LISTEN_URL (database.listenUrl)
 to a direct URL of the primary, for LISTEN.
 Config: beckett.config.ts (or .mts/.js/.mjs) found from the working directory up, or --config PATH.
 Exit codes: 0 ok, 1 unexpected, 2 bad input, 3 config, 4 database unreachable, 5 migration checksum,

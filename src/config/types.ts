@@ -166,9 +166,10 @@ export interface DatabaseConfig {
   /** Schema holding beckett's tables. Default `beckett`. */
   schema?: string;
   /**
-   * A streaming replica (hot standby) for reads: `es tail`, `es read`, and the store's readStream,
-   * readLog and readCategory when the store is given a `readPool`. Appends, claims, conditions and
-   * decisions stay on `url`. Replica lag applies: a read just after an append may not see it yet
+   * A streaming replica (hot standby) for reads: `es tail`, `es read`, the dashboard's message
+   * pages, `es worker`'s catch-up batches (only those the replica has replayed), and the store's
+   * readStream, readLog and readCategory when the store is given a `readPool`. Appends, claims,
+   * conditions and decisions stay on `url`. Replica lag applies: a read just after an append may not see it yet
    * (use the primary for read-your-writes). Overridden by --read-url and BECKETT_READ_URL.
    */
   readUrl?: string;

@@ -13,6 +13,8 @@ import { type HttpEndpoints, startHttpEndpoints } from './httpEndpoints.js';
 
 export interface WorkerExtrasOptions {
   pool: pg.Pool;
+  /** A streaming replica: the dashboard's message store pages read there (see createBeckett). */
+  readPool?: pg.Pool;
   /** The store the scheduler appends with (its schema and message types). */
   store: MessageStore;
   config: ResolvedConfig;
@@ -182,6 +184,7 @@ async function startDashboardRoutes(opts: WorkerExtrasOptions, d: { readOnly?: b
   assertSafeBind(host, auth);
   const beckett = createBeckett({
     pool: opts.pool,
+    ...(opts.readPool ? { readPool: opts.readPool } : {}),
     schema: opts.store.sqlContext.schema,
     config: opts.config,
     actor: 'dashboard',

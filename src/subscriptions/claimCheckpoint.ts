@@ -37,6 +37,8 @@ export interface ClaimedCheckpoint {
    * be taken over by another consumer any time after it (see HeldLease).
    */
   leaseDeadline: number;
+  /** The last position of a replay range (`es replay`): the claim reads no further. */
+  replayUntil?: number;
 }
 
 export interface ClaimRow extends Partial<Omit<MessageRow, 'stream_name' | 'stream_position'>> {
@@ -59,7 +61,9 @@ export interface ClaimRow extends Partial<Omit<MessageRow, 'stream_name' | 'stre
 // failed (migration 0019). Up to $9 checkpoints are claimed
 // at once, each with its own lease id (($7)[n] for the n-th in claim order), for as many consumers.
 // The claimed streams' next batches are read in the same statement (one round trip less per claim;
-// the batch size is the subscription's), and not past the end of a replay range (see migration 0005).
+// the batch size is the subscription's), and not past the end of a replay range (see migration 0005),
+// except, with $10 (a worker with a read replica), for checkpoints more than a batch behind: their
+// catch-up is read from the replica (src/subscriptions/readClaimedBatch.ts).
 const claimSql = (ctx: SqlContext) =>
   `WITH claimed AS (
      UPDATE ${ctx.s}.checkpoints AS c
@@ -95,7 +99,10 @@ const claimSql = (ctx: SqlContext) =>
         WHERE stream_name = claimed.cp_stream AND stream_position > claimed.cp_position
           AND (claimed.cp_replay_until IS NULL OR stream_position <= claimed.cp_replay_until)
         ORDER BY stream_position
-        LIMIT ($6::int[])[array_position($2::text[], claimed.cp_subscription)]) m ON true
+        LIMIT CASE WHEN $10::boolean
+                    AND claimed.cp_version - claimed.cp_position > ($6::int[])[array_position($2::text[], claimed.cp_subscription)]
+                   THEN 0
+                   ELSE ($6::int[])[array_position($2::text[], claimed.cp_subscription)] END) m ON true
     ORDER BY claimed.cp_n, m.stream_position`;
 
 export interface ClaimArgs {
@@ -106,9 +113,15 @@ export interface ClaimArgs {
   fingerprints: string[];
   workerId: string;
   leaseMs: number;
+  /**
+   * The worker reads catch-up from a replica: checkpoints more than a batch behind are claimed
+   * without their messages (the claim's `messages` is undefined), for readClaimedBatch.
+   */
+  catchUpOnReplica?: boolean;
 }
 
-export type Claim = ClaimedCheckpoint & { messages: RecordedMessage[] };
+/** A claim with its stream's next messages; `messages` undefined: not read yet (see ClaimArgs). */
+export type Claim = ClaimedCheckpoint & { messages: RecordedMessage[] | undefined };
 
 /**
  * Claim one checkpoint of the group for `workerId`, with the next messages of its stream (up to the
@@ -155,6 +168,7 @@ export function claimStatement(ctx: SqlContext, args: ClaimArgs, leaseIds: strin
     leaseIds,
     args.fingerprints,
     leaseIds.length,
+    args.catchUpOnReplica === true,
   ]);
 }
 
@@ -168,6 +182,7 @@ export function claimsFromRows(args: ClaimArgs, rows: ClaimRow[], sent: number):
   let cur: Claim | undefined;
   for (const r of rows) {
     if (!cur || cur.leaseId !== r.lease_id) {
+      const batchSize = args.batchSizes[args.subscriptions.indexOf(r.cp_subscription)]!;
       cur = {
         group: args.group,
         subscription: r.cp_subscription,
@@ -178,11 +193,13 @@ export function claimsFromRows(args: ClaimArgs, rows: ClaimRow[], sent: number):
         status: r.cp_status,
         leaseId: r.lease_id,
         leaseDeadline: sent + args.leaseMs,
-        messages: [],
+        ...(r.cp_replay_until !== null ? { replayUntil: Number(r.cp_replay_until) } : {}),
+        // As the statement decided: a catch-up claimed without its messages.
+        messages: args.catchUpOnReplica === true && r.cp_version - r.cp_position > batchSize ? undefined : [],
       };
       claims.push(cur);
     }
-    if (r.stream_name !== null) cur.messages.push(rowToMessage(r as unknown as MessageRow));
+    if (r.stream_name !== null) cur.messages?.push(rowToMessage(r as unknown as MessageRow));
   }
   return claims;
 }

@@ -3,7 +3,6 @@ import type { MessageDefinition, ResolvedSubscription, WorkerHandlerContext } fr
 import type { SqlContext } from '../db/queryable.js';
 import { BeckettError, toError } from '../errors.js';
 import type { MessageStore } from '../store/messageStore.js';
-import { readStream } from '../store/readStream.js';
 import type { Metadata, RecordedMessage } from '../store/types.js';
 import {
   boundHandlerCall,
@@ -14,6 +13,7 @@ import {
 import { type ClaimedCheckpoint, completeCheckpoint, failCheckpoint } from './claimCheckpoint.js';
 import { connectGuarded } from './guardPool.js';
 import { HeldLease } from './holdLease.js';
+import { type ClaimedBatch, readClaimedBatch } from './readClaimedBatch.js';
 import { describeError, retriesExhausted, retryDelayMs } from './retryPolicy.js';
 import { streamInFilter } from './subscriptionDefinition.js';
 
@@ -42,6 +42,15 @@ export interface ProcessDeps {
    * completeCheckpoint on the pool. The worker shares one batched writer among its consumers.
    */
   complete?: (claim: ClaimedCheckpoint, position: number) => Promise<boolean>;
+  /**
+   * A read replica for claims made without their messages (catch-up, see ClaimArgs): the batch is
+   * read there when the replica has replayed the stream up to the checkpoint's version.
+   */
+  readPool?: pg.Pool;
+  /** Where a batch the claim did not carry was read from (for the worker's stats). */
+  onBatchRead?: (from: ClaimedBatch['from']) => void;
+  /** The replica failed a read (the primary answered instead). */
+  onReplicaError?: (err: unknown) => void;
 }
 
 export interface ProcessResult {
@@ -104,9 +113,19 @@ export async function processCheckpoint(
   const { pool, ctx, sub } = deps;
   const lease = new HeldLease(pool, ctx, claim, deps.leaseMs);
   try {
-    const read =
-      claim.messages ??
-      (await readStream(pool, ctx, claim.stream, { from: claim.streamPosition + 1, limit: sub.batchSize }));
+    let read = claim.messages;
+    if (!read) {
+      const batch = await readClaimedBatch(
+        pool,
+        deps.readPool,
+        ctx,
+        claim,
+        sub.batchSize,
+        deps.onReplicaError,
+      );
+      deps.onBatchRead?.(batch.from);
+      read = batch.messages;
+    }
     if (read.length === 0) {
       // The messages the checkpoint points at are gone (retention, manual delete): nothing to handle.
       const ours = await completeDirect(deps, claim, claim.streamVersion);

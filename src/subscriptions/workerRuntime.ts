@@ -38,6 +38,13 @@ export type WorkerService = (signal: AbortSignal) => Promise<void>;
 export interface WorkerOptions {
   /** Your pool; it stays open when the worker stops. */
   pool: pg.Pool;
+  /**
+   * A pool on a streaming replica of the same database (yours; it stays open). Checkpoints more
+   * than a batch behind (catch-up) read their messages there; the reader, claims, checkpoints and
+   * live batches stay on `pool`. A batch the replica has not replayed yet, or cannot serve, is read
+   * from the primary: a lagging replica never makes a handler miss a message.
+   */
+  readPool?: pg.Pool;
   /** Resolved config (loadConfig or resolveConfig): its subscription groups and message types. */
   config: ResolvedConfig;
   /** The group to run. */
@@ -107,6 +114,10 @@ export interface WorkerStats {
   timeouts: number;
   /** Handler calls left running at the drain timeout. */
   abandoned: number;
+  /** Catch-up batches read from the replica (`readPool`). */
+  replicaBatches: number;
+  /** Catch-up batches the primary served because the replica lagged behind them or failed. */
+  replicaMisses: number;
 }
 
 export interface Worker {
@@ -164,6 +175,7 @@ export function createWorker(opts: WorkerOptions): Worker {
   const drainTimeoutMs = opts.drainTimeoutMs ?? 30_000;
   const pool = opts.pool;
   guardPool(pool);
+  if (opts.readPool) guardPool(opts.readPool);
   const subs = [...group.subscriptions.values()];
   const subNames = subs.map((s) => s.name);
   const batchSizes = subs.map((s) => s.batchSize);
@@ -190,6 +202,7 @@ export function createWorker(opts: WorkerOptions): Worker {
     fingerprints,
     workerId: id,
     leaseMs,
+    catchUpOnReplica: opts.readPool !== undefined,
   };
   const claims = new ClaimBatcher(pool, ctx, claimArgs, concurrency);
   // Leases this process may hold without a holder working under them: a claim whose reply was lost
@@ -208,6 +221,8 @@ export function createWorker(opts: WorkerOptions): Worker {
     handedOver: 0,
     timeouts: 0,
     abandoned: 0,
+    replicaBatches: 0,
+    replicaMisses: 0,
   };
   const onError = (err: unknown, where: string) => {
     if (!signal.aborted || where !== 'consumer') opts.onError?.(toError(err), where);
@@ -325,6 +340,16 @@ export function createWorker(opts: WorkerOptions): Worker {
             signal,
             force: force.signal,
             complete,
+            ...(opts.readPool
+              ? {
+                  readPool: opts.readPool,
+                  onBatchRead: (from: 'replica' | 'primary') => {
+                    if (from === 'replica') stats.replicaBatches++;
+                    else stats.replicaMisses++;
+                  },
+                  onReplicaError: (err: unknown) => onError(err, 'replica'),
+                }
+              : {}),
           },
           claim,
         );

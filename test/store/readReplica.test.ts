@@ -4,12 +4,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBeckett } from '../../src/admin/createBeckett.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createPool } from '../../src/db/pool.js';
+import { replay } from '../../src/operations/replay.js';
 import { createMessageStore, type MessageStore } from '../../src/store/messageStore.js';
 import { LOG_START } from '../../src/store/types.js';
+import { createWorker } from '../../src/subscriptions/workerRuntime.js';
 import { ES_BIN } from '../helpers/cli.js';
 import { freePortIn } from '../helpers/pgbouncer.js';
 import { type PrivateCluster, startPrivateCluster, startReplica } from '../helpers/privateCluster.js';
 import { until } from '../helpers/until.js';
+import { configWith } from '../subscriptions/helpers.js';
 
 /*
  * A real streaming replica: a private PostgreSQL 15 primary and a hot standby made from it with
@@ -195,6 +198,76 @@ describe('a read replica', () => {
       );
     } finally {
       await beckett.close();
+    }
+  });
+
+  it('a worker reads catch-up from the replica, and from the primary what the replica has not replayed', async () => {
+    const handled = new Map<string, number[]>();
+    const config = configWith(schema, {
+      catchUp: {
+        category: 'cu',
+        batchSize: 5,
+        handler: (m) => {
+          const list = handled.get(m.streamName) ?? [];
+          list.push(m.streamPosition);
+          handled.set(m.streamName, list);
+        },
+      },
+    });
+    const batch = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => ({ type: 'Happened', data: { n: from + i } }));
+    const count = () => [...handled.values()].reduce((a, l) => a + l.length, 0);
+    // History: 30 messages in each of two streams, six batches each, all replayed by the replica.
+    await store.append('cu-1', batch(1, 30));
+    await store.append('cu-2', batch(1, 30));
+    await until(async () => (await store.replica.readStream('cu-2')).length === 30, 'replica caught up');
+    const errors: Error[] = [];
+    const worker = createWorker({
+      pool,
+      readPool,
+      config,
+      group: 'G',
+      maxPollMs: 200,
+      onError: (e) => errors.push(e),
+    });
+    await worker.start();
+    try {
+      await until(async () => count() === 60, 'history handled', 30_000);
+      expect(worker.stats().replicaBatches).toBeGreaterThanOrEqual(2);
+      expect(worker.stats().replicaMisses).toBe(0);
+      // The replica stops replaying: 30 more messages of cu-1 are on the primary only. A batch read
+      // from the replica would come back empty, and the checkpoint would move past them unhandled.
+      await pauseReplay();
+      try {
+        await store.append('cu-1', batch(31, 30));
+        await until(async () => count() === 90, 'what the replica lacks, handled from the primary', 30_000);
+        expect(worker.stats().replicaMisses).toBeGreaterThanOrEqual(1);
+      } finally {
+        await resumeReplay();
+      }
+      const upTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+      expect(handled.get('cu-1')).toEqual(upTo(60));
+      expect(handled.get('cu-2')).toEqual(upTo(30));
+      // A bounded replay of cu-2's #3..#20: read from the replica, and not past the range's end.
+      const cu2 = await store.readStream('cu-2');
+      const misses = worker.stats().replicaMisses;
+      await replay(
+        pool,
+        { schema, s: schema, prepared: true },
+        {
+          group: 'G',
+          subscription: 'catchUp',
+          stream: 'cu-2',
+          from: { position: cu2[2]!.globalPosition },
+          to: { position: cu2[19]!.globalPosition },
+        },
+      );
+      await until(async () => count() === 108, 'the replay handled', 30_000);
+      expect(handled.get('cu-2')).toEqual([...upTo(30), ...upTo(20).slice(2)]);
+      expect(worker.stats().replicaMisses).toBe(misses);
+      expect(errors).toEqual([]);
+    } finally {
+      await worker.stop();
     }
   });
 });

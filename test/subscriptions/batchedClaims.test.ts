@@ -63,7 +63,7 @@ describe('claims and completions shared by the consumers of a process', () => {
     const claims = await claimCheckpoints(db.pool, ctx, args('A'), ids);
     expect(claims.map((c) => c.stream)).toEqual(['b-1', 'b-2', 'b-3']);
     expect(claims.map((c) => c.leaseId)).toEqual(ids);
-    for (const c of claims) expect(c.messages.map((m) => m.streamPosition)).toEqual([1, 2]);
+    for (const c of claims) expect(c.messages!.map((m) => m.streamPosition)).toEqual([1, 2]);
     const held = await leases();
     expect(claims.map((c) => held.get(c.stream))).toEqual(ids);
     // A concurrent claimer gets only the checkpoints nobody holds.

@@ -122,6 +122,12 @@ Examples:
   $ es worker --group Payments --queue emails        a group (and its config queues) plus a queue
   $ OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 es worker --group Payments   export traces and metrics
   $ es worker --group InventoryAllocation --verbose --log-format json 2> worker.ndjson
+  $ es --read-url postgres://app@replica:5432/app worker --group Projections   catch-up from a replica
+
+With --read-url (BECKETT_READ_URL, database.readUrl) a checkpoint more than a batch behind reads its
+messages from the streaming replica; a batch the replica has not replayed yet is read from the
+primary. The reader, claims, checkpoints and live batches stay on the primary; --dashboard's
+message pages read from the replica.
 
 Logs go to stderr (nothing is printed on stdout). By default the worker is quiet: it says when it
 starts and stops, every failure (subscription, stream, attempt, error), warnings, and every
@@ -396,6 +402,7 @@ async function runWorkerCommand(
     const { startWorkerExtras } = await import('../../host/workerExtras.js');
     const extras = await startWorkerExtras({
       pool: ctx.pool,
+      ...(ctx.readPool !== ctx.pool ? { readPool: ctx.readPool } : {}),
       store: ctx.store,
       config: ctx.config,
       ...(group ? { group: group.name } : {}),
@@ -459,6 +466,8 @@ async function runWorkerCommand(
       : createWorker({
           services: extras.services,
           pool: ctx.pool,
+          // --read-url / database.readUrl: catch-up batches read from the replica.
+          ...(ctx.readPool !== ctx.pool ? { readPool: ctx.readPool } : {}),
           config: log.enabled('info') ? withMessageLog(ctx.config, group!.name, log) : ctx.config,
           schema: ctx.schema,
           group: group!.name,
