@@ -39,7 +39,7 @@ export interface Summary {
 }
 
 /* Each count walks checkpoints_attention_idx (the checkpoints needing attention), capped. */
-const ATTENTION = `(c.status <> 'active' OR c.stream_position < c.stream_version OR c.leased_until IS NOT NULL)`;
+const ATTENTION = `(c.status <> 'active' OR c.claimable)`;
 const summarySql = (ctx: SqlContext) => `
   SELECT
     (SELECT count(*)::int FROM (SELECT 1 FROM ${ctx.s}.checkpoints c WHERE ${ATTENTION}

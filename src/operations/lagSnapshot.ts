@@ -13,7 +13,7 @@ import { MATCHES_FILTER, type SubscriptionFilter, subscriptionsWithFilters } fro
 export const UNDISPATCHED_COUNT_CAP = 5_000;
 
 /**
- * Checkpoints needing attention (lagging, retrying, failed, leased) are read up to this many per
+ * Checkpoints needing attention (lagging, retrying, failed) are read up to this many per
  * subscription, through checkpoints_attention_idx: `behind`, `streamsBehind`, `retry` and `failed`
  * are exact below it and lower bounds at it (`checkpointsCapped`).
  */
@@ -151,7 +151,7 @@ const exactUndispatched = (ctx: SqlContext, upTo: number) => `LEFT JOIN LATERAL 
 
 /*
  * Per subscription, each part bounded whatever the number of checkpoints or messages:
- *  - its checkpoints needing attention (lagging, retrying, failed, leased), up to a cap, through
+ *  - its checkpoints needing attention (lagging, retrying, failed), up to a cap, through
  *    checkpoints_attention_idx (a caught-up, idle checkpoint costs nothing);
  *  - the oldest message waiting after a lagging checkpoint, probed on the first lagging ones;
  *  - the sum of its positions, from the counter rows the checkpoint triggers keep;
@@ -174,7 +174,7 @@ const subscriptionsSql = (ctx: SqlContext, exactUpTo: number | undefined) => `
              count(*)::int AS attention
         FROM (SELECT c.stream_version, c.stream_position, c.status FROM ${ctx.s}.checkpoints c
                WHERE c.group_name = s.group_name AND c.subscription_name = s.name
-                 AND (c.status <> 'active' OR c.stream_position < c.stream_version OR c.leased_until IS NOT NULL)
+                 AND (c.status <> 'active' OR c.claimable)
                LIMIT ${exactUpTo === undefined ? ATTENTION_COUNT_CAP : 'ALL'}) a) cp ON true
     LEFT JOIN LATERAL (
       -- One probe of the stream key per lagging checkpoint: a join let the planner hash the whole
@@ -183,7 +183,7 @@ const subscriptionsSql = (ctx: SqlContext, exactUpTo: number | undefined) => `
                    WHERE m.stream_name = l.stream_name AND m.stream_position = l.stream_position + 1)) AS oldest
         FROM (SELECT c.stream_name, c.stream_position FROM ${ctx.s}.checkpoints c
                WHERE c.group_name = s.group_name AND c.subscription_name = s.name
-                 AND (c.status <> 'active' OR c.stream_position < c.stream_version OR c.leased_until IS NOT NULL)
+                 AND (c.status <> 'active' OR c.claimable)
                  AND c.stream_position < c.stream_version
                LIMIT ${OLDEST_PROBE_CAP}) l) op ON true
     LEFT JOIN LATERAL (
