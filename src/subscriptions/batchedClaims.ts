@@ -1,9 +1,17 @@
 import type pg from 'pg';
 import { GroupCommit } from '../db/groupCommit.js';
-import { type PipelinedStatement, runPipelinedEach } from '../db/pipeline.js';
+import { type PipelinedStatement, rowObjects, runPipelinedWithFields } from '../db/pipeline.js';
 import type { SqlContext } from '../db/queryable.js';
 import { statement, withClient } from '../db/queryable.js';
-import { type Claim, type ClaimArgs, type ClaimedCheckpoint, claimCheckpoints } from './claimCheckpoint.js';
+import {
+  type Claim,
+  type ClaimArgs,
+  type ClaimedCheckpoint,
+  type ClaimRow,
+  claimCheckpoints,
+  claimStatement,
+  claimsFromRows,
+} from './claimCheckpoint.js';
 
 /*
  * The consumers of one process share their claims and their completions: requests that arrive
@@ -63,6 +71,8 @@ interface CompleteJob {
   position: number;
   resolve: (ours: boolean) => void;
   reject: (err: unknown) => void;
+  /** The consumer's next claim, made in the completion's round trip (see completeAndClaim). */
+  next?: ClaimJob;
 }
 
 // completeCheckpoint's update (claimCheckpoint.ts) for several checkpoints, each conditional on
@@ -82,44 +92,81 @@ const completeManySql = (ctx: SqlContext) =>
 
 /**
  * Completions of direct (not transactional) handlers for the consumers of one process, several in
- * one statement. They commit without waiting for their WAL flush: a crash that loses one leaves the
- * checkpoint leased, as a crash just before it would, and its messages are handled again after the
- * lease expires (at least once, as for any direct handler); a later claim's commit, flushed, flushes
- * it first. Transactional handlers complete in their own transaction, flushed.
+ * one statement. Alone, they commit without waiting for their WAL flush: a crash that loses one
+ * leaves the checkpoint leased, as a crash just before it would, and its messages are handled again
+ * after the lease expires (at least once, as for any direct handler); a later claim's commit,
+ * flushed, flushes it first. Transactional handlers complete in their own transaction, flushed.
+ *
+ * A consumer that goes on to claim its next checkpoint asks for it with its completion
+ * (completeAndClaim): the claim is made in the completion's transaction, in the same round trip,
+ * and that transaction commits flushed, as every claim does. One round trip per checkpoint handled
+ * instead of two. A statement error rolls both back (nothing of the batch is written, and each job
+ * is run again alone); a lost connection leaves both unknown (the caller hands the claim's lease
+ * back once it can).
  */
 export class CompleteBatcher {
   readonly #commit: GroupCommit<CompleteJob>;
 
-  constructor(pool: pg.Pool, ctx: SqlContext, group: string, consumers: number) {
+  constructor(pool: pg.Pool, ctx: SqlContext, group: string, consumers: number, claimArgs?: ClaimArgs) {
     const many = async (batch: CompleteJob[]) => {
-      const results = await withClient(pool, async (client) => {
+      const next = batch.flatMap((j) => (j.next ? [j.next] : []));
+      if (next.length > 0 && !claimArgs) throw new Error('CompleteBatcher: claims need ClaimArgs');
+      // Before sending: at or before the server's now() for the claims (their local deadline).
+      const sent = performance.now();
+      const statements: PipelinedStatement[] = [{ text: 'BEGIN' }];
+      // Alone, a completion commits without waiting for its flush; with a claim, flushed (a lease must
+      // survive a crash of the database while its holder works).
+      if (next.length === 0) statements.push({ text: 'SET LOCAL synchronous_commit = off' });
+      const completed = statements.length;
+      statements.push(
+        statement(ctx, 'complete_checkpoints', completeManySql(ctx), [
+          group,
+          batch.map((j) => j.claim.subscription),
+          batch.map((j) => j.claim.stream),
+          batch.map((j) => j.claim.leaseId),
+          batch.map((j) => j.position),
+        ]) as PipelinedStatement,
+      );
+      const claimed = statements.length;
+      if (next.length > 0)
+        statements.push(
+          claimStatement(
+            ctx,
+            claimArgs!,
+            next.map((j) => j.leaseId),
+          ) as PipelinedStatement,
+        );
+      statements.push({ text: 'COMMIT' });
+      const { results, fields } = await withClient(pool, async (client) => {
         try {
-          return await runPipelinedEach(client, [
-            { text: 'BEGIN' },
-            { text: 'SET LOCAL synchronous_commit = off' },
-            statement(ctx, 'complete_checkpoints', completeManySql(ctx), [
-              group,
-              batch.map((j) => j.claim.subscription),
-              batch.map((j) => j.claim.stream),
-              batch.map((j) => j.claim.leaseId),
-              batch.map((j) => j.position),
-            ]) as PipelinedStatement,
-            { text: 'COMMIT' },
-          ]);
+          return await runPipelinedWithFields(client, statements);
         } catch (err) {
           // A statement error leaves the transaction aborted: end it before the client goes back.
           await client.query('ROLLBACK').catch(() => undefined);
           throw err;
         }
       });
-      const written = new Set((results[2] ?? []).map((r) => r[0]));
+      const written = new Set((results[completed] ?? []).map((r) => r[0]));
       for (const job of batch) job.resolve(written.has(job.claim.leaseId));
+      if (next.length > 0) {
+        const claims = claimsFromRows(
+          claimArgs!,
+          rowObjects<ClaimRow>(results[claimed]!, fields[claimed]!),
+          sent,
+        );
+        const byLease = new Map(claims.map((c) => [c.leaseId, c]));
+        for (const job of next) job.resolve(byLease.get(job.leaseId));
+      }
+    };
+    const reject = (job: CompleteJob, err: unknown) => {
+      job.reject(err);
+      job.next?.reject(err);
     };
     this.#commit = new GroupCommit<CompleteJob>({
-      one: (job) => many([job]).catch(job.reject),
+      one: (job) => many([job]).catch((err) => reject(job, err)),
       many,
-      lost: (job, err) => job.reject(err),
-      maxInFlight: Math.ceil(consumers / 2),
+      lost: reject,
+      maxInFlight: consumers,
       maxBatch: consumers,
     });
   }
@@ -127,6 +174,25 @@ export class CompleteBatcher {
   /** As completeCheckpoint: resolves false when the lease was lost (nothing written). */
   complete(claim: ClaimedCheckpoint, position: number): Promise<boolean> {
     return new Promise((resolve, reject) => this.#commit.push({ claim, position, resolve, reject }));
+  }
+
+  /**
+   * Complete `claim` and, in the same transaction and round trip, claim the consumer's next
+   * checkpoint under `leaseId` (undefined when none is ready). Needs the constructor's ClaimArgs.
+   */
+  completeAndClaim(
+    claim: ClaimedCheckpoint,
+    position: number,
+    leaseId: string,
+  ): { completed: Promise<boolean>; claimed: Promise<Claim | undefined> } {
+    let next!: ClaimJob;
+    const claimed = new Promise<Claim | undefined>((resolve, reject) => {
+      next = { leaseId, resolve, reject };
+    });
+    const completed = new Promise<boolean>((resolve, reject) =>
+      this.#commit.push({ claim, position, resolve, reject, next }),
+    );
+    return { completed, claimed };
   }
 
   close(): Promise<void> {

@@ -210,8 +210,7 @@ export function createWorker(opts: WorkerOptions): Worker {
   // failed. Handed back by the next consumer that reaches the database, rather than leaving their
   // streams idle until the lease expires.
   const unreleased = new Set<string>();
-  const completions = new CompleteBatcher(pool, ctx, group.name, concurrency);
-  const complete = (claim: ClaimedCheckpoint, position: number) => completions.complete(claim, position);
+  const completions = new CompleteBatcher(pool, ctx, group.name, concurrency, claimArgs);
   const stats: WorkerStats = {
     processed: 0,
     claims: 0,
@@ -303,6 +302,17 @@ export function createWorker(opts: WorkerOptions): Worker {
     let errorDelay = 100;
     // Handlers run in spans, record metrics and get ctx.schedule (see instrumentSubscription).
     const bySub = new Map<string, ResolvedSubscription>(subs.map((s) => [s.name, instrumentSubscription(s)]));
+    // The claim this consumer asked for with its last completion (one round trip for both).
+    let pending: { leaseId: string; claimed: Promise<Claim | undefined> } | undefined;
+    const complete = (claim: ClaimedCheckpoint, position: number): Promise<boolean> => {
+      if (pending || signal.aborted) return completions.complete(claim, position);
+      const leaseId = randomUUID();
+      const { completed, claimed } = completions.completeAndClaim(claim, position, leaseId);
+      // Awaited at the top of the loop; a rejection is handled there, not reported as unhandled.
+      claimed.catch(() => undefined);
+      pending = { leaseId, claimed };
+      return completed;
+    };
     while (!signal.aborted) {
       let leaseId: string | undefined;
       try {
@@ -310,8 +320,16 @@ export function createWorker(opts: WorkerOptions): Worker {
           await releaseLease(pool, ctx, { group: group.name, workerId: id, leaseId: lost });
           unreleased.delete(lost);
         }
-        // A claim the reader made for this process first; else one of our own.
+        // A claim the reader made for this process first (it waits for a consumer; one asked for
+        // with the last completion stays ours until the next round); then that one; else a new one.
         let claim: Claim | undefined = consumerWake.take();
+        if (!claim && pending) {
+          const asked = pending;
+          pending = undefined;
+          leaseId = asked.leaseId;
+          claim = await asked.claimed;
+          errorDelay = 100;
+        }
         if (!claim) {
           leaseId = randomUUID();
           claim = await claims.claim(leaseId);
@@ -373,6 +391,18 @@ export function createWorker(opts: WorkerOptions): Worker {
         onError(err, 'consumer');
         await sleep(errorDelay, signal);
         errorDelay = Math.min(errorDelay * 2, 5000);
+      }
+    }
+    // Draining: a claim asked for with the last completion is settled before the loop ends, so that
+    // stop() hands its lease back with the others (releaseWorkerLeases), not before it commits.
+    if (pending) {
+      const asked = pending;
+      pending = undefined;
+      try {
+        const claim = await asked.claimed;
+        if (claim) await releaseLease(pool, ctx, { group: group.name, workerId: id, leaseId: claim.leaseId });
+      } catch {
+        unreleased.add(asked.leaseId);
       }
     }
   }

@@ -118,4 +118,33 @@ describe('claims and completions shared by the consumers of a process', () => {
     const held = await leases();
     for (const c of claimed) expect(held.get(c.stream)).toBe(c.leaseId);
   });
+
+  it("a consumer's completion carries its next claim: one transaction, rolled back together", async () => {
+    // The other lagging checkpoints are held by the tests above. b-6 gets a third message: claim it,
+    // then complete it while asking for the next checkpoint, b-5, which gets one too.
+    await db.pool.query(`UPDATE ${ctx.s}.checkpoints SET stream_version = 3 WHERE stream_name = 'b-6'`);
+    await db.store.append('b-6', { type: 't', data: {} });
+    const [held] = await claimCheckpoints(db.pool, ctx, args('E'), [randomUUID()]);
+    expect(held?.stream).toBe('b-6');
+    await db.pool.query(`UPDATE ${ctx.s}.checkpoints SET stream_version = 3 WHERE stream_name = 'b-5'`);
+    await db.store.append('b-5', { type: 't', data: {} });
+    const completions = new CompleteBatcher(db.pool, ctx, 'G', 4, args('E'));
+    const nextLease = randomUUID();
+    const { completed, claimed } = completions.completeAndClaim(held!, 3, nextLease);
+    expect(await completed).toBe(true);
+    const next = await claimed;
+    expect(next).toMatchObject({ stream: 'b-5', leaseId: nextLease, streamPosition: 2 });
+    expect(next!.messages!.map((m) => m.streamPosition)).toEqual([3]);
+    const state = await leases();
+    expect(state.get('b-6')).toBeNull();
+    expect(state.get('b-5')).toBe(nextLease);
+    // A completion whose claim fails leaves nothing written: the failing claim (a lease id that is not
+    // a uuid) rolls the completion back, and each is run again alone, failing the same way.
+    const bad = completions.completeAndClaim(next!, 3, 'not-a-uuid');
+    await expect(bad.completed).rejects.toThrow(/uuid/);
+    await expect(bad.claimed).rejects.toThrow(/uuid/);
+    expect((await leases()).get('b-5')).toBe(nextLease);
+    expect(await completions.complete(next!, 3)).toBe(true);
+    await completions.close();
+  });
 });
