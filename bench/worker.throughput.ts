@@ -17,6 +17,7 @@ import { Logger, runMigrations } from 'graphile-worker';
 import type pg from 'pg';
 import { escapeIdentifier } from '../src/db/identifier.js';
 import {
+  autovacuumQuiet,
   benchDatabaseUrl,
   describeUrl,
   dropSchemas,
@@ -85,6 +86,14 @@ async function main(): Promise<void> {
   const admin = await openPool(url, 4);
   const schemas: string[] = [];
   const rows: Row[] = [];
+  /** A finished scenario's tables go at once, and the next one waits for autovacuum to be done. */
+  const settle = async (done?: string) => {
+    if (done) {
+      await dropSchemas(admin, [done]);
+      schemas.splice(schemas.indexOf(done), 1);
+    }
+    await autovacuumQuiet(admin);
+  };
   const spec = (kind: ChildSpec['kind'], schema: string, extra: Partial<ChildSpec> = {}): ChildSpec => ({
     kind,
     url,
@@ -112,6 +121,7 @@ async function main(): Promise<void> {
       const schema = await migratedSchema(admin, 'bench_wt');
       schemas.push(schema);
       await copyMessages(admin, schema, total, streams);
+      await settle();
       const label = `beckett, ${workers} worker process${workers > 1 ? 'es' : ''}`;
       const r = check(
         label,
@@ -121,6 +131,7 @@ async function main(): Promise<void> {
         ),
       );
       rows.push({ label, r, note: await hotNote(admin, schema, r.processed) });
+      await settle(schema);
     }
     {
       // The same count with one message per stream: every claim handles a single message, as every
@@ -128,6 +139,7 @@ async function main(): Promise<void> {
       const schema = await migratedSchema(admin, 'bench_wt1');
       schemas.push(schema);
       await copyMessages(admin, schema, total, total);
+      await settle();
       const label = ONE_PER_STREAM;
       // Bounded to 60 s: with many finished checkpoints the claim slows down (see the README); the
       // rate is then over the part processed, and the row says so.
@@ -138,6 +150,7 @@ async function main(): Promise<void> {
         r: check(label, r, true),
         note: `${partial ? `stopped after 60 s: ${r.processed} of ${total}; ` : ''}${await hotNote(admin, schema, r.processed)}`,
       });
+      await settle(schema);
     }
 
     const gwUnbatched = uniqueName('bench_gw');
@@ -146,6 +159,7 @@ async function main(): Promise<void> {
     // One job per item, the rows addJob() would insert; loaded with add_jobs() (an addJob call per
     // job runs at ~1.5k/s here, over a minute for 100k, and loading is not what is measured).
     await addJobs(admin, gwUnbatched, total, 1);
+    await settle();
     {
       // Bounded to 60 s as ours with one message per stream: on a saturated machine the rate is then
       // over the part processed, and the row says so.
@@ -155,16 +169,19 @@ async function main(): Promise<void> {
         r: check('graphile unbatched', r, true),
         ...(r.processed < total ? { note: `stopped after 60 s: ${r.processed} of ${total}` } : {}),
       });
+      await settle(gwUnbatched);
     }
 
     const gwBatched = uniqueName('bench_gwb');
     schemas.push(gwBatched);
     await runMigrations({ pgPool: admin, schema: gwBatched, logger: quiet });
     await addJobs(admin, gwBatched, streams, PER_STREAM);
+    await settle();
     rows.push({
       label: `graphile-worker, batch jobs of ${PER_STREAM}`,
       r: check('graphile batched', await runChildren([spec('graphile', gwBatched)], total)),
     });
+    await settle(gwBatched);
 
     if (process.env.BENCH_PGBOSS === '1') {
       // pg-boss 10 waits out its polling interval (>= 0.5 s) after every fetch, found jobs or not,
@@ -209,6 +226,7 @@ async function main(): Promise<void> {
         [total],
       );
       await admin.query(`ANALYZE ${escapeIdentifier(raw)}.queue`);
+      await settle();
       rows.push({
         label: `raw SKIP LOCKED dequeue, ${batch}/tx`,
         r: check('raw', await runChildren([spec('raw-skip-locked', raw, { batch })], total)),
