@@ -302,7 +302,9 @@ export function createWorker(opts: WorkerOptions): Worker {
     let errorDelay = 100;
     // Handlers run in spans, record metrics and get ctx.schedule (see instrumentSubscription).
     const bySub = new Map<string, ResolvedSubscription>(subs.map((s) => [s.name, instrumentSubscription(s)]));
-    // The claim this consumer asked for with its last completion (one round trip for both).
+    // The claim this consumer asked for with its last completion (one round trip for both). One
+    // still pending when the worker drains is handed back by stop(), after the batchers settle
+    // (releaseWorkerLeases in drainAndClean).
     let pending: { leaseId: string; claimed: Promise<Claim | undefined> } | undefined;
     const complete = (claim: ClaimedCheckpoint, position: number): Promise<boolean> => {
       if (pending || signal.aborted) return completions.complete(claim, position);
@@ -391,18 +393,6 @@ export function createWorker(opts: WorkerOptions): Worker {
         onError(err, 'consumer');
         await sleep(errorDelay, signal);
         errorDelay = Math.min(errorDelay * 2, 5000);
-      }
-    }
-    // Draining: a claim asked for with the last completion is settled before the loop ends, so that
-    // stop() hands its lease back with the others (releaseWorkerLeases), not before it commits.
-    if (pending) {
-      const asked = pending;
-      pending = undefined;
-      try {
-        const claim = await asked.claimed;
-        if (claim) await releaseLease(pool, ctx, { group: group.name, workerId: id, leaseId: claim.leaseId });
-      } catch {
-        unreleased.add(asked.leaseId);
       }
     }
   }
