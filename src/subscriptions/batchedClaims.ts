@@ -1,8 +1,14 @@
 import type pg from 'pg';
 import { GroupCommit } from '../db/groupCommit.js';
-import { type PipelinedStatement, rowObjects, runPipelinedWithFields } from '../db/pipeline.js';
+import {
+  type PipelinedStatement,
+  pipelinedPartial,
+  rowObjects,
+  runPipelinedWithFields,
+} from '../db/pipeline.js';
 import type { SqlContext } from '../db/queryable.js';
 import { statement, withClient } from '../db/queryable.js';
+import { isStatementError } from '../db/sqlstate.js';
 import {
   type Claim,
   type ClaimArgs,
@@ -92,17 +98,17 @@ const completeManySql = (ctx: SqlContext) =>
 
 /**
  * Completions of direct (not transactional) handlers for the consumers of one process, several in
- * one statement. Alone, they commit without waiting for their WAL flush: a crash that loses one
- * leaves the checkpoint leased, as a crash just before it would, and its messages are handled again
- * after the lease expires (at least once, as for any direct handler); a later claim's commit,
- * flushed, flushes it first. Transactional handlers complete in their own transaction, flushed.
+ * one statement. They commit without waiting for their WAL flush: a crash that loses one leaves the
+ * checkpoint leased, as a crash just before it would, and its messages are handled again after the
+ * lease expires (at least once, as for any direct handler); a later claim's commit, flushed,
+ * flushes it first. Transactional handlers complete in their own transaction, flushed.
  *
  * A consumer that goes on to claim its next checkpoint asks for it with its completion
- * (completeAndClaim): the claim is made in the completion's transaction, in the same round trip,
- * and that transaction commits flushed, as every claim does. One round trip per checkpoint handled
- * instead of two. A statement error rolls both back (nothing of the batch is written, and each job
- * is run again alone); a lost connection leaves both unknown (the caller hands the claim's lease
- * back once it can).
+ * (completeAndClaim): the claim follows the completion's transaction in the same round trip, in a
+ * transaction of its own, flushed as every claim is. One round trip per checkpoint handled instead
+ * of two. A statement error in the completion writes nothing (each job is run again alone); one in
+ * the claim, after the completion committed, fails only the claims. A lost connection leaves both
+ * unknown (the caller hands the claim's lease back once it can).
  */
 export class CompleteBatcher {
   readonly #commit: GroupCommit<CompleteJob>;
@@ -113,12 +119,14 @@ export class CompleteBatcher {
       if (next.length > 0 && !claimArgs) throw new Error('CompleteBatcher: claims need ClaimArgs');
       // Before sending: at or before the server's now() for the claims (their local deadline).
       const sent = performance.now();
-      const statements: PipelinedStatement[] = [{ text: 'BEGIN' }];
-      // Alone, a completion commits without waiting for its flush; with a claim, flushed (a lease must
-      // survive a crash of the database while its holder works).
-      if (next.length === 0) statements.push({ text: 'SET LOCAL synchronous_commit = off' });
-      const completed = statements.length;
-      statements.push(
+      // The completion in its own transaction, committed without waiting for its flush; then the
+      // claim, in a transaction of its own (flushed: a lease must survive a crash of the database
+      // while its holder works), in the same round trip. Two transactions, as when they were two
+      // round trips: the completion's row locks are gone before the claim runs (one transaction
+      // holding both deadlocked with the reader's upsert of the same checkpoints).
+      const statements: PipelinedStatement[] = [
+        { text: 'BEGIN' },
+        { text: 'SET LOCAL synchronous_commit = off' },
         statement(ctx, 'complete_checkpoints', completeManySql(ctx), [
           group,
           batch.map((j) => j.claim.subscription),
@@ -126,7 +134,10 @@ export class CompleteBatcher {
           batch.map((j) => j.claim.leaseId),
           batch.map((j) => j.position),
         ]) as PipelinedStatement,
-      );
+        { text: 'COMMIT' },
+      ];
+      const completed = 2;
+      const committed = 4;
       const claimed = statements.length;
       if (next.length > 0)
         statements.push(
@@ -136,19 +147,27 @@ export class CompleteBatcher {
             next.map((j) => j.leaseId),
           ) as PipelinedStatement,
         );
-      statements.push({ text: 'COMMIT' });
+      let claimError: unknown;
       const { results, fields } = await withClient(pool, async (client) => {
         try {
           return await runPipelinedWithFields(client, statements);
         } catch (err) {
-          // A statement error leaves the transaction aborted: end it before the client goes back.
+          // The claim failed after the completion committed: the completion stands, the claims fail.
+          const partial = pipelinedPartial(err);
+          if (partial && partial.completed >= committed && isStatementError(err)) {
+            claimError = err;
+            return partial;
+          }
+          // A statement error in the completion leaves its transaction aborted: end it before the
+          // client goes back (nothing was written).
           await client.query('ROLLBACK').catch(() => undefined);
           throw err;
         }
       });
       const written = new Set((results[completed] ?? []).map((r) => r[0]));
       for (const job of batch) job.resolve(written.has(job.claim.leaseId));
-      if (next.length > 0) {
+      if (claimError !== undefined) for (const job of next) job.reject(claimError);
+      else if (next.length > 0) {
         const claims = claimsFromRows(
           claimArgs!,
           rowObjects<ClaimRow>(results[claimed]!, fields[claimed]!),
@@ -177,8 +196,9 @@ export class CompleteBatcher {
   }
 
   /**
-   * Complete `claim` and, in the same transaction and round trip, claim the consumer's next
-   * checkpoint under `leaseId` (undefined when none is ready). Needs the constructor's ClaimArgs.
+   * Complete `claim` and, in the same round trip (right after the completion commits), claim the
+   * consumer's next checkpoint under `leaseId` (undefined when none is ready). Needs the
+   * constructor's ClaimArgs.
    */
   completeAndClaim(
     claim: ClaimedCheckpoint,
