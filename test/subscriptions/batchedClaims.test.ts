@@ -8,6 +8,7 @@ import {
   claimCheckpoints,
 } from '../../src/subscriptions/claimCheckpoint.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
+import { until } from '../helpers/until.js';
 
 /*
  * Several checkpoints claimed in one statement, and several completions written in one: each claim
@@ -145,5 +146,40 @@ describe('claims and completions shared by the consumers of a process', () => {
     await expect(bad.claimed).rejects.toThrow(/uuid/);
     expect((await leases()).get('b-5')).toBeNull();
     await completions.close();
+  });
+
+  it('the completion has committed, and let go of its checkpoint, while the claim that follows it waits', async () => {
+    // The interleaving that deadlocked when one transaction held both: the claim waits (here on a
+    // lock of the subscriptions table, which the completion does not read) while another writer (the
+    // reader's upsert) needs the completed checkpoint's row.
+    await db.store.append('b-7', { type: 't', data: {} });
+    await db.pool.query(
+      `INSERT INTO ${ctx.s}.checkpoints (group_name, subscription_name, stream_name, stream_version)
+       VALUES ('G', 'live', 'b-7', 1)`,
+    );
+    const [held] = await claimCheckpoints(db.pool, ctx, args('F'), [randomUUID()]);
+    expect(held?.stream).toBe('b-7');
+    const barrier = await db.pool.connect();
+    const completions = new CompleteBatcher(db.pool, ctx, 'G', 4, args('F'));
+    try {
+      await barrier.query(`BEGIN; LOCK TABLE ${ctx.s}.subscriptions IN ACCESS EXCLUSIVE MODE`);
+      const { completed, claimed } = completions.completeAndClaim(held!, 1, randomUUID());
+      claimed.catch(() => undefined);
+      // Committed (visible to others) and unlocked (another writer takes the row at once), while
+      // the claim still waits behind the barrier.
+      await until(async () => {
+        const { rows } = await db.pool.query(
+          `SELECT stream_position, lease_id FROM ${ctx.s}.checkpoints WHERE stream_name = 'b-7' FOR UPDATE NOWAIT`,
+        );
+        return rows[0]?.stream_position === 1 && rows[0]?.lease_id === null;
+      }, 'the completion committed and its row free');
+      await barrier.query('ROLLBACK');
+      expect(await completed).toBe(true);
+      await claimed;
+    } finally {
+      await barrier.query('ROLLBACK').catch(() => undefined);
+      barrier.release();
+      await completions.close();
+    }
   });
 });
