@@ -50,6 +50,8 @@ export interface ClaimRow extends Partial<Omit<MessageRow, 'stream_name' | 'stre
   cp_status: ClaimedCheckpoint['status'];
   lease_id: string;
   cp_replay_until: number | null;
+  /** Claimed without its messages (catch-up for the replica, see ClaimArgs.catchUpOnReplica). */
+  cp_deferred: boolean;
   stream_name: string | null;
   stream_position: number | null;
 }
@@ -68,6 +70,21 @@ export interface ClaimRow extends Partial<Omit<MessageRow, 'stream_name' | 'stre
 // the batch size is the subscription's), and not past the end of a replay range (see migration 0005),
 // except, with $9 (a worker with a read replica), for checkpoints more than a batch behind: their
 // catch-up is read from the replica (src/subscriptions/readClaimedBatch.ts).
+/**
+ * A claimed stream's next messages: after the checkpoint's position, not past a replay range's
+ * end, in order, at most `limit` (SQL expressions for each). The claim reads them in its own
+ * statement; readClaimedBatch.ts reads them later, for a claim made without them.
+ */
+export const nextMessagesSql = (
+  ctx: SqlContext,
+  at: { stream: string; after: string; replayUntil: string; limit: string },
+) =>
+  `SELECT ${MESSAGE_COLUMNS} FROM ${ctx.s}.messages
+    WHERE stream_name = ${at.stream} AND stream_position > ${at.after}
+      AND (${at.replayUntil} IS NULL OR stream_position <= ${at.replayUntil})
+    ORDER BY stream_position
+    LIMIT ${at.limit}`;
+
 const claimSql = (ctx: SqlContext, n: number) =>
   `WITH claimed AS (
      UPDATE ${ctx.s}.checkpoints AS c
@@ -95,19 +112,20 @@ const claimSql = (ctx: SqlContext, n: number) =>
      RETURNING c.subscription_name AS cp_subscription, c.stream_name AS cp_stream,
                c.stream_position AS cp_position, c.stream_version AS cp_version,
                c.attempts AS cp_attempts, c.status AS cp_status, c.lease_id::text AS lease_id,
-               c.replay_until AS cp_replay_until, pick.n AS cp_n)
-   SELECT claimed.*, m.*
-     FROM claimed
-     LEFT JOIN LATERAL (
-       SELECT ${MESSAGE_COLUMNS} FROM ${ctx.s}.messages
-        WHERE stream_name = claimed.cp_stream AND stream_position > claimed.cp_position
-          AND (claimed.cp_replay_until IS NULL OR stream_position <= claimed.cp_replay_until)
-        ORDER BY stream_position
-        LIMIT CASE WHEN $9::boolean
-                    AND claimed.cp_version - claimed.cp_position > ($6::int[])[array_position($2::text[], claimed.cp_subscription)]
-                   THEN 0
-                   ELSE ($6::int[])[array_position($2::text[], claimed.cp_subscription)] END) m ON true
-    ORDER BY claimed.cp_n, m.stream_position`;
+               c.replay_until AS cp_replay_until, pick.n AS cp_n,
+               ($6::int[])[array_position($2::text[], c.subscription_name)] AS cp_batch),
+   sized AS (
+     SELECT claimed.*, $9::boolean AND claimed.cp_version - claimed.cp_position > claimed.cp_batch AS cp_deferred
+       FROM claimed)
+   SELECT sized.*, m.*
+     FROM sized
+     LEFT JOIN LATERAL (${nextMessagesSql(ctx, {
+       stream: 'sized.cp_stream',
+       after: 'sized.cp_position',
+       replayUntil: 'sized.cp_replay_until',
+       limit: 'CASE WHEN sized.cp_deferred THEN 0 ELSE sized.cp_batch END',
+     })}) m ON true
+    ORDER BY sized.cp_n, m.stream_position`;
 
 export interface ClaimArgs {
   group: string;
@@ -187,7 +205,6 @@ export function claimsFromRows(args: ClaimArgs, rows: ClaimRow[], sent: number):
   let cur: Claim | undefined;
   for (const r of rows) {
     if (!cur || cur.leaseId !== r.lease_id) {
-      const batchSize = args.batchSizes[args.subscriptions.indexOf(r.cp_subscription)]!;
       cur = {
         group: args.group,
         subscription: r.cp_subscription,
@@ -200,7 +217,7 @@ export function claimsFromRows(args: ClaimArgs, rows: ClaimRow[], sent: number):
         leaseDeadline: sent + args.leaseMs,
         ...(r.cp_replay_until !== null ? { replayUntil: Number(r.cp_replay_until) } : {}),
         // As the statement decided: a catch-up claimed without its messages.
-        messages: args.catchUpOnReplica === true && r.cp_version - r.cp_position > batchSize ? undefined : [],
+        messages: r.cp_deferred ? undefined : [],
       };
       claims.push(cur);
     }

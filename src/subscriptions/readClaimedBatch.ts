@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import type { SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
-import { MESSAGE_COLUMNS, type MessageRow, rowToMessage } from '../store/rowToMessage.js';
+import { type MessageRow, rowToMessage } from '../store/rowToMessage.js';
 import type { RecordedMessage } from '../store/types.js';
-import type { ClaimedCheckpoint } from './claimCheckpoint.js';
+import { type ClaimedCheckpoint, nextMessagesSql } from './claimCheckpoint.js';
 
 /*
  * The next batch of a claimed stream, for a claim made without it: a worker with a read replica
@@ -21,12 +21,7 @@ import type { ClaimedCheckpoint } from './claimCheckpoint.js';
 const batchSql = (ctx: SqlContext) =>
   `SELECT h.head, m.*
      FROM (SELECT max(stream_position) AS head FROM ${ctx.s}.messages WHERE stream_name = $1) h
-     LEFT JOIN LATERAL (
-       SELECT ${MESSAGE_COLUMNS} FROM ${ctx.s}.messages
-        WHERE stream_name = $1 AND stream_position > $2
-          AND ($4::bigint IS NULL OR stream_position <= $4)
-        ORDER BY stream_position
-        LIMIT $3) m ON true
+     LEFT JOIN LATERAL (${nextMessagesSql(ctx, { stream: '$1', after: '$2', replayUntil: '$4::bigint', limit: '$3' })}) m ON true
     ORDER BY m.stream_position`;
 
 type BatchRow = Partial<MessageRow> & { head: number | null };

@@ -23,7 +23,7 @@ import { ClaimHandoff } from './claimHandoff.js';
 import { heldBack, type ReaderHint, readerRound } from './globalReader.js';
 import { connectGuarded, guardPool } from './guardPool.js';
 import { CoalescedNotify, checkpointsPayload, listenForWakeups } from './listenForWakeups.js';
-import { type ProcessResult, processCheckpoint } from './processCheckpoint.js';
+import { type ProcessDeps, type ProcessResult, processCheckpoint } from './processCheckpoint.js';
 import { registerSubscriptions, registrationNotices, unregisterRunner } from './registerSubscriptions.js';
 import { fingerprintOf } from './subscriptionDefinition.js';
 import { AdaptiveInterval, sleep, Wakeup } from './wakeup.js';
@@ -226,6 +226,17 @@ export function createWorker(opts: WorkerOptions): Worker {
   const onError = (err: unknown, where: string) => {
     if (!signal.aborted || where !== 'consumer') opts.onError?.(toError(err), where);
   };
+  // Catch-up reads on the replica, for every claim (built once, not per claim).
+  const replicaDeps: Pick<ProcessDeps, 'readPool' | 'onBatchRead' | 'onReplicaError'> = opts.readPool
+    ? {
+        readPool: opts.readPool,
+        onBatchRead: (from) => {
+          if (from === 'replica') stats.replicaBatches++;
+          else stats.replicaMisses++;
+        },
+        onReplicaError: (err) => onError(err, 'replica'),
+      }
+    : {};
   const loops: Promise<void>[] = [];
   let started: Promise<void> | undefined;
   let stopped: Promise<void> | undefined;
@@ -360,16 +371,7 @@ export function createWorker(opts: WorkerOptions): Worker {
             signal,
             force: force.signal,
             complete,
-            ...(opts.readPool
-              ? {
-                  readPool: opts.readPool,
-                  onBatchRead: (from: 'replica' | 'primary') => {
-                    if (from === 'replica') stats.replicaBatches++;
-                    else stats.replicaMisses++;
-                  },
-                  onReplicaError: (err: unknown) => onError(err, 'replica'),
-                }
-              : {}),
+            ...replicaDeps,
           },
           claim,
         );

@@ -251,17 +251,13 @@ describe('a read replica', () => {
       // A bounded replay of cu-2's #3..#20: read from the replica, and not past the range's end.
       const cu2 = await store.readStream('cu-2');
       const misses = worker.stats().replicaMisses;
-      await replay(
-        pool,
-        { schema, s: schema, prepared: true },
-        {
-          group: 'G',
-          subscription: 'catchUp',
-          stream: 'cu-2',
-          from: { position: cu2[2]!.globalPosition },
-          to: { position: cu2[19]!.globalPosition },
-        },
-      );
+      await replay(pool, store.sqlContext, {
+        group: 'G',
+        subscription: 'catchUp',
+        stream: 'cu-2',
+        from: { position: cu2[2]!.globalPosition },
+        to: { position: cu2[19]!.globalPosition },
+      });
       await until(async () => count() === 108, 'the replay handled', 30_000);
       expect(handled.get('cu-2')).toEqual([...upTo(30), ...upTo(20).slice(2)]);
       expect(worker.stats().replicaMisses).toBe(misses);
