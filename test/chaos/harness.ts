@@ -203,6 +203,7 @@ async function run(
 
   const workers: Child[] = [];
   const kills: { at: bigint; pid: number }[] = [];
+  const clockBefore = clockOffset();
   const killing = new Set<number>();
   const spawnWorker = () =>
     spawnEs(
@@ -451,7 +452,7 @@ async function run(
     rolledBack,
     tailOutput: tail.stdoutText(),
     kills,
-    leaseMs: opts.leaseMs,
+    clock: { before: clockBefore, after: clockOffset() },
   });
   problems.push(...oracle.problems);
   if (xidBefore >= power || xidAfter <= power)
@@ -475,6 +476,17 @@ async function run(
     },
     problems,
   };
+}
+
+/**
+ * The wall clock minus the monotonic one, in ns: measured at the moment Date.now() ticks to the
+ * next millisecond, so the error stays well under one.
+ */
+function clockOffset(): bigint {
+  const from = Date.now();
+  let now = from;
+  while (now === from) now = Date.now();
+  return BigInt(now) * 1_000_000n - process.hrtime.bigint();
 }
 
 /** The figures as aligned lines, for printing. */

@@ -22,8 +22,11 @@ export interface RunOutcome {
   tailOutput: string;
   /** When the harness saw each SIGKILLed worker gone (process.hrtime.bigint()). */
   kills: { at: bigint; pid: number }[];
-  /** The workers' lease: a holder's call running longer than this may have lost its lease. */
-  leaseMs: number;
+  /**
+   * The wall clock's offset from the monotonic one (Date.now() in ns minus process.hrtime.bigint()),
+   * measured before and after the run: maps the server's lease grants onto the handlers' clock.
+   */
+  clock: { before: bigint; after: bigint };
 }
 
 /**
@@ -116,8 +119,10 @@ export async function checkOutcome(
   {
     // Two holders of one stream at once. A holder whose handler blocks its event loop past the lease
     // cannot be interrupted: the call it is in may still run when the next holder starts (counted
-    // as `inFlightOverlaps`, the README's stated limit). What must never happen is the superseded
-    // holder starting another call of the stream while the new holder's call runs.
+    // as `inFlightOverlaps`, the README's stated limit). What must never happen is a holder starting
+    // a call of the stream after another holder was granted the stream (a claim, logged by the
+    // server with its clock in lease_grants) since its own grant: its lease had ended by then, and
+    // its own deadline before that.
     type Ev = { at: bigint; ev: string; stream: string; pos: number; pid: number };
     const events: Ev[] = r.kills.map((k) => ({ at: k.at, ev: 'kill', stream: '', pos: 0, pid: k.pid }));
     for (const file of readdirSync(r.dir).filter((f) => f.startsWith('calls-'))) {
@@ -127,12 +132,28 @@ export async function checkOutcome(
       }
     }
     events.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+    // The grants on the handlers' clock (monotonic): the server's wall clock minus the offset of the
+    // wall clock from the monotonic one, measured before and after the run; the tolerance covers
+    // the two measures' difference and their resolution.
+    const offset = (r.clock.before + r.clock.after) / 2n;
+    const toleranceNs =
+      25_000_000n +
+      (r.clock.after > r.clock.before ? r.clock.after - r.clock.before : r.clock.before - r.clock.after);
+    const { rows: grantRows } = await pool.query<{ us: string; stream: string; holder: string }>(
+      `SELECT (extract(epoch FROM at) * 1000000)::bigint::text AS us, stream, holder FROM ${SCHEMA}.lease_grants ORDER BY at`,
+    );
+    const grants = new Map<string, { at: bigint; pid: number }[]>();
+    for (const g of grantRows) {
+      // Worker ids are host-pid-random (defaultWorkerId).
+      const parts = g.holder.split('-');
+      const list = grants.get(g.stream) ?? [];
+      list.push({ at: BigInt(g.us) * 1000n - offset, pid: Number(parts[parts.length - 2]) });
+      grants.set(g.stream, list);
+    }
     const open = new Map<string, { pid: number; pos: number; at: bigint }[]>();
-    /** `${stream} ${pid}` -> the pids that started on the stream while that pid's call ran. */
-    const supersededBy = new Map<string, Set<number>>();
-    const leaseNs = BigInt(r.leaseMs) * 1_000_000n;
     let inFlight = 0;
     let overlaps = 0;
+    let ungranted = 0;
     const examples: string[] = [];
     for (const e of events) {
       if (e.ev === 'kill') {
@@ -145,24 +166,20 @@ export async function checkOutcome(
       }
       const calls = open.get(e.stream) ?? [];
       if (e.ev === 'start') {
-        const others = calls.filter((c) => c.pid !== e.pid);
-        const mine = supersededBy.get(`${e.stream} ${e.pid}`);
-        // Stale: the holder that took the stream from this process is still in a call that has not
-        // outlived a lease (so its lease cannot have expired for this process to claim again).
-        const stale = others.find((c) => mine?.has(c.pid) && e.at - c.at < leaseNs);
-        if (stale) {
-          overlaps++;
-          if (examples.length < 5)
-            examples.push(
-              `${e.stream}#${e.pos} (pid ${e.pid}) started after pid ${stale.pid} took the stream, while its #${stale.pos} ran`,
-            );
-        } else if (others.length > 0) inFlight++;
-        for (const o of others) {
-          const key = `${e.stream} ${o.pid}`;
-          supersededBy.set(key, (supersededBy.get(key) ?? new Set()).add(e.pid));
+        if (calls.some((c) => c.pid !== e.pid)) inFlight++;
+        const onStream = grants.get(e.stream) ?? [];
+        const own = onStream.filter((g) => g.pid === e.pid && g.at <= e.at + toleranceNs).at(-1);
+        if (!own) ungranted++;
+        else {
+          const taken = onStream.find((g) => g.pid !== e.pid && g.at > own.at && g.at < e.at - toleranceNs);
+          if (taken) {
+            overlaps++;
+            if (examples.length < 5)
+              examples.push(
+                `${e.stream}#${e.pos} (pid ${e.pid}) started ${(e.at - taken.at) / 1_000_000n} ms after pid ${taken.pid} was granted the stream`,
+              );
+          }
         }
-        // Starting afresh on the stream after nobody else runs it: no longer superseded.
-        if (others.length === 0) supersededBy.delete(`${e.stream} ${e.pid}`);
         calls.push({ pid: e.pid, pos: e.pos, at: e.at });
       } else {
         const i = calls.findIndex((c) => c.pid === e.pid && c.pos === e.pos);
@@ -172,10 +189,12 @@ export async function checkOutcome(
     }
     figures.inFlightOverlaps = inFlight;
     figures.staleHolderStarts = overlaps;
+    figures.leaseGrants = grantRows.length;
     if (overlaps > 0)
       problems.push(
-        `rec: ${overlaps} calls started by a holder after another took the stream: ${examples.join('; ')}`,
+        `rec: ${overlaps} calls started by a holder after another was granted the stream: ${examples.join('; ')}`,
       );
+    if (ungranted > 0) problems.push(`rec: ${ungranted} calls started by a process never granted the stream`);
   }
   const { rows: projRows } = await pool.query<{ stream: string; pos: number; n: number }>(
     `SELECT stream, pos, n FROM ${SCHEMA}.proj`,

@@ -65,4 +65,17 @@ export default {
 
 export const ORACLE_DDL = `
   CREATE TABLE ${SCHEMA}.calls (seq bigserial PRIMARY KEY, sub text NOT NULL, stream text NOT NULL, pos int NOT NULL, pid int NOT NULL);
-  CREATE TABLE ${SCHEMA}.proj (stream text NOT NULL, pos int NOT NULL, n int NOT NULL, PRIMARY KEY (stream, pos));`;
+  CREATE TABLE ${SCHEMA}.proj (stream text NOT NULL, pos int NOT NULL, n int NOT NULL, PRIMARY KEY (stream, pos));
+  -- Every lease granted on a rec checkpoint (a claim: a new lease id, not an extension), with the
+  -- server's clock at the grant: which holder may run the stream from when on.
+  CREATE TABLE ${SCHEMA}.lease_grants (at timestamptz NOT NULL, stream text NOT NULL, lease uuid NOT NULL, holder text NOT NULL);
+  CREATE FUNCTION ${SCHEMA}.log_lease_grant() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF NEW.subscription_name = 'rec' AND NEW.lease_id IS NOT NULL
+       AND (TG_OP = 'INSERT' OR NEW.lease_id IS DISTINCT FROM OLD.lease_id) THEN
+      INSERT INTO ${SCHEMA}.lease_grants VALUES (clock_timestamp(), NEW.stream_name, NEW.lease_id, NEW.leased_by);
+    END IF;
+    RETURN NULL;
+  END $$;
+  CREATE TRIGGER log_lease_grant AFTER INSERT OR UPDATE ON ${SCHEMA}.checkpoints
+    FOR EACH ROW EXECUTE FUNCTION ${SCHEMA}.log_lease_grant();`;
