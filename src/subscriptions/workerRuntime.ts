@@ -31,6 +31,8 @@ import { heartbeat, removeWorker } from './workersTable.js';
 
 /** How long stop() waits after the drain timeout for the last writes and lease releases. */
 const STOP_GRACE_MS = 1000;
+/** How long a claim the reader handed over may wait for a consumer before it goes back. */
+const HANDED_CLAIM_STALE_MS = 250;
 
 /** A background loop run alongside the worker (scheduled messages, ...); stop when `signal` aborts. */
 export type WorkerService = (signal: AbortSignal) => Promise<void>;
@@ -110,6 +112,11 @@ export interface WorkerStats {
   dispatched: number;
   /** Claims the reader made for this process's idle consumers in the round that dispatched. */
   handedOver: number;
+  /**
+   * Of those, claims no consumer took within a moment (every consumer had become busy): handed back
+   * at once, for an idle consumer here or in another process to claim.
+   */
+  handedBack: number;
   /** Handler calls that outlived their subscription's handlerTimeout (counted in failures too). */
   timeouts: number;
   /** Handler calls left running at the drain timeout. */
@@ -191,8 +198,24 @@ export function createWorker(opts: WorkerOptions): Worker {
   // Aborted at the drain timeout: in-flight handlers are abandoned.
   const force = new AbortController();
   const readerWake = new Wakeup();
-  // Consumers wait here: woken to claim, or handed a claim the reader made for them.
-  const consumerWake = new ClaimHandoff();
+  // Consumers wait here: woken to claim, or handed a claim the reader made for them. A claim handed
+  // over when every consumer had turned busy goes back after a moment: its stream must not wait
+  // for a consumer busy with a slow handler while another consumer or process is free.
+  const consumerWake = new ClaimHandoff(Math.min(HANDED_CLAIM_STALE_MS, leaseMs / 4), (stale) => {
+    stats.handedBack += stale.length;
+    for (const c of stale)
+      releaseLease(pool, ctx, { group: group.name, workerId: id, leaseId: c.leaseId }).then(
+        () => {
+          consumerWake.wake();
+          dispatchNotify.send();
+        },
+        (err) => {
+          // A consumer hands it back once the database answers.
+          unreleased.add(c.leaseId);
+          onError(err, 'consumer');
+        },
+      );
+  });
   const dispatchNotify = new CoalescedNotify(pool, channelFor(schema), checkpointsPayload(group.name));
   // The consumers' claims and completions, shared: several in one statement when they come together.
   const claimArgs: ClaimArgs = {
@@ -218,6 +241,7 @@ export function createWorker(opts: WorkerOptions): Worker {
     readerRounds: 0,
     dispatched: 0,
     handedOver: 0,
+    handedBack: 0,
     timeouts: 0,
     abandoned: 0,
     replicaBatches: 0,
@@ -333,16 +357,18 @@ export function createWorker(opts: WorkerOptions): Worker {
           await releaseLease(pool, ctx, { group: group.name, workerId: id, leaseId: lost });
           unreleased.delete(lost);
         }
-        // A claim the reader made for this process first (it waits for a consumer; one asked for
-        // with the last completion stays ours until the next round); then that one; else a new one.
-        let claim: Claim | undefined = consumerWake.take();
-        if (!claim && pending) {
+        // The claim asked for with the last completion first (its lease is already running); then
+        // one the reader made for this process (another idle consumer may take it meanwhile, and
+        // one nobody takes goes back: see consumerWake); else a new one.
+        let claim: Claim | undefined;
+        if (pending) {
           const asked = pending;
           pending = undefined;
           leaseId = asked.leaseId;
           claim = await asked.claimed;
           errorDelay = 100;
         }
+        claim ??= consumerWake.take();
         if (!claim) {
           leaseId = randomUUID();
           claim = await claims.claim(leaseId);
@@ -468,6 +494,8 @@ export function createWorker(opts: WorkerOptions): Worker {
     await claims.close();
     await completions.close();
     await dispatchNotify.flush();
+    // Claims handed over and never taken go back with the rest: no hand-back timer outlives stop().
+    consumerWake.clear();
     // Consumers released their own leases; this catches one whose last write failed.
     await releaseWorkerLeases(pool, ctx, id).catch((err) => opts.onError?.(toError(err), 'stop'));
     await removeWorker(pool, ctx, id).catch((err) => opts.onError?.(toError(err), 'stop'));
