@@ -71,7 +71,12 @@ export interface WorkerInfo {
 
 export interface GroupLag {
   name: string;
-  /** The lowest log position among the group's subscriptions: where its global reader reads. */
+  /**
+   * Where the group's global reader is: the global position of the last message it has passed, in
+   * log order, for the subscription furthest behind (0 before the first; null without
+   * subscriptions). A reader position is a (transaction id, global position) pair, and a caught-up
+   * typed subscription's is (the snapshot's xmin, 0): this is the message just before it.
+   */
   readerPosition: number | null;
   readerWorkerId: string | null;
   /** Seconds since the global reader last advanced, or null if it never did. */
@@ -194,8 +199,13 @@ const subscriptionsSql = (ctx: SqlContext, exactUpTo: number | undefined) => `
 
 const groupsSql = (ctx: SqlContext) => `
   SELECT g.name, g.reader_worker_id, extract(epoch FROM now() - g.reader_at)::float8 AS reader_age,
-         (SELECT min(s.log_position) FROM ${ctx.s}.subscriptions s
-           WHERE s.group_name = g.name AND s.status <> 'unknown') AS reader_position
+         (SELECT coalesce(
+                   (SELECT m.global_position FROM ${ctx.s}.messages m
+                     WHERE (m.transaction_id, m.global_position) <= (r.log_transaction_id, r.log_position)
+                     ORDER BY m.transaction_id DESC, m.global_position DESC LIMIT 1), 0)
+            FROM (SELECT s.log_transaction_id, s.log_position FROM ${ctx.s}.subscriptions s
+                   WHERE s.group_name = g.name AND s.status <> 'unknown'
+                   ORDER BY s.log_transaction_id, s.log_position LIMIT 1) r) AS reader_position
     FROM ${ctx.s}.subscription_groups g
    WHERE ($1::text IS NULL OR g.name = $1)
    ORDER BY g.name`;

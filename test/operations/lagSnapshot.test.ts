@@ -81,6 +81,40 @@ describe('lagSnapshot', () => {
     }
   });
 
+  it('says where the reader is when a typed subscription jumped to the snapshot (xmin, 0)', async () => {
+    const typed = await setupDb('ops_lag_typed');
+    const config = opsConfig(typed.schema, {
+      placed: { category: 'order', types: ['placed'], handler: () => undefined },
+    });
+    const ctx = typed.store.sqlContext;
+    const worker = startWorker(typed, config);
+    try {
+      await typed.store.append('order-1', [
+        { type: 'placed', data: {} },
+        { type: 'shipped', data: {} },
+      ]);
+      await typed.store.append('order-2', { type: 'placed', data: {} });
+      await worker.start();
+      await until(
+        async () => (await checkpoint(typed, 'placed', 'order-2'))?.stream_position === 1,
+        'order-2',
+      );
+      // A short typed read moves the position to (xmin, 0): no message is at it.
+      await until(async () => {
+        const { rows } = await typed.pool.query(
+          `SELECT log_position FROM ${typed.schema}.subscriptions WHERE name = 'placed'`,
+        );
+        return rows[0]?.log_position === '0' || rows[0]?.log_position === 0;
+      }, 'the reader at (xmin, 0)');
+      const snap = await lagSnapshot(typed.pool, ctx, { subscriptions: subscriptionFilters(config) });
+      expect(snap.head).toBe(3);
+      expect(snap.groups[0]).toMatchObject({ name: 'G', readerPosition: 3 });
+    } finally {
+      await worker.stop();
+      await typed.close();
+    }
+  });
+
   it('measures throughput between snapshots, and none across a rewind', () => {
     const snap = (at: string, processed: number) => ({
       takenAt: at,
