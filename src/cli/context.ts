@@ -171,7 +171,11 @@ export async function openQueryContext(
   const readPool = readUrl && !replicaOnly ? open(readUrl, max) : pool;
   try {
     await assertReachable(pool, replicaOnly ? readUrl : url);
-    if (readPool !== pool && readUrl) await assertReachable(readPool, readUrl);
+    if (readPool !== pool && readUrl) {
+      await assertReachable(readPool, readUrl);
+      const { assertReplicaOf } = await import('../db/readReplica.js');
+      await assertReplicaOf(pool, readPool);
+    }
   } catch (err) {
     await pool.end().catch(() => undefined);
     if (readPool !== pool) await readPool.end().catch(() => undefined);

@@ -4,8 +4,9 @@ import type pg from 'pg';
 import type { ResolvedConfig, ResolvedGroup, ResolvedSubscription } from '../config/types.js';
 import { assertSafeSchemaName, escapeIdentifier } from '../db/identifier.js';
 import type { SqlContext } from '../db/queryable.js';
+import { assertReplicaOf } from '../db/readReplica.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
-import { InvalidInputError, NotFoundError, NotMigratedError, toError } from '../errors.js';
+import { ConfigError, InvalidInputError, NotFoundError, NotMigratedError, toError } from '../errors.js';
 import { createMessageStore, type MessageStore } from '../store/messageStore.js';
 import { channelFor } from '../store/notifications.js';
 import { assertTransactionIdsBehindCounter } from '../store/transactionIdCounter.js';
@@ -261,6 +262,24 @@ export function createWorker(opts: WorkerOptions): Worker {
         onReplicaError: (err) => onError(err, 'replica'),
       }
     : {};
+  // The replica serves catch-up only once it is known to be a standby of the primary (checked at
+  // start, where a mismatch fails start(), and again at every heartbeat: a promotion turns it off).
+  let replicaVerified = false;
+  let replicaRefusal: string | undefined;
+  async function verifyReplica(atStart: boolean): Promise<void> {
+    if (!opts.readPool) return;
+    try {
+      await assertReplicaOf(pool, opts.readPool);
+      replicaVerified = true;
+      replicaRefusal = undefined;
+    } catch (err) {
+      if (!(err instanceof ConfigError)) return onError(err, 'replica');
+      replicaVerified = false;
+      if (atStart) throw err;
+      if (replicaRefusal !== err.message) onError(err, 'replica');
+      replicaRefusal = err.message;
+    }
+  }
   const loops: Promise<void>[] = [];
   let started: Promise<void> | undefined;
   let stopped: Promise<void> | undefined;
@@ -397,7 +416,7 @@ export function createWorker(opts: WorkerOptions): Worker {
             signal,
             force: force.signal,
             complete,
-            ...replicaDeps,
+            ...(replicaVerified ? replicaDeps : {}),
           },
           claim,
         );
@@ -432,6 +451,7 @@ export function createWorker(opts: WorkerOptions): Worker {
       if (signal.aborted) break;
       await heartbeat(pool, ctx, record).catch((err) => onError(err, 'heartbeat'));
       await register().catch((err) => onError(err, 'heartbeat'));
+      await verifyReplica(false);
     }
   }
 
@@ -458,6 +478,7 @@ export function createWorker(opts: WorkerOptions): Worker {
     try {
       // A restored database's ids ahead of the server's counter would leave every reader blind.
       await assertTransactionIdsBehindCounter(pool, ctx);
+      await verifyReplica(true);
       await register();
       await heartbeat(pool, ctx, { id, host: hostname(), pid: process.pid, group: group.name, concurrency });
     } catch (err) {

@@ -123,7 +123,21 @@ export async function startReplica(primary: PrivateCluster, port: number): Promi
   const from = new URL(primary.url);
   await run(
     join(PG15_BIN, 'pg_basebackup'),
-    ['-D', dataDir, '-R', '-X', 'stream', '--no-sync', '-h', '127.0.0.1', '-p', from.port, '-U', 'postgres'],
+    [
+      '-D',
+      dataDir,
+      '-R',
+      '-X',
+      'stream',
+      '--no-sync',
+      '--checkpoint=fast',
+      '-h',
+      '127.0.0.1',
+      '-p',
+      from.port,
+      '-U',
+      'postgres',
+    ],
     opts,
   );
   return startServer(dir, dataDir, opts, port, '-c hot_standby=on -c fsync=off');

@@ -9,6 +9,7 @@ import { createMessageStore, type MessageStore } from '../../src/store/messageSt
 import { LOG_START } from '../../src/store/types.js';
 import { createWorker } from '../../src/subscriptions/workerRuntime.js';
 import { ES_BIN } from '../helpers/cli.js';
+import { setupDb } from '../helpers/db.js';
 import { freePortIn } from '../helpers/pgbouncer.js';
 import { type PrivateCluster, startPrivateCluster, startReplica } from '../helpers/privateCluster.js';
 import { until } from '../helpers/until.js';
@@ -266,4 +267,60 @@ describe('a read replica', () => {
       await worker.stop();
     }
   });
+
+  it('a read URL that is not a standby of the primary is refused: another cluster, a promoted copy', async () => {
+    const config = configWith(schema, { s: { category: 'ref', handler: () => undefined } });
+    const start = (read: pg.Pool) =>
+      createWorker({ pool, readPool: read, config, group: 'G', maxPollMs: 200 }).start();
+    // Another cluster (the test server): answers the same queries with other data.
+    const foreign = await setupDb('rr_foreign');
+    // A standby promoted: same system identifier, but it takes writes of its own now.
+    const promoted = await onFreePort(25470, 25489, (port) => startReplica(primary, port));
+    const promotedPool = createPool(promoted.url, { max: 2 });
+    try {
+      await expect(start(foreign.pool)).rejects.toMatchObject({
+        code: 'CONFIG_INVALID',
+        message: expect.stringMatching(/not a replica of the primary: its system identifier/),
+      });
+      await promotedPool.query('SELECT pg_promote()');
+      await until(async () => {
+        const { rows } = await promotedPool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+        return rows[0]!.r === false;
+      }, 'the standby promoted');
+      await expect(start(promotedPool)).rejects.toMatchObject({
+        code: 'CONFIG_INVALID',
+        message: expect.stringMatching(/accepts writes/),
+      });
+      // The primary's cluster, another database of it.
+      await pool.query('CREATE DATABASE rr_other');
+      const otherUrl = new URL(primary.url);
+      otherUrl.pathname = '/rr_other';
+      const otherDb = createPool(otherUrl.toString(), { max: 2 });
+      try {
+        await expect(start(otherDb)).rejects.toMatchObject({
+          code: 'CONFIG_INVALID',
+          message: expect.stringMatching(/names the database "rr_other"/),
+        });
+      } finally {
+        await otherDb.end();
+      }
+      // The primary itself, and the real standby, are fine.
+      for (const read of [pool, readPool]) {
+        const w = createWorker({ pool, readPool: read, config, group: 'G', maxPollMs: 200 });
+        await w.start();
+        await w.stop();
+      }
+      // The CLI says so, with the config exit code, before reading anything.
+      const r = await execa(ES_BIN, ['--schema', schema, '--read-url', foreign.url, 'read', 'ref-1'], {
+        reject: false,
+        env: { NO_COLOR: '1', DATABASE_URL: primary.url },
+      });
+      expect(r.exitCode, r.stderr).toBe(3);
+      expect(r.stderr).toMatch(/not a replica of the primary/);
+    } finally {
+      await promotedPool.end();
+      await promoted.stop();
+      await foreign.close();
+    }
+  }, 60_000);
 });

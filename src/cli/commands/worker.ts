@@ -127,7 +127,9 @@ Examples:
 With --read-url (BECKETT_READ_URL, database.readUrl) a checkpoint more than a batch behind reads its
 messages from the streaming replica; a batch the replica has not replayed yet is read from the
 primary. The reader, claims, checkpoints and live batches stay on the primary; --dashboard's
-message pages read from the replica.
+message pages read from the replica. The read URL must be a hot standby of the primary (or the
+primary itself): anything else (another cluster, a restored copy, a promoted standby) is refused
+at start (exit 3).
 
 Logs go to stderr (nothing is printed on stdout). By default the worker is quiet: it says when it
 starts and stops, every failure (subscription, stream, attempt, error), warnings, and every
