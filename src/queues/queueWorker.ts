@@ -125,7 +125,10 @@ export function findQueue(config: ResolvedConfig, name: string): ResolvedQueue {
 interface Held {
   token: string;
   abort: AbortController;
-  /** Local end of the visibility (from before the dequeue or the last extension was sent). */
+  /**
+   * Local end of the visibility, on the monotonic clock (performance.now(): a wall clock set back
+   * would keep a holder running past it): from before the dequeue or the last extension was sent.
+   */
   deadline: number;
 }
 
@@ -225,7 +228,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
           }
           const limit = Math.min(free, this.q.batchSize);
           const token = randomUUID();
-          const sentAt = Date.now();
+          const sentAt = performance.now();
           const rows = await dequeueJobs(pool, ctx, {
             queue: this.q.name,
             limit,
@@ -430,7 +433,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
       while (!force.signal.aborted) {
         await sleep(every, force.signal);
         if (force.signal.aborted || (signal.aborted && this.running.size === 0)) break;
-        const now = Date.now();
+        const now = performance.now();
         this.abortLost(now);
         if (extending || this.held.size === 0) continue;
         extending = true;
@@ -513,7 +516,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
   async function deadlineLoop(): Promise<void> {
     while (!force.signal.aborted) {
       await sleep(Math.min(heartbeatMs, 1000), force.signal);
-      const now = Date.now();
+      const now = performance.now();
       for (const r of runners) r.abortLost(now);
     }
   }

@@ -29,8 +29,8 @@ export interface WorkerLivenessOptions {
 export class WorkerLiveness {
   readonly #o: WorkerLivenessOptions;
   readonly #record;
-  /** When the last heartbeat that reached the database was sent (local clock). */
-  #lastBeatAt = Date.now();
+  /** When the last heartbeat that reached the database was sent (monotonic clock: performance.now()). */
+  #lastBeatAt = performance.now();
   /** Stale workers already released, by id and the heartbeat they went stale at. */
   readonly #swept = new Set<string>();
 
@@ -45,14 +45,14 @@ export class WorkerLiveness {
     };
   }
 
-  /** True when no heartbeat has reached the database for staleWorkerMs. */
+  /** True when no heartbeat has reached the database for staleWorkerMs (`now`: performance.now()). */
   lost(now: number): boolean {
     return now - this.#lastBeatAt >= this.#o.staleWorkerMs;
   }
 
   /** Touch the worker's row (created if missing). */
   async beat(): Promise<void> {
-    const sentAt = Date.now();
+    const sentAt = performance.now();
     await heartbeat(this.#o.pool, this.#o.ctx, this.#record);
     this.#lastBeatAt = sentAt;
   }

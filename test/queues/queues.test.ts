@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Job, JobContext, QueueConfig } from '../../src/config/types.js';
 import { resolveConfig } from '../../src/config/validate.js';
 import { createPool } from '../../src/db/pool.js';
@@ -205,6 +205,49 @@ describe('consumers', () => {
     await aPool.end();
     await proxy.close();
   });
+  it('a wall clock set back does not keep a holder past its visibility: its deadline is on the monotonic clock', async () => {
+    let releaseFirst!: () => void;
+    const firstMayFinish = new Promise<void>((r) => {
+      releaseFirst = r;
+    });
+    const calls: { delivery: number; aborted: () => boolean }[] = [];
+    const handler = async (job: Job, ctx: JobContext) => {
+      calls.push({ delivery: job.deliveries, aborted: () => ctx.signal.aborted });
+      if (job.deliveries === 1) await firstMayFinish;
+    };
+    const queues = { clock: { handler, visibilityTimeout: 600, maxDeliveries: 5 } };
+    const proxy = await startTestProxy(db.url);
+    const aPool = createPool(proxy.url, { max: 4 });
+    const a = createQueueWorker({
+      pool: aPool,
+      config: configWith(queues),
+      queues: ['clock'],
+      workerId: 'A',
+    });
+    await a.start();
+    try {
+      await db.store.enqueue('clock', { type: 'x', data: {} });
+      await until(() => calls.length === 1, 'A holds the job');
+      // A's extensions stop arriving, and the machine's wall clock steps back an hour (an NTP
+      // correction, a VM resumed): the visibility on the server runs out all the same.
+      proxy.stall();
+      vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+      vi.setSystemTime(Date.now() - 3_600_000);
+      const b = await run(queues, { workerId: 'B' });
+      await until(() => calls.length === 2, 'B took the job over once A’s visibility expired');
+      // A's own deadline has passed on the monotonic clock: its handler is told to stop.
+      await until(() => calls[0]!.aborted(), 'A’s handler told its visibility is lost', 5_000);
+      await until(() => b.stats().completed === 1, 'B acked');
+    } finally {
+      vi.useRealTimers();
+      proxy.resume();
+      releaseFirst();
+      await a.stop();
+      await aPool.end();
+      await proxy.close();
+    }
+  });
+
   it("a stale holder's ack or nack, sent while the new holder has the job, changes nothing", async () => {
     const id = await db.store.enqueue('stale', { type: 'x', data: {} });
     const [oldToken, newToken] = [randomUUID(), randomUUID()];
