@@ -26,7 +26,11 @@ export interface SubscriptionLag {
   group: string;
   name: string;
   status: string;
-  /** The subscription's place in the global log: everything up to here was dispatched. */
+  /**
+   * The subscription's place in the global log: the global position of the last message it has
+   * passed, in log order (0 before the first). Its stored position is a (transaction id, global
+   * position) pair; a caught-up typed subscription's is (the snapshot's xmin, 0).
+   */
   logPosition: number;
   /** Messages not processed yet: `behind` + `undispatched`. */
   lag: number;
@@ -165,7 +169,10 @@ const exactUndispatched = (ctx: SqlContext, upTo: number) => `LEFT JOIN LATERAL 
  */
 const subscriptionsSql = (ctx: SqlContext, exactUpTo: number | undefined) => `
   WITH subs AS (${subscriptionsWithFilters(ctx.s, 1)} WHERE ($2::text IS NULL OR s.group_name = $2))
-  SELECT s.group_name, s.name, s.status, s.log_position,
+  SELECT s.group_name, s.name, s.status,
+         coalesce((SELECT m.global_position FROM ${ctx.s}.messages m
+                    WHERE (m.transaction_id, m.global_position) <= (s.log_transaction_id, s.log_position)
+                    ORDER BY m.transaction_id DESC, m.global_position DESC LIMIT 1), 0) AS log_position,
          cp.behind, cp.streams_behind, cp.retry, cp.failed, cp.attention, pr.processed,
          extract(epoch FROM now() - op.oldest)::float8 AS oldest_pending_age,
          und.undispatched, und.scanned, extract(epoch FROM now() - und.oldest)::float8 AS oldest_undispatched_age

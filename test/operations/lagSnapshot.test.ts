@@ -109,6 +109,7 @@ describe('lagSnapshot', () => {
       const snap = await lagSnapshot(typed.pool, ctx, { subscriptions: subscriptionFilters(config) });
       expect(snap.head).toBe(3);
       expect(snap.groups[0]).toMatchObject({ name: 'G', readerPosition: 3 });
+      expect(snap.groups[0]?.subscriptions[0]).toMatchObject({ name: 'placed', logPosition: 3 });
     } finally {
       await worker.stop();
       await typed.close();
