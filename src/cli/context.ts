@@ -28,6 +28,8 @@ export interface QueryContext {
   sql: SqlContext;
   /** The pool reads on (`store.replica` reads): the read replica when one is given, else `pool`. */
   readPool: pg.Pool;
+  /** `pool` is on the read replica (a `replica` context with a read URL): see assertReadsFromReplica. */
+  replicaOnly: boolean;
   close(): Promise<void>;
 }
 
@@ -189,6 +191,7 @@ export async function openQueryContext(
     source,
     pool,
     readPool,
+    replicaOnly,
     sql: { schema, s: escapeIdentifier(schema), prepared: config.database.preparedStatements },
     async close() {
       if (closed) return;
@@ -197,6 +200,35 @@ export async function openQueryContext(
       if (readPool !== pool) await readPool.end().catch(() => undefined);
     },
   };
+}
+
+/**
+ * For a context whose one pool is on the read replica (es tail --read-url): check on a direct
+ * connection to the primary that the replica is a standby of it (src/db/readReplica.ts). A primary
+ * that cannot be reached leaves nothing to compare with: resolves 'unverified' (the tail reads on).
+ */
+export async function assertReadsFromReplica(
+  ctx: QueryContext,
+): Promise<'verified' | 'unverified' | 'primary'> {
+  if (!ctx.replicaOnly) return 'primary';
+  const [{ listenClient }, { assertReplicaOf }] = await Promise.all([
+    import('../db/pool.js'),
+    import('../db/readReplica.js'),
+  ]);
+  const client = listenClient(ctx.pool, 'beckett-cli');
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch {
+    await client.end().catch(() => undefined);
+    return 'unverified';
+  }
+  try {
+    await assertReplicaOf(client, ctx.pool);
+    return 'verified';
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 /** The one mapping (src/db/toBeckettError.ts): "relation does not exist" becomes "run es migrate". */

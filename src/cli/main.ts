@@ -35,7 +35,7 @@ function rootProgram(): Command {
     )
     .option(
       '--read-url <url>',
-      'a streaming replica for es tail and es read (default: BECKETT_READ_URL, then the config)',
+      'a hot standby of the primary for es tail, es read, the dashboard and catch-up (default: BECKETT_READ_URL, then the config)',
     )
     .option('--schema <name>', 'schema holding beckett tables (default: the config, then "beckett")')
     .addHelpText('after', EXAMPLES)

@@ -317,6 +317,25 @@ describe('a read replica', () => {
       });
       expect(r.exitCode, r.stderr).toBe(3);
       expect(r.stderr).toMatch(/not a replica of the primary/);
+      // es tail --read-url reads only there: it checks on a connection of its own to the primary.
+      const t = await execa(
+        ES_BIN,
+        [
+          '--schema',
+          foreign.schema,
+          '--read-url',
+          foreign.url,
+          'tail',
+          'ref-1',
+          '--from',
+          '0',
+          '--count',
+          '1',
+        ],
+        { reject: false, env: { NO_COLOR: '1', DATABASE_URL: primary.url }, timeout: 30_000 },
+      );
+      expect(t.exitCode, t.stderr).toBe(3);
+      expect(t.stderr).toMatch(/not a replica of the primary/);
     } finally {
       await promotedPool.end();
       await promoted.stop();

@@ -68,7 +68,7 @@ Ctrl-C stops (exit 0).`,
       // The modules load side by side; pg first through importPool (without its Cloudflare probe,
       // which loads undici on Node 20), as operations/tail.js imports it.
       const [
-        { assertLogReadable, importPool, withQueryContext },
+        { assertLogReadable, assertReadsFromReplica, importPool, withQueryContext },
         { formatMessage },
         { messageToJson, print, useColor, warn },
       ] = await Promise.all([import('../context.js'), import('../formatMessage.js'), import('../output.js')]);
@@ -92,6 +92,19 @@ Ctrl-C stops (exit 0).`,
             throw err;
           });
           readable.catch(() => undefined);
+          // With --read-url: the replica must be a standby of the primary (checked beside the start
+          // as well; a primary that cannot be reached is said, and the tail reads on).
+          const replicaChecked = assertReadsFromReplica(ctx).then(
+            (how) => {
+              if (how === 'unverified')
+                warn('es tail: the primary cannot be reached: the read URL is not checked to be its standby');
+            },
+            (err: unknown) => {
+              controller.abort();
+              throw err;
+            },
+          );
+          replicaChecked.catch(() => undefined);
           const { describeTailTarget, tailMessages } = await loading;
           const color = useColor();
           const follow = opts.follow !== false && !opts.exitAtEnd;
@@ -122,12 +135,14 @@ Ctrl-C stops (exit 0).`,
             if (controller.signal.aborted) break;
             if (!checked) {
               await readable;
+              await replicaChecked;
               checked = true;
             }
             print(opts.json ? messageToJson(m) : formatMessage(m, color));
             if (count !== undefined && ++printed >= count) break;
           }
           await readable;
+          await replicaChecked;
           await described;
         });
       } finally {
