@@ -175,7 +175,7 @@ export async function openQueryContext(
     await assertReachable(pool, replicaOnly ? readUrl : url);
     if (readPool !== pool && readUrl) {
       await assertReachable(readPool, readUrl);
-      const { assertReplicaOf } = await import('../db/readReplica.js');
+      const { assertReplicaOf } = await import('../db/serverIdentity.js');
       await assertReplicaOf(pool, readPool);
     }
   } catch (err) {
@@ -213,7 +213,7 @@ export async function assertReadsFromReplica(
   if (!ctx.replicaOnly) return 'primary';
   const [{ listenClient }, { assertReplicaOf }] = await Promise.all([
     import('../db/pool.js'),
-    import('../db/readReplica.js'),
+    import('../db/serverIdentity.js'),
   ]);
   const client = listenClient(ctx.pool, 'beckett-cli');
   client.on('error', () => undefined);

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import type { ResolvedConfig, ResolvedGroup, ResolvedSubscription } from '../config/types.js';
 import { assertSafeSchemaName, escapeIdentifier } from '../db/identifier.js';
 import type { SqlContext } from '../db/queryable.js';
-import { assertReplicaOf } from '../db/readReplica.js';
+import { assertListenUrlReachesPool, assertReplicaOf } from '../db/serverIdentity.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { ConfigError, InvalidInputError, NotFoundError, NotMigratedError, toError } from '../errors.js';
 import { createMessageStore, type MessageStore } from '../store/messageStore.js';
@@ -479,6 +479,11 @@ export function createWorker(opts: WorkerOptions): Worker {
       // A restored database's ids ahead of the server's counter would leave every reader blind.
       await assertTransactionIdsBehindCounter(pool, ctx);
       await verifyReplica(true);
+      // A listen URL elsewhere would lose every wake-up (an unreachable one: the listener retries).
+      await assertListenUrlReachesPool(pool).catch((err: unknown) => {
+        if (err instanceof ConfigError) throw err;
+        onError(err, 'listener');
+      });
       await register();
       await heartbeat(pool, ctx, { id, host: hostname(), pid: process.pid, group: group.name, concurrency });
     } catch (err) {

@@ -1,7 +1,11 @@
+import type pg from 'pg';
 import { ConfigError } from '../errors.js';
+import { listenClient, listenUrlOf } from './pool.js';
 import type { Queryable } from './queryable.js';
 
 /*
+ * Which server a second URL reaches, against the database URL's.
+ *
  * A read URL (`database.readUrl`, `--read-url`, `createWorker({ readPool })`) must reach a hot
  * standby streaming from the primary, or the primary itself. Reads there are gap-safe only because
  * a physical standby replays the primary's transactions with their ids (the log's order is by
@@ -48,4 +52,37 @@ export async function assertReplicaOf(primary: Queryable, replica: Queryable): P
 async function identity(db: Queryable): Promise<Identity> {
   const { rows } = await db.query<Identity>(IDENTITY_SQL);
   return rows[0]!;
+}
+
+/*
+ * A listen URL (`database.listenUrl`, `BECKETT_LISTEN_URL`, createPool's `listenUrl`: a direct
+ * connection for LISTEN when the database URL goes through PgBouncer) must reach the primary the
+ * database URL reaches, in the same database: NOTIFY is delivered to listeners of the database it
+ * was sent in. Anywhere else the LISTEN succeeds and never hears a thing: every wake-up is lost and
+ * the workers only poll.
+ */
+const LISTEN_HINT =
+  'Point the listen URL (database.listenUrl, BECKETT_LISTEN_URL) at the same primary and database as the database URL, directly (not through PgBouncer), or leave it out.';
+
+/** Throws a ConfigError when the pool's listen URL reaches another server or database than the pool. */
+export async function assertListenUrlReachesPool(pool: pg.Pool): Promise<void> {
+  if (listenUrlOf(pool) === undefined) return;
+  const client = listenClient(pool, 'beckett-check');
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    const [p, l] = await Promise.all([identity(pool), identity(client)]);
+    if (p.system !== l.system || p.started !== l.started || l.standby)
+      throw new ConfigError(
+        `The listen URL reaches another server than the database URL (system identifier ${l.system}${l.standby ? ', a standby' : ''}; the database URL's ${p.system}): LISTEN there never hears this database's notifications.`,
+        LISTEN_HINT,
+      );
+    if (p.database !== l.database)
+      throw new ConfigError(
+        `The listen URL names the database ${JSON.stringify(l.database)}, the database URL ${JSON.stringify(p.database)}: notifications reach only listeners of the database they are sent in.`,
+        LISTEN_HINT,
+      );
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
