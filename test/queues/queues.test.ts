@@ -163,7 +163,14 @@ describe('consumers', () => {
     expect(await count(`SELECT count(*) AS n FROM S.queue_jobs WHERE id = $1`, [id])).toBe(0);
   });
 
-  it('an expired visibility taken over while the first holder still runs: only the new holder acks', async () => {
+  /**
+   * Worker A, reaching the database through a proxy that can stall (its extensions and heartbeats
+   * stop arriving), holds the first delivery of a job enqueued to `queue` until `releaseFirst`.
+   */
+  async function holderBehindProxy(
+    queue: string,
+    opts: { visibilityTimeout: number; heartbeatMs?: number; staleWorkerMs?: number },
+  ) {
     let releaseFirst!: () => void;
     const firstMayFinish = new Promise<void>((r) => {
       releaseFirst = r;
@@ -173,78 +180,93 @@ describe('consumers', () => {
       calls.push({ delivery: job.deliveries, aborted: () => ctx.signal.aborted });
       if (job.deliveries === 1) await firstMayFinish;
     };
-    const queues = { takeover: { handler, visibilityTimeout: 600, maxDeliveries: 5 } };
-    // Worker A reaches the database through a proxy that can stall: its heartbeats stop arriving.
+    const queues = { [queue]: { handler, visibilityTimeout: opts.visibilityTimeout, maxDeliveries: 5 } };
     const proxy = await startTestProxy(db.url);
     const aPool = createPool(proxy.url, { max: 4 });
     const aEvents: string[] = [];
     const a = createQueueWorker({
       pool: aPool,
       config: configWith(queues),
-      queues: ['takeover'],
+      queues: [queue],
       workerId: 'A',
+      ...(opts.heartbeatMs ? { heartbeatMs: opts.heartbeatMs } : {}),
+      ...(opts.staleWorkerMs ? { staleWorkerMs: opts.staleWorkerMs } : {}),
       onProcessed: (e) => aEvents.push(e.outcome),
     });
     await a.start();
-    const id = await db.store.enqueue('takeover', { type: 'x', data: {} });
+    const id = await db.store.enqueue(queue, { type: 'x', data: {} });
     await until(() => calls.length === 1, 'A holds the job');
-    proxy.stall();
-    const b = await run(queues, { workerId: 'B' });
+    return {
+      queues,
+      calls,
+      proxy,
+      a,
+      aEvents,
+      id,
+      async close() {
+        vi.useRealTimers();
+        proxy.resume();
+        releaseFirst();
+        await a.stop();
+        await aPool.end();
+        await proxy.close();
+      },
+      releaseFirst,
+    };
+  }
+
+  it('an expired visibility taken over while the first holder still runs: only the new holder acks', async () => {
+    const h = await holderBehindProxy('takeover', { visibilityTimeout: 600 });
+    const { calls, a, aEvents, id } = h;
+    h.proxy.stall();
+    const b = await run(h.queues, { workerId: 'B' });
     await until(() => calls.length === 2, 'B took the job over once A’s visibility expired');
     expect(calls[1]!.delivery).toBe(2);
     // A's own deadline passed without an extension: its handler is told to stop.
     await until(() => calls[0]!.aborted(), 'A’s handler told its visibility is lost');
     await until(() => b.stats().completed === 1, 'B acked');
-    proxy.resume();
-    releaseFirst();
+    h.proxy.resume();
+    h.releaseFirst();
     await until(() => aEvents.length === 1, 'A’s ack settled');
     expect(aEvents).toEqual(['lost']);
     expect(a.stats()).toMatchObject({ completed: 0, lost: 1 });
     expect(await count(`SELECT count(*) AS n FROM S.queue_jobs WHERE id = $1`, [id])).toBe(0);
-    await a.stop();
-    await aPool.end();
-    await proxy.close();
+    await h.close();
   });
+
   it('a wall clock set back does not keep a holder past its visibility: its deadline is on the monotonic clock', async () => {
-    let releaseFirst!: () => void;
-    const firstMayFinish = new Promise<void>((r) => {
-      releaseFirst = r;
-    });
-    const calls: { delivery: number; aborted: () => boolean }[] = [];
-    const handler = async (job: Job, ctx: JobContext) => {
-      calls.push({ delivery: job.deliveries, aborted: () => ctx.signal.aborted });
-      if (job.deliveries === 1) await firstMayFinish;
-    };
-    const queues = { clock: { handler, visibilityTimeout: 600, maxDeliveries: 5 } };
-    const proxy = await startTestProxy(db.url);
-    const aPool = createPool(proxy.url, { max: 4 });
-    const a = createQueueWorker({
-      pool: aPool,
-      config: configWith(queues),
-      queues: ['clock'],
-      workerId: 'A',
-    });
-    await a.start();
+    const h = await holderBehindProxy('clock', { visibilityTimeout: 600 });
     try {
-      await db.store.enqueue('clock', { type: 'x', data: {} });
-      await until(() => calls.length === 1, 'A holds the job');
       // A's extensions stop arriving, and the machine's wall clock steps back an hour (an NTP
       // correction, a VM resumed): the visibility on the server runs out all the same.
-      proxy.stall();
+      h.proxy.stall();
       vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
       vi.setSystemTime(Date.now() - 3_600_000);
-      const b = await run(queues, { workerId: 'B' });
-      await until(() => calls.length === 2, 'B took the job over once A’s visibility expired');
+      const b = await run(h.queues, { workerId: 'B' });
+      await until(() => h.calls.length === 2, 'B took the job over once A’s visibility expired');
       // A's own deadline has passed on the monotonic clock: its handler is told to stop.
-      await until(() => calls[0]!.aborted(), 'A’s handler told its visibility is lost', 5_000);
+      await until(() => h.calls[0]!.aborted(), 'A’s handler told its visibility is lost', 5_000);
       await until(() => b.stats().completed === 1, 'B acked');
     } finally {
-      vi.useRealTimers();
-      proxy.resume();
-      releaseFirst();
-      await a.stop();
-      await aPool.end();
-      await proxy.close();
+      await h.close();
+    }
+  });
+
+  it('a wall clock set back does not keep a worker whose heartbeat went stale running its handlers', async () => {
+    // A long visibility: only A's own stale heartbeat (staleWorkerMs, on the monotonic clock) can
+    // tell it that the others may have released its job.
+    const h = await holderBehindProxy('stale-clock', {
+      visibilityTimeout: 60_000,
+      heartbeatMs: 100,
+      staleWorkerMs: 800,
+    });
+    try {
+      h.proxy.stall();
+      vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+      vi.setSystemTime(Date.now() - 3_600_000);
+      await until(() => h.calls[0]!.aborted(), 'A’s handler told its heartbeat went stale', 5_000);
+    } finally {
+      await h.close();
     }
   });
 
