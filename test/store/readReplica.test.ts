@@ -282,7 +282,48 @@ describe('a read replica', () => {
         code: 'CONFIG_INVALID',
         message: expect.stringMatching(/not a replica of the primary: its system identifier/),
       });
-      await promotedPool.query('SELECT pg_promote()');
+      // A worker reading catch-up from that standby while it is one.
+      const handled: number[] = [];
+      const errors: Error[] = [];
+      const catchUp = configWith(schema, {
+        pr: { category: 'pr', batchSize: 2, handler: (m) => void handled.push(m.streamPosition) },
+      });
+      const running = createWorker({
+        pool,
+        readPool: promotedPool,
+        config: catchUp,
+        group: 'G',
+        maxPollMs: 200,
+        heartbeatMs: 100,
+        onError: (e) => errors.push(e),
+      });
+      await store.append(
+        'pr-1',
+        Array.from({ length: 6 }, () => ({ type: 'Happened', data: {} })),
+      );
+      await until(
+        async () =>
+          (await promotedPool.query("SELECT 1 FROM beckett.messages WHERE stream_name = 'pr-1'")).rowCount ===
+          6,
+        'pr-1 on the standby',
+      );
+      await running.start();
+      try {
+        await until(() => handled.length === 6, 'pr-1 handled');
+        expect(running.stats().replicaBatches).toBeGreaterThanOrEqual(1);
+        await promotedPool.query('SELECT pg_promote()');
+        // The next heartbeat finds it promoted: said once, and no batch is read there any more.
+        await until(() => errors.some((e) => /accepts writes/.test(e.message)), 'the promotion reported');
+        const batches = running.stats().replicaBatches;
+        await store.append(
+          'pr-1',
+          Array.from({ length: 6 }, () => ({ type: 'Happened', data: {} })),
+        );
+        await until(() => handled.length === 12, 'pr-1 handled from the primary');
+        expect(running.stats().replicaBatches).toBe(batches);
+      } finally {
+        await running.stop();
+      }
       await until(async () => {
         const { rows } = await promotedPool.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
         return rows[0]!.r === false;
