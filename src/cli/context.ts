@@ -204,31 +204,19 @@ export async function openQueryContext(
 
 /**
  * For a context whose one pool is on the read replica (es tail --read-url): check on a direct
- * connection to the primary that the replica is a standby of it (src/db/readReplica.ts). A primary
- * that cannot be reached leaves nothing to compare with: resolves 'unverified' (the tail reads on).
+ * connection to the primary that the replica is a standby of it (src/db/serverIdentity.ts). A
+ * primary that cannot be reached leaves nothing to compare with: 'unverified' (the tail reads on).
  */
 export async function assertReadsFromReplica(
   ctx: QueryContext,
 ): Promise<'verified' | 'unverified' | 'primary'> {
   if (!ctx.replicaOnly) return 'primary';
-  const [{ listenClient }, { assertReplicaOf }] = await Promise.all([
-    import('../db/pool.js'),
-    import('../db/serverIdentity.js'),
-  ]);
-  const client = listenClient(ctx.pool, 'beckett-cli');
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-  } catch {
-    await client.end().catch(() => undefined);
-    return 'unverified';
-  }
-  try {
-    await assertReplicaOf(client, ctx.pool);
-    return 'verified';
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  const { assertPoolReplicatesListenTarget } = await import('../db/serverIdentity.js');
+  let how: 'verified' | 'unverified' = 'verified';
+  await assertPoolReplicatesListenTarget(ctx.pool, () => {
+    how = 'unverified';
+  });
+  return how;
 }
 
 /** The one mapping (src/db/toBeckettError.ts): "relation does not exist" becomes "run es migrate". */

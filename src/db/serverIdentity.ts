@@ -64,13 +64,41 @@ async function identity(db: Queryable): Promise<Identity> {
 const LISTEN_HINT =
   'Point the listen URL (database.listenUrl, BECKETT_LISTEN_URL) at the same primary and database as the database URL, directly (not through PgBouncer), or leave it out.';
 
-/** Throws a ConfigError when the pool's listen URL reaches another server or database than the pool. */
-export async function assertListenUrlReachesPool(pool: pg.Pool): Promise<void> {
-  if (listenUrlOf(pool) === undefined) return;
+/**
+ * Run `fn` on a connection of its own to the pool's listen target (its listen URL, else the pool's
+ * own server). A target that cannot be reached leaves nothing to compare with: `onUnreachable`
+ * hears why, and `fn` does not run.
+ */
+async function onListenTarget(
+  pool: pg.Pool,
+  onUnreachable: (err: unknown) => void,
+  fn: (client: pg.Client) => Promise<void>,
+): Promise<void> {
   const client = listenClient(pool, 'beckett-check');
   client.on('error', () => undefined);
-  await client.connect();
   try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    return onUnreachable(err);
+  }
+  try {
+    await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Throws a ConfigError when the pool's listen URL reaches another server or database than the
+ * pool; one that cannot be reached goes to `onUnreachable` (its listener retries anyway).
+ */
+export async function assertListenUrlReachesPool(
+  pool: pg.Pool,
+  onUnreachable: (err: unknown) => void,
+): Promise<void> {
+  if (listenUrlOf(pool) === undefined) return;
+  await onListenTarget(pool, onUnreachable, async (client) => {
     const [p, l] = await Promise.all([identity(pool), identity(client)]);
     if (p.system !== l.system || p.started !== l.started || l.standby)
       throw new ConfigError(
@@ -82,7 +110,17 @@ export async function assertListenUrlReachesPool(pool: pg.Pool): Promise<void> {
         `The listen URL names the database ${JSON.stringify(l.database)}, the database URL ${JSON.stringify(p.database)}: notifications reach only listeners of the database they are sent in.`,
         LISTEN_HINT,
       );
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  });
+}
+
+/**
+ * For a pool on the read replica whose listen URL is the primary (es tail --read-url): throws a
+ * ConfigError unless the replica is a standby of that primary; a primary that cannot be reached
+ * goes to `onUnreachable`.
+ */
+export async function assertPoolReplicatesListenTarget(
+  replica: pg.Pool,
+  onUnreachable: (err: unknown) => void,
+): Promise<void> {
+  await onListenTarget(replica, onUnreachable, (primary) => assertReplicaOf(primary, replica));
 }

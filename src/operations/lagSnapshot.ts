@@ -19,6 +19,16 @@ export const UNDISPATCHED_COUNT_CAP = 5_000;
  */
 export const ATTENTION_COUNT_CAP = 10_000;
 
+/**
+ * The global position of the last message at or before the log position of `alias` (a row with
+ * log_transaction_id and log_position), in log order; 0 before the first. A position is a pair, and
+ * a caught-up typed subscription's is (the snapshot's xmin, 0): its second half alone says nothing.
+ */
+const lastPassedSql = (ctx: SqlContext, alias: string) =>
+  `coalesce((SELECT m.global_position FROM ${ctx.s}.messages m
+              WHERE (m.transaction_id, m.global_position) <= (${alias}.log_transaction_id, ${alias}.log_position)
+              ORDER BY m.transaction_id DESC, m.global_position DESC LIMIT 1), 0)`;
+
 /** The age of the oldest waiting message is probed on at most this many lagging checkpoints. */
 export const OLDEST_PROBE_CAP = 1_000;
 
@@ -170,9 +180,7 @@ const exactUndispatched = (ctx: SqlContext, upTo: number) => `LEFT JOIN LATERAL 
 const subscriptionsSql = (ctx: SqlContext, exactUpTo: number | undefined) => `
   WITH subs AS (${subscriptionsWithFilters(ctx.s, 1)} WHERE ($2::text IS NULL OR s.group_name = $2))
   SELECT s.group_name, s.name, s.status,
-         coalesce((SELECT m.global_position FROM ${ctx.s}.messages m
-                    WHERE (m.transaction_id, m.global_position) <= (s.log_transaction_id, s.log_position)
-                    ORDER BY m.transaction_id DESC, m.global_position DESC LIMIT 1), 0) AS log_position,
+         ${lastPassedSql(ctx, 's')} AS log_position,
          cp.behind, cp.streams_behind, cp.retry, cp.failed, cp.attention, pr.processed,
          extract(epoch FROM now() - op.oldest)::float8 AS oldest_pending_age,
          und.undispatched, und.scanned, extract(epoch FROM now() - und.oldest)::float8 AS oldest_undispatched_age
@@ -206,10 +214,7 @@ const subscriptionsSql = (ctx: SqlContext, exactUpTo: number | undefined) => `
 
 const groupsSql = (ctx: SqlContext) => `
   SELECT g.name, g.reader_worker_id, extract(epoch FROM now() - g.reader_at)::float8 AS reader_age,
-         (SELECT coalesce(
-                   (SELECT m.global_position FROM ${ctx.s}.messages m
-                     WHERE (m.transaction_id, m.global_position) <= (r.log_transaction_id, r.log_position)
-                     ORDER BY m.transaction_id DESC, m.global_position DESC LIMIT 1), 0)
+         (SELECT ${lastPassedSql(ctx, 'r')}
             FROM (SELECT s.log_transaction_id, s.log_position FROM ${ctx.s}.subscriptions s
                    WHERE s.group_name = g.name AND s.status <> 'unknown'
                    ORDER BY s.log_transaction_id, s.log_position LIMIT 1) r) AS reader_position

@@ -6,7 +6,7 @@ import { assertSafeSchemaName, escapeIdentifier } from '../db/identifier.js';
 import type { SqlContext } from '../db/queryable.js';
 import { assertListenUrlReachesPool } from '../db/serverIdentity.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
-import { ConfigError, InvalidInputError, NotFoundError, NotMigratedError, toError } from '../errors.js';
+import { InvalidInputError, NotFoundError, NotMigratedError, toError } from '../errors.js';
 import { createMessageStore, type MessageStore } from '../store/messageStore.js';
 import {
   boundHandlerCall,
@@ -526,10 +526,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
     try {
       await pool.query(`SELECT 1 FROM ${ctx.s}.queue_jobs LIMIT 0`);
       // A listen URL elsewhere would lose every wake-up (an unreachable one: the listener retries).
-      await assertListenUrlReachesPool(pool).catch((err: unknown) => {
-        if (err instanceof ConfigError) throw err;
-        onError(err, 'listener');
-      });
+      await assertListenUrlReachesPool(pool, (err) => onError(err, 'listener'));
     } catch (err) {
       const state = sqlStateOf(err);
       if (state === SqlState.undefinedTable || state === SqlState.invalidSchemaName)

@@ -55,11 +55,11 @@ export class ClaimHandoff {
     return this.#ready.shift()?.claim;
   }
 
-  /** Claims handed over and not taken, no longer offered (the worker hands them back as it stops). */
-  clear(): Claim[] {
+  /** Offer no claim any more (the worker stops and hands every lease of its own back). */
+  clear(): void {
     clearTimeout(this.#staleTimer);
     this.#staleTimer = undefined;
-    return this.#ready.splice(0).map((r) => r.claim);
+    this.#ready = [];
   }
 
   #armStale(): void {

@@ -480,10 +480,7 @@ export function createWorker(opts: WorkerOptions): Worker {
       await assertTransactionIdsBehindCounter(pool, ctx);
       await verifyReplica(true);
       // A listen URL elsewhere would lose every wake-up (an unreachable one: the listener retries).
-      await assertListenUrlReachesPool(pool).catch((err: unknown) => {
-        if (err instanceof ConfigError) throw err;
-        onError(err, 'listener');
-      });
+      await assertListenUrlReachesPool(pool, (err) => onError(err, 'listener'));
       await register();
       await heartbeat(pool, ctx, { id, host: hostname(), pid: process.pid, group: group.name, concurrency });
     } catch (err) {

@@ -84,27 +84,22 @@ Ctrl-C stops (exit 0).`,
       process.stdout.once('error', stop);
       try {
         await withQueryContext(globals, { poolSize: 3, replica: true }, async (ctx) => {
-          // The log's check (a restored database: exit 12) runs beside the tail's start; nothing
-          // prints before it passed (and on such a database the gap-safe read finds nothing anyway).
-          // A refusal also ends a tail that is waiting for new messages.
-          const readable = assertLogReadable(ctx).catch((err: unknown) => {
+          // The checks run beside the tail's start; nothing prints before they passed, and a
+          // refusal also ends a tail that is waiting for new messages. The log's check (a restored
+          // database: exit 12; there the gap-safe read finds nothing anyway), and with --read-url
+          // the replica's (a standby of the primary; a primary that cannot be reached is said, and
+          // the tail reads on).
+          const checks = Promise.all([
+            assertLogReadable(ctx),
+            assertReadsFromReplica(ctx).then((how) => {
+              if (how === 'unverified')
+                warn('es tail: the primary cannot be reached: the read URL is not checked to be its standby');
+            }),
+          ]).catch((err: unknown) => {
             controller.abort();
             throw err;
           });
-          readable.catch(() => undefined);
-          // With --read-url: the replica must be a standby of the primary (checked beside the start
-          // as well; a primary that cannot be reached is said, and the tail reads on).
-          const replicaChecked = assertReadsFromReplica(ctx).then(
-            (how) => {
-              if (how === 'unverified')
-                warn('es tail: the primary cannot be reached: the read URL is not checked to be its standby');
-            },
-            (err: unknown) => {
-              controller.abort();
-              throw err;
-            },
-          );
-          replicaChecked.catch(() => undefined);
+          checks.catch(() => undefined);
           const { describeTailTarget, tailMessages } = await loading;
           const color = useColor();
           const follow = opts.follow !== false && !opts.exitAtEnd;
@@ -134,15 +129,13 @@ Ctrl-C stops (exit 0).`,
           })) {
             if (controller.signal.aborted) break;
             if (!checked) {
-              await readable;
-              await replicaChecked;
+              await checks;
               checked = true;
             }
             print(opts.json ? messageToJson(m) : formatMessage(m, color));
             if (count !== undefined && ++printed >= count) break;
           }
-          await readable;
-          await replicaChecked;
+          await checks;
           await described;
         });
       } finally {
