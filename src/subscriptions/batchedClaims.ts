@@ -172,6 +172,7 @@ export class CompleteBatcher {
           claimArgs!,
           rowObjects<ClaimRow>(results[claimed]!, fields[claimed]!),
           sent,
+          next.length,
         );
         const byLease = new Map(claims.map((c) => [c.leaseId, c]));
         for (const job of next) job.resolve(byLease.get(job.leaseId));

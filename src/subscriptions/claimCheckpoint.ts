@@ -143,7 +143,14 @@ export interface ClaimArgs {
 }
 
 /** A claim with its stream's next messages; `messages` undefined: not read yet (see ClaimArgs). */
-export type Claim = ClaimedCheckpoint & { messages: RecordedMessage[] | undefined };
+export type Claim = ClaimedCheckpoint & {
+  messages: RecordedMessage[] | undefined;
+  /**
+   * The statement that made it claimed as many checkpoints as it asked for: more may be waiting.
+   * When it claimed fewer, nothing else was claimable then, and no other consumer need look.
+   */
+  moreMayWait: boolean;
+};
 
 /**
  * Claim one checkpoint of the group for `workerId`, with the next messages of its stream (up to the
@@ -172,7 +179,7 @@ export async function claimCheckpoints(
   // Before sending: the server's now() for the claim is later still.
   const sent = performance.now();
   const { rows } = await db.query<ClaimRow>(claimStatement(ctx, args, leaseIds));
-  return claimsFromRows(args, rows, sent);
+  return claimsFromRows(args, rows, sent, leaseIds.length);
 }
 
 /**
@@ -198,9 +205,9 @@ export function claimStatement(ctx: SqlContext, args: ClaimArgs, leaseIds: strin
 /**
  * The claims in a claim statement's rows, in claim order. `sent`: the holder's monotonic time
  * (performance.now()) at or before the server's now() for the claim's transaction: the start of
- * each lease's local deadline.
+ * each lease's local deadline. `asked`: the lease ids the statement had (see Claim.moreMayWait).
  */
-export function claimsFromRows(args: ClaimArgs, rows: ClaimRow[], sent: number): Claim[] {
+export function claimsFromRows(args: ClaimArgs, rows: ClaimRow[], sent: number, asked: number): Claim[] {
   const claims: Claim[] = [];
   let cur: Claim | undefined;
   for (const r of rows) {
@@ -218,11 +225,13 @@ export function claimsFromRows(args: ClaimArgs, rows: ClaimRow[], sent: number):
         ...(r.cp_replay_until !== null ? { replayUntil: Number(r.cp_replay_until) } : {}),
         // As the statement decided: a catch-up claimed without its messages.
         messages: r.cp_deferred ? undefined : [],
+        moreMayWait: false,
       };
       claims.push(cur);
     }
     if (r.stream_name !== null) cur.messages?.push(rowToMessage(r as unknown as MessageRow));
   }
+  if (claims.length >= asked) for (const c of claims) c.moreMayWait = true;
   return claims;
 }
 

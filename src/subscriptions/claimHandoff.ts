@@ -40,10 +40,14 @@ export class ClaimHandoff {
     for (const w of waiters) w(undefined);
   }
 
-  /** Hand claims to waiting consumers, one each; the rest go to the next consumers that look. */
+  /**
+   * Hand claims to waiting consumers, one each; the rest go to the next consumers that look. The
+   * consumer that began waiting last goes first: the one that just worked takes the next claim, and
+   * the others' idle polls stretch out instead of every consumer polling as if it had just worked.
+   */
   offer(claims: Claim[]): void {
     for (const claim of claims) {
-      const waiter = this.#waiters.shift();
+      const waiter = this.#waiters.pop();
       if (waiter) waiter(claim);
       else this.#ready.push({ claim, at: performance.now() });
     }

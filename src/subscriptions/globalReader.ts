@@ -415,6 +415,7 @@ export async function readerRound(
           claim.args,
           rowObjects<ClaimRow>(written[writes.length - 1]!, fields[writes.length - 1]!),
           sent,
+          claim.leaseIds.length,
         )
       : undefined;
     let dispatched = 0;

@@ -380,15 +380,19 @@ export function createWorker(opts: WorkerOptions): Worker {
         // one the reader made for this process (another idle consumer may take it meanwhile, and
         // one nobody takes goes back: see consumerWake); else a new one.
         let claim: Claim | undefined;
+        // The last completion's claim found nothing: the database was just asked, and work that
+        // comes later wakes this consumer (the reader here, or another process's notification).
+        let askedJustNow = false;
         if (pending) {
           const asked = pending;
           pending = undefined;
           leaseId = asked.leaseId;
           claim = await asked.claimed;
+          askedJustNow = claim === undefined;
           errorDelay = 100;
         }
         claim ??= consumerWake.take();
-        if (!claim) {
+        if (!claim && !askedJustNow) {
           leaseId = randomUUID();
           claim = await claims.claim(leaseId);
           errorDelay = 100;
@@ -403,7 +407,7 @@ export function createWorker(opts: WorkerOptions): Worker {
         interval.busy();
         stats.claims++;
         // More checkpoints may be waiting: let an idle sibling look.
-        consumerWake.wake();
+        if (claim.moreMayWait) consumerWake.wake();
         const sub = bySub.get(claim.subscription)!;
         const result = await processCheckpoint(
           {
