@@ -66,6 +66,10 @@ export interface ClaimRow extends Partial<Omit<MessageRow, 'stream_name' | 'stre
 // the checkpoints, so its generic plan hashed the whole table (9 ms at 20k checkpoints) and the
 // server planned every claim afresh instead (0.65 ms of planning per claim, more than running it).
 // With the literal, the generic plan is the custom one and the server keeps it.
+// A claim's commit waits for its WAL flush, whatever the transaction set before (cp_flush: a lease
+// must survive a database crash while its holder works). In a reader round's transaction it claims
+// only when the round raised checkpoints (beckett.reader_dispatched, set by the round; unset
+// elsewhere).
 // The claimed streams' next batches are read in the same statement (one round trip less per claim;
 // the batch size is the subscription's), and not past the end of a replay range (see migration 0005),
 // except, with $9 (a worker with a read replica), for checkpoints more than a batch behind: their
@@ -105,6 +109,7 @@ const claimSql = (ctx: SqlContext, n: number) =>
                   FOR UPDATE OF k SKIP LOCKED) k
               WHERE s.group_name = $1 AND s.name = ANY($2::text[]) AND s.status = ANY($5::text[])
                 AND s.fingerprint = ($8::text[])[array_position($2::text[], s.name)]
+                AND coalesce(current_setting('beckett.reader_dispatched', true), '') <> '0'
               ORDER BY k.next_attempt_at
               LIMIT ${n}) AS pick
       WHERE c.group_name = pick.group_name AND c.subscription_name = pick.subscription_name
@@ -113,7 +118,8 @@ const claimSql = (ctx: SqlContext, n: number) =>
                c.stream_position AS cp_position, c.stream_version AS cp_version,
                c.attempts AS cp_attempts, c.status AS cp_status, c.lease_id::text AS lease_id,
                c.replay_until AS cp_replay_until, pick.n AS cp_n,
-               ($6::int[])[array_position($2::text[], c.subscription_name)] AS cp_batch),
+               ($6::int[])[array_position($2::text[], c.subscription_name)] AS cp_batch,
+               set_config('synchronous_commit', 'on', true) AS cp_flush),
    sized AS (
      SELECT claimed.*, $9::boolean AND claimed.cp_version - claimed.cp_position > claimed.cp_batch AS cp_deferred
        FROM claimed)

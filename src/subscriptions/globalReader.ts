@@ -1,11 +1,6 @@
 import type pg from 'pg';
-import type { ResolvedGroup, ResolvedSubscription } from '../config/types.js';
-import {
-  type PipelinedStatement,
-  rowObjects,
-  runPipelinedEach,
-  runPipelinedWithFields,
-} from '../db/pipeline.js';
+import type { ResolvedGroup } from '../config/types.js';
+import { type PipelinedStatement, rowObjects, runPipelinedWithFields } from '../db/pipeline.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { TransactionIdsAheadError } from '../errors.js';
@@ -18,7 +13,7 @@ import {
   claimStatement,
   claimsFromRows,
 } from './claimCheckpoint.js';
-import { fingerprintOf, streamInFilter } from './subscriptionDefinition.js';
+import { fingerprintOf } from './subscriptionDefinition.js';
 
 /*
  * The global reader of a group. Each round is one transaction that:
@@ -42,24 +37,6 @@ import { fingerprintOf, streamInFilter } from './subscriptionDefinition.js';
  * new message for a stream being processed never makes it claimable by a second consumer.
  */
 
-interface LogRow {
-  xmin: string;
-  /** Committed messages wait at or after xmin (behind a transaction still running). */
-  held: boolean;
-  stream_name: string;
-  stream_position: number;
-  type: string;
-  transaction_id: string;
-  global_position: number;
-}
-
-interface PositionRow {
-  name: string;
-  status: string;
-  log_transaction_id: string;
-  log_position: number;
-}
-
 const lockReaderSql = 'SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked';
 
 /** The text whose hash is the group's reader lock (one per schema and group). */
@@ -76,64 +53,97 @@ export async function tryLockReader(db: Queryable, ctx: SqlContext, group: strin
   return rows[0]?.locked === true;
 }
 
-const positionsSql = (ctx: SqlContext) =>
-  `SELECT name, status, log_transaction_id, log_position
-     FROM ${ctx.s}.subscriptions
-    WHERE group_name = $1 AND name = ANY($2::text[]) AND status <> 'unknown'
-      AND fingerprint = ($3::text[])[array_position($2::text[], name)]`;
-
-// The reader lock and the positions in one statement: no positions (a null name) when the lock is
-// taken by another process.
-const lockAndPositionsSql = (ctx: SqlContext) =>
-  `SELECT l.locked, p.name, p.status, p.log_transaction_id, p.log_position
-     FROM (SELECT pg_try_advisory_xact_lock(hashtextextended($4, 0)) AS locked) l
-     LEFT JOIN LATERAL (${positionsSql(ctx)}) p ON l.locked`;
-
-// Only the columns dispatch needs: the reader never loads message data. The snapshot's xmin comes
-// back with the rows (one statement, one snapshot): everything below it has been seen, which lets a
-// filtered read move past a long run of messages none of the subscriptions wants. `held` asks the
-// log index for its last visible entry (one backward step, whatever the log's size): an EXISTS on
-// `transaction_id >= xmin` was planned as a scan of the whole table when nothing was held.
-export const logSliceSql = (ctx: SqlContext, typed: boolean) =>
-  `SELECT x.xmin, m.stream_name, m.stream_position, m.type, m.transaction_id, m.global_position,
-          coalesce((SELECT h.transaction_id FROM ${ctx.s}.messages h
-                     ORDER BY h.transaction_id DESC, h.global_position DESC LIMIT 1) >= x.xmin, false) AS held
-     FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) x
-     LEFT JOIN LATERAL (
-       SELECT stream_name, stream_position, type, transaction_id, global_position
-         FROM ${ctx.s}.messages
-        WHERE (transaction_id, global_position) > ($1::xid8, $2::bigint)
-          AND transaction_id < x.xmin
-          ${typed ? 'AND type = ANY($4::text[])' : ''}
-        ORDER BY transaction_id, global_position
-        LIMIT $3) m ON true`;
-
-/*
- * The round's writes, in one statement: move each subscription's log position to the end of what
- * was read, conditional on the position it had when the round read it (an operator's reset or
- * rewind that committed meanwhile wins: that subscription's part of the round is dropped), and
- * raise stream_version of every matching checkpoint of the subscriptions moved (adv), creating it
- * if new. The upsert's rows come for every subscription served; only the moved ones' are written.
- *
- * A new checkpoint starts after what the subscription has passed: the stream's messages before the
- * subscription's log position as the round read it (u.tx, u.pos; a subscription that starts at the
- * end never handles them). That is just before the stream's first message after that position, which
- * is not always the batch's first one (u.first): a transaction that took its id early can put s#2
- * before s#1 in log order, and a batch boundary between them must not make s#1 look handled.
- * Every earlier position of a committed message is committed, so the lookup sees all of them.
- * It runs for new checkpoints only: on conflict an existing one keeps its position.
- * Subscription rows are locked (adv) before checkpoint rows, in the order a reset takes them.
+/**
+ * The round, one statement (one snapshot), in the order of the comment at the top:
+ *   lk   the reader lock (tried);
+ *   pos  the positions of the subscriptions this process serves (its own definitions only: a
+ *        rolling deploy can run two), none when the lock is another process's;
+ *   rd   where the read starts (the slowest subscription), the snapshot's xmin, and the types
+ *        to read when every subscription names its types (else null: every type);
+ *   log  the gap-safe slice: after rd, below xmin, in log order, at most a batch. Only the columns
+ *        dispatch needs: the reader never loads message data;
+ *   e    what was read and where the round ends: a short typed read saw everything below xmin and
+ *        jumps there (position (xmin, 0) is before any message of the oldest running transaction);
+ *        otherwise the last row read;
+ *   hits per subscription and stream, what it matches after its own position (filters as
+ *        streamInFilter: category is the part before the first dash);
+ *   sub  moves each position to the end, only where it is still the one read (an operator's reset
+ *        or rewind that committed meanwhile wins: the row is rechecked once its lock is granted, and
+ *        that subscription's part of the round is dropped), and activates an initializing one
+ *        after a short read;
+ *   up   raises stream_version of the moved subscriptions' checkpoints, creating the new ones just
+ *        before the stream's first message after the position read (not always the batch's first:
+ *        a transaction that took its id early can put s#2 before s#1 in log order, and a batch
+ *        boundary between them must not make s#1 look handled; every earlier position of a
+ *        committed message is committed, so the lookup sees all of them). On conflict an existing
+ *        checkpoint keeps its position and lease;
+ *   mk   marks the group's reader.
+ * Rows lock in the order a reset takes them: subscriptions (sub, whose result up waits for), then
+ * checkpoints. The count of checkpoints raised goes to the transaction's setting
+ * beckett.reader_dispatched, which gates the claim that may follow (see claimCheckpoint.ts).
  */
-const dispatchSql = (ctx: SqlContext) =>
-  `WITH adv AS (
+const roundSql = (ctx: SqlContext) =>
+  `WITH lk AS MATERIALIZED (
+     SELECT pg_try_advisory_xact_lock(hashtextextended($4, 0)) AS locked),
+   pos AS MATERIALIZED (
+     SELECT s.name, s.status, s.log_transaction_id AS tx, s.log_position AS pos,
+            d.fingerprint, d.category, d.stream, d.typed
+       FROM lk
+       JOIN unnest($2::text[], $3::text[], $7::text[], $8::text[], $9::boolean[])
+            AS d(name, fingerprint, category, stream, typed) ON lk.locked
+       JOIN ${ctx.s}.subscriptions s
+         ON s.group_name = $1 AND s.name = d.name AND s.fingerprint = d.fingerprint
+      WHERE s.status <> 'unknown'),
+   st AS MATERIALIZED (
+     SELECT t.sub, t.type FROM unnest($10::text[], $11::text[]) AS t(sub, type)
+      WHERE t.sub IN (SELECT name FROM pos)),
+   rd AS MATERIALIZED (
+     SELECT f.tx, f.pos, pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
+            CASE WHEN (SELECT bool_and(p.typed) FROM pos p)
+                 THEN coalesce((SELECT array_agg(DISTINCT st.type) FROM st), '{}') END AS types
+       FROM (SELECT p.tx, p.pos FROM pos p ORDER BY p.tx, p.pos LIMIT 1) f),
+   log AS MATERIALIZED (
+     SELECT m.stream_name, m.stream_position, m.type, m.transaction_id, m.global_position
+       FROM rd CROSS JOIN LATERAL (
+         SELECT stream_name, stream_position, type, transaction_id, global_position
+           FROM ${ctx.s}.messages
+          WHERE (transaction_id, global_position) > (rd.tx, rd.pos)
+            AND transaction_id < rd.xmin
+            AND (rd.types IS NULL OR type = ANY(rd.types))
+          ORDER BY transaction_id, global_position
+          LIMIT $5::int) m),
+   e AS MATERIALIZED (
+     SELECT rd.tx AS from_tx, c.n, c.n >= $5::int AS filled,
+            CASE WHEN c.n < $5::int AND rd.types IS NOT NULL THEN rd.xmin ELSE l.transaction_id END AS tx,
+            CASE WHEN c.n < $5::int AND rd.types IS NOT NULL THEN 0::bigint ELSE l.global_position END AS pos
+       FROM rd
+      CROSS JOIN (SELECT count(*)::int AS n FROM log) c
+       LEFT JOIN LATERAL (SELECT transaction_id, global_position FROM log
+                           ORDER BY transaction_id DESC, global_position DESC LIMIT 1) l ON true),
+   hits AS (
+     SELECT p.name AS sub, l.stream_name AS stream, max(l.stream_position) AS version,
+            min(l.stream_position) AS first, p.tx, p.pos
+       FROM pos p
+       JOIN log l
+         ON (l.transaction_id, l.global_position) > (p.tx, p.pos)
+        AND (NOT p.typed OR EXISTS (SELECT 1 FROM st WHERE st.sub = p.name AND st.type = l.type))
+        AND (p.stream IS NULL OR l.stream_name = p.stream)
+        AND (p.category IS NULL OR split_part(l.stream_name, '-', 1) = p.category)
+      GROUP BY p.name, l.stream_name, p.tx, p.pos),
+   sub AS (
      UPDATE ${ctx.s}.subscriptions s
-        SET log_transaction_id = $5::xid8, log_position = $6, updated_at = now()
-       FROM unnest($2::text[], $3::xid8[], $4::bigint[], $7::text[]) AS r(name, tx, pos, fingerprint)
-      WHERE s.group_name = $1 AND s.name = r.name
-        AND s.log_transaction_id = r.tx AND s.log_position = r.pos
-        AND (r.tx, r.pos) < ($5::xid8, $6::bigint)
-        AND s.fingerprint = r.fingerprint
-     RETURNING s.name),
+        SET log_transaction_id = CASE WHEN m.mv THEN e.tx ELSE s.log_transaction_id END,
+            log_position = CASE WHEN m.mv THEN e.pos ELSE s.log_position END,
+            status = CASE WHEN s.status = 'initializing' AND NOT e.filled THEN 'active' ELSE s.status END,
+            updated_at = now()
+       FROM pos p
+      CROSS JOIN e
+      CROSS JOIN LATERAL (
+        SELECT e.tx IS NOT NULL AND (e.tx > e.from_tx OR e.n > 0) AND (p.tx, p.pos) < (e.tx, e.pos) AS mv) m
+      WHERE s.group_name = $1 AND s.name = p.name
+        AND s.log_transaction_id = p.tx AND s.log_position = p.pos AND s.fingerprint = p.fingerprint
+        AND (m.mv OR (s.status = 'initializing' AND NOT e.filled))
+     RETURNING s.name, m.mv AS moved),
    up AS (
      INSERT INTO ${ctx.s}.checkpoints (group_name, subscription_name, stream_name, stream_version, stream_position)
      SELECT $1, u.sub, u.stream, u.version,
@@ -142,28 +152,66 @@ const dispatchSql = (ctx: SqlContext) =>
                 WHERE m.stream_name = u.stream AND m.stream_position < u.first
                   AND (m.transaction_id, m.global_position) > (u.tx, u.pos)),
               u.first) - 1 END
-       FROM unnest($8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::xid8[], $13::bigint[])
-            AS u(sub, stream, version, first, tx, pos)
+       FROM hits u
        LEFT JOIN ${ctx.s}.checkpoints c
          ON c.group_name = $1 AND c.subscription_name = u.sub AND c.stream_name = u.stream
-      WHERE u.sub IN (SELECT name FROM adv)
+      WHERE u.sub IN (SELECT name FROM sub WHERE moved)
+      ORDER BY u.sub, u.stream
      ON CONFLICT (group_name, subscription_name, stream_name) DO UPDATE
        SET stream_version = EXCLUDED.stream_version, updated_at = now()
        WHERE ${ctx.s}.checkpoints.stream_version < EXCLUDED.stream_version
+     RETURNING 1),
+   mk AS (
+     UPDATE ${ctx.s}.subscription_groups SET reader_worker_id = $6, reader_at = now()
+      WHERE name = $1 AND (SELECT n FROM e) > 0
      RETURNING 1)
-   SELECT (SELECT count(*) FROM up)::int AS dispatched, (SELECT count(*) FROM adv)::int AS moved`;
+   SELECT l.locked,
+          (SELECT count(*) FROM pos)::int AS served,
+          coalesce((SELECT n FROM e), 0) AS read,
+          coalesce((SELECT filled FROM e), false) AS filled,
+          coalesce((SELECT h.transaction_id FROM ${ctx.s}.messages h
+                     ORDER BY h.transaction_id DESC, h.global_position DESC LIMIT 1)
+                   >= pg_snapshot_xmin(pg_current_snapshot()), false) AS held,
+          d.dispatched,
+          (SELECT count(*) FROM sub WHERE moved)::int AS moved,
+          (SELECT count(*) FROM mk)::int AS marked,
+          set_config('beckett.reader_dispatched', d.dispatched::text, true) AS gate,
+          pg_current_xact_id_if_assigned()::text AS xid
+     FROM lk l CROSS JOIN (SELECT count(*)::int AS dispatched FROM up) d`;
 
-// Only where the position is one this round left (moved to the end, $5 $6, or not moved): a reset
-// meanwhile starts initializing again.
-const activateSql = (ctx: SqlContext) =>
-  `UPDATE ${ctx.s}.subscriptions s SET status = 'active', updated_at = now()
-     FROM unnest($2::text[], $3::xid8[], $4::bigint[]) AS r(name, tx, pos)
-    WHERE s.group_name = $1 AND s.name = r.name AND s.status = 'initializing'
-      AND ((s.log_transaction_id = r.tx AND s.log_position = r.pos)
-        OR (s.log_transaction_id = $5::xid8 AND s.log_position = $6::bigint))`;
+interface RoundRow {
+  locked: boolean;
+  served: number;
+  read: number;
+  filled: boolean;
+  held: boolean;
+  dispatched: number;
+  xid: string | null;
+}
 
-const markReaderSql = (ctx: SqlContext) =>
-  `UPDATE ${ctx.s}.subscription_groups SET reader_worker_id = $2, reader_at = now() WHERE name = $1`;
+/** The round's statement for `group` (see roundSql): the parameters say what each subscription wants. */
+export function roundStatement(
+  ctx: SqlContext,
+  group: ResolvedGroup,
+  workerId: string,
+  batchSize: number,
+): pg.QueryConfig {
+  const subs = [...group.subscriptions.values()];
+  const typed = subs.filter((s) => s.types);
+  return statement(ctx, 'reader_round', roundSql(ctx), [
+    group.name,
+    subs.map((s) => s.name),
+    subs.map(fingerprintOf),
+    readerLockKey(ctx, group.name),
+    batchSize,
+    workerId,
+    subs.map((s) => s.category ?? null),
+    subs.map((s) => s.stream ?? null),
+    subs.map((s) => s.types !== undefined),
+    typed.flatMap((s) => s.types!.map(() => s.name)),
+    typed.flatMap((s) => s.types!),
+  ]);
+}
 
 export interface ReaderRound {
   /** Another process holds the group's reader lock. */
@@ -181,6 +229,11 @@ export interface ReaderRound {
   held?: boolean;
   /** Checkpoints the round claimed for the caller's idle consumers (see ReaderClaims). */
   claims?: Claim[];
+  /**
+   * The transaction id the round's statement took by writing (null: it wrote nothing, and so held
+   * back no gap-safe reader anywhere). For tests and diagnostics.
+   */
+  xid: string | null;
 }
 
 /**
@@ -195,45 +248,13 @@ export interface ReaderClaims {
   leaseIds: string[];
 }
 
-function matches(sub: ResolvedSubscription, row: LogRow): boolean {
-  if (sub.types && !sub.types.includes(row.type)) return false;
-  return streamInFilter(sub, row.stream_name);
-}
-
-function after(row: LogRow, tx: bigint, pos: number): boolean {
-  const rtx = BigInt(row.transaction_id);
-  return rtx > tx || (rtx === tx && row.global_position > pos);
-}
-
 /**
- * What the reader of a process carries from one round to the next: where the last round left the
- * group's slowest subscription, and whether it read typed. When the next round finds the positions
- * where it expects them (nobody else moved them), the log read it sent ahead with the positions,
- * in the same round trip, is the one it would have sent after them.
- */
-export interface ReaderHint {
-  from?: { tx: string; pos: number; types: string[] | undefined };
-}
-
-const sameTypes = (a: string[] | undefined, b: string[] | undefined) =>
-  a === b || (a !== undefined && b !== undefined && a.length === b.length && a.every((t, i) => t === b[i]));
-
-const logRowFromText = (r: (string | null)[]): LogRow => ({
-  xmin: r[0]!,
-  stream_name: r[1] as string,
-  stream_position: Number(r[2]),
-  type: r[3] as string,
-  transaction_id: r[4] as string,
-  global_position: Number(r[5]),
-  held: r[6] === 't' || r[6] === 'true',
-});
-
-/**
- * One reader round for the group, in its own transaction on `client`: one round trip that begins,
- * takes the reader lock and reads the positions (and, with a `hint` that still holds, the log), at
- * most one to read the log, and one that writes and commits. The round commits without waiting for
- * its WAL flush (synchronous_commit off): a crash can only lose the whole round, position and
- * dispatch together, which the next round repeats; a consumer's claim, flushed, flushes it first.
+ * One reader round for the group, in its own transaction on `client`, in one round trip: BEGIN,
+ * the round's statement (roundSql), the claims for the process's idle consumers (made only when
+ * the round raised checkpoints), COMMIT. The round commits without waiting for its WAL flush
+ * (synchronous_commit off): a crash can only lose the whole round, position and dispatch together,
+ * which the next round repeats. A claim made in it flushes the commit (as every claim does: a lease
+ * must survive a database crash while its holder works).
  */
 export async function readerRound(
   client: pg.PoolClient,
@@ -241,193 +262,35 @@ export async function readerRound(
   group: ResolvedGroup,
   workerId: string,
   batchSize: number,
-  hint: ReaderHint = {},
   claim?: ReaderClaims,
 ): Promise<ReaderRound> {
   // Before the round's BEGIN: at or before the server's now() for its claims.
   const sent = performance.now();
-  const subs = [...group.subscriptions.values()];
-  const names = subs.map((s) => s.name);
-  // Only subscriptions whose stored definition is this process's own (a rolling deploy can run two).
-  const fingerprints = subs.map(fingerprintOf);
-  const ahead = hint.from;
-  const logStatement = (from: { tx: string; pos: number; types: string[] | undefined }) => {
-    const params: unknown[] = [from.tx, from.pos, batchSize];
-    if (from.types) params.push(from.types);
-    return statement(
-      ctx,
-      from.types ? 'reader_log_typed' : 'reader_log',
-      logSliceSql(ctx, !!from.types),
-      params,
-    ) as PipelinedStatement;
-  };
+  const claiming = claim !== undefined && claim.leaseIds.length > 0;
+  const statements: PipelinedStatement[] = [
+    { text: 'BEGIN' },
+    { text: 'SET LOCAL synchronous_commit = off' },
+    roundStatement(ctx, group, workerId, batchSize) as PipelinedStatement,
+  ];
+  if (claiming) statements.push(claimStatement(ctx, claim.args, claim.leaseIds) as PipelinedStatement);
+  statements.push({ text: 'COMMIT' });
   try {
-    const results = await runPipelinedEach(client, [
-      { text: 'BEGIN' },
-      { text: 'SET LOCAL synchronous_commit = off' },
-      statement(ctx, 'reader_positions', lockAndPositionsSql(ctx), [
-        group.name,
-        names,
-        fingerprints,
-        readerLockKey(ctx, group.name),
-      ]) as PipelinedStatement,
-      ...(ahead ? [logStatement(ahead)] : []),
-    ]);
-    const lockRows = results[2]!;
-    if (lockRows[0]?.[0] !== 't') {
-      await client.query('ROLLBACK');
-      return { locked: true, read: 0, dispatched: 0, full: false };
-    }
-    const positions: PositionRow[] = lockRows
-      .filter((r) => r[1] !== null)
-      .map((r) => ({
-        name: r[1]!,
-        status: r[2]!,
-        log_transaction_id: r[3]!,
-        log_position: Number(r[4]),
-      }));
-    if (positions.length === 0) {
-      hint.from = undefined;
-      await client.query('ROLLBACK');
-      return { locked: false, read: 0, dispatched: 0, full: false };
-    }
-    let min = positions[0]!;
-    for (const p of positions) {
-      const c = BigInt(p.log_transaction_id) - BigInt(min.log_transaction_id);
-      if (c < 0n || (c === 0n && p.log_position < min.log_position)) min = p;
-    }
-    const active = new Set(positions.map((p) => p.name));
-    const served = subs.filter((s) => active.has(s.name));
-    // When every subscription names its types, the log is filtered to them in SQL.
-    const types = served.every((s) => s.types)
-      ? [...new Set(served.flatMap((s) => s.types!))].sort()
-      : undefined;
-    const from = { tx: min.log_transaction_id, pos: min.log_position, types };
-    let raw: LogRow[];
-    if (ahead && ahead.tx === from.tx && ahead.pos === from.pos && sameTypes(ahead.types, types))
-      raw = results[3]!.map(logRowFromText);
-    else raw = (await client.query<LogRow>(logStatement(from) as pg.QueryConfig)).rows;
-    const xmin = raw[0]?.xmin;
-    const held = raw[0]?.held === true;
-    const rows = raw.filter((r) => r.stream_name !== null);
-
-    const full = rows.length >= batchSize;
-    const last = rows[rows.length - 1];
-    // A short read saw everything below xmin: a typed read can jump there (position (xmin, 0) is
-    // before any message of the oldest running transaction). An untyped one just stops at its last row.
-    const end =
-      !full && types && xmin !== undefined
-        ? { tx: xmin, pos: 0 }
-        : last
-          ? { tx: last.transaction_id, pos: last.global_position }
-          : undefined;
-    const moves = end !== undefined && (BigInt(end.tx) > BigInt(min.log_transaction_id) || rows.length > 0);
-
-    const subNames: string[] = [];
-    const streams: string[] = [];
-    const versions: number[] = [];
-    const firsts: number[] = [];
-    const fromTx: string[] = [];
-    const fromPos: number[] = [];
-    if (moves) {
-      for (const sub of served) {
-        const p = positions.find((x) => x.name === sub.name)!;
-        const tx = BigInt(p.log_transaction_id);
-        const seen = new Map<string, { version: number; first: number }>();
-        for (const row of rows) {
-          if (!after(row, tx, p.log_position) || !matches(sub, row)) continue;
-          const cur = seen.get(row.stream_name);
-          if (cur) {
-            cur.version = Math.max(cur.version, row.stream_position);
-            cur.first = Math.min(cur.first, row.stream_position);
-          } else seen.set(row.stream_name, { version: row.stream_position, first: row.stream_position });
-        }
-        // Sorted so that concurrent upserts lock rows in one order.
-        for (const stream of [...seen.keys()].sort()) {
-          const v = seen.get(stream)!;
-          subNames.push(sub.name);
-          streams.push(stream);
-          versions.push(v.version);
-          firsts.push(v.first);
-          fromTx.push(p.log_transaction_id);
-          fromPos.push(p.log_position);
-        }
-      }
-    }
-    const writes: PipelinedStatement[] = [];
-    if (moves) {
-      writes.push(
-        statement(ctx, 'reader_dispatch', dispatchSql(ctx), [
-          group.name,
-          positions.map((p) => p.name),
-          positions.map((p) => p.log_transaction_id),
-          positions.map((p) => p.log_position),
-          end.tx,
-          end.pos,
-          positions.map((p) => fingerprintOf(group.subscriptions.get(p.name)!)),
-          subNames,
-          streams,
-          versions,
-          firsts,
-          fromTx,
-          fromPos,
-        ]) as PipelinedStatement,
-      );
-    }
-    if (rows.length > 0)
-      writes.push(
-        statement(ctx, 'reader_mark', markReaderSql(ctx), [group.name, workerId]) as PipelinedStatement,
-      );
-    const initializing = positions.filter((p) => p.status === 'initializing');
-    if (!full && initializing.length > 0) {
-      const to = moves ? end : { tx: min.log_transaction_id, pos: min.log_position };
-      writes.push(
-        statement(ctx, 'reader_activate', activateSql(ctx), [
-          group.name,
-          initializing.map((p) => p.name),
-          initializing.map((p) => p.log_transaction_id),
-          initializing.map((p) => p.log_position),
-          to.tx,
-          to.pos,
-        ]) as PipelinedStatement,
-      );
-    }
-    if (writes.length === 0) {
-      await client.query('ROLLBACK');
-      hint.from = from;
-      return { locked: false, read: rows.length, dispatched: 0, full, held };
-    }
-    // Claims for the process's idle consumers, when the round raises checkpoints: flushed at commit,
-    // as every claim is (a lease must survive a database crash while its holder works).
-    const claiming = claim !== undefined && claim.leaseIds.length > 0 && subNames.length > 0;
-    if (claiming) {
-      writes.push(
-        { text: 'SET LOCAL synchronous_commit = on' },
-        claimStatement(ctx, claim.args, claim.leaseIds) as PipelinedStatement,
-      );
-    }
-    const { results: written, fields } = await runPipelinedWithFields(client, [
-      ...writes,
-      { text: 'COMMIT' },
-    ]);
+    const { results, fields } = await runPipelinedWithFields(client, statements);
+    const r = rowObjects<RoundRow>(results[2]!, fields[2]!)[0]!;
+    if (!r.locked) return { locked: true, read: 0, dispatched: 0, full: false, xid: r.xid };
     const claims = claiming
-      ? claimsFromRows(
-          claim.args,
-          rowObjects<ClaimRow>(written[writes.length - 1]!, fields[writes.length - 1]!),
-          sent,
-          claim.leaseIds.length,
-        )
-      : undefined;
-    let dispatched = 0;
-    if (moves) {
-      const r = written[0]![0]!;
-      dispatched = Number(r[0]);
-      // Next round reads from the end when every subscription moved there; otherwise it asks.
-      hint.from = Number(r[1]) === positions.length ? { tx: end.tx, pos: end.pos, types } : undefined;
-    } else hint.from = from;
-    return { locked: false, read: rows.length, dispatched, full, held, ...(claims ? { claims } : {}) };
+      ? claimsFromRows(claim.args, rowObjects<ClaimRow>(results[3]!, fields[3]!), sent, claim.leaseIds.length)
+      : [];
+    return {
+      locked: false,
+      read: r.read,
+      dispatched: r.dispatched,
+      full: r.filled,
+      held: r.held,
+      xid: r.xid,
+      ...(claims.length > 0 ? { claims } : {}),
+    };
   } catch (err) {
-    hint.from = undefined;
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }

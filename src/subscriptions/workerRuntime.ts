@@ -21,7 +21,7 @@ import {
   releaseWorkerLeases,
 } from './claimCheckpoint.js';
 import { ClaimHandoff } from './claimHandoff.js';
-import { heldBack, type ReaderHint, readerRound } from './globalReader.js';
+import { heldBack, readerRound } from './globalReader.js';
 import { connectGuarded, guardPool } from './guardPool.js';
 import { CoalescedNotify, checkpointsPayload, listenForWakeups } from './listenForWakeups.js';
 import { type ProcessDeps, type ProcessResult, processCheckpoint } from './processCheckpoint.js';
@@ -289,7 +289,6 @@ export function createWorker(opts: WorkerOptions): Worker {
     const interval = new AdaptiveInterval(20, maxPollMs);
     // While committed messages wait behind a running transaction: its end notifies nobody.
     const heldInterval = new AdaptiveInterval(20, Math.min(1000, maxPollMs));
-    const hint: ReaderHint = {};
     let errorDelay = 100;
     while (!signal.aborted) {
       try {
@@ -304,7 +303,6 @@ export function createWorker(opts: WorkerOptions): Worker {
             group,
             id,
             readerBatchSize,
-            hint,
             leaseIds.length > 0 ? { args: claimArgs, leaseIds } : undefined,
           );
         } catch (err) {

@@ -5,10 +5,11 @@ import type { ResolvedGroup } from '../../src/config/types.js';
 import type { SqlContext } from '../../src/db/queryable.js';
 import { resetSubscription } from '../../src/operations/subscriptionControl.js';
 import { claimCheckpoints } from '../../src/subscriptions/claimCheckpoint.js';
-import { type ReaderHint, type ReaderRound, readerRound } from '../../src/subscriptions/globalReader.js';
+import { type ReaderRound, readerRound, tryLockReader } from '../../src/subscriptions/globalReader.js';
 import { registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
 import { fingerprintOf } from '../../src/subscriptions/subscriptionDefinition.js';
 import { setupDb, type TestDb, untilCommittedReadable } from '../helpers/db.js';
+import { heldAtCommit } from '../helpers/heldAtCommit.js';
 import { configWith, until } from './helpers.js';
 
 /*
@@ -38,46 +39,26 @@ async function groupFor(name: string, category: string, group = 'G'): Promise<Re
 /** The backend of the last round started. */
 let roundPid = 0;
 
-/** One reader round; `xid` is the round's transaction id at its end (null: it took none). */
-async function round(
-  group: ResolvedGroup,
-  batchSize = 1000,
-  hint?: ReaderHint,
-): Promise<ReaderRound & { xid: string | null }> {
+/** One reader round; `xid`: the transaction id its statement took by writing (null: none). */
+async function round(group: ResolvedGroup, batchSize = 1000): Promise<ReaderRound> {
   const client = await db.pool.connect();
   roundPid = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-  const query = client.query.bind(client) as (q: unknown, v?: unknown) => Promise<pg.QueryResult>;
-  let xid: string | null = null;
-  (client as { query: unknown }).query = async (q: unknown, v?: unknown) => {
-    if (q === 'COMMIT' || q === 'ROLLBACK')
-      xid = (await query('SELECT pg_current_xact_id_if_assigned()::text AS x')).rows[0].x;
-    return query(q, v);
-  };
   try {
-    const r = await readerRound(client, ctx, group, 'test-reader', batchSize, hint);
-    return { ...r, xid };
+    return await readerRound(client, ctx, group, 'test-reader', batchSize);
   } finally {
-    (client as { query: unknown }).query = query;
     client.release();
   }
 }
 
-/** Hold an ACCESS EXCLUSIVE lock on the messages table: a round started now waits at its log read. */
-async function holdLogReads(): Promise<pg.Client> {
-  const holder = await db.client();
-  await holder.query('BEGIN');
-  await holder.query(`LOCK TABLE ${ctx.s}.messages IN ACCESS EXCLUSIVE MODE`);
-  return holder;
-}
-
-async function roundWaitsAtLogRead(): Promise<void> {
+/** Resolves once the last round started waits for a lock (a row another transaction holds). */
+async function roundWaitsForALock(): Promise<void> {
   await until(async () => {
     const { rows } = await db.pool.query(
-      `SELECT count(*)::int AS n FROM pg_locks WHERE pid = $1 AND relation = $2::regclass AND NOT granted`,
-      [roundPid, `${ctx.s}.messages`],
+      'SELECT count(*)::int AS n FROM pg_locks WHERE pid = $1 AND NOT granted',
+      [roundPid],
     );
     return rows[0].n > 0;
-  }, 'the round to wait at its log read');
+  }, 'the round to wait for a lock');
 }
 
 /** Wait until a transaction id is below every running transaction's (so gap-safe reads see it). */
@@ -115,14 +96,9 @@ async function position(sub: string): Promise<number> {
 }
 
 /** Rounds until the subscription's reader has read everything readable up to `stream`'s last write. */
-async function drain(
-  group: ResolvedGroup,
-  stream: string,
-  batchSize = 1000,
-  hint?: ReaderHint,
-): Promise<void> {
+async function drain(group: ResolvedGroup, stream: string, batchSize = 1000): Promise<void> {
   await readable(await lastXid(stream));
-  for (;;) if ((await round(group, batchSize, hint)).read === 0) return;
+  for (;;) if ((await round(group, batchSize)).read === 0) return;
 }
 
 describe('global reader races', () => {
@@ -170,60 +146,63 @@ describe('global reader races', () => {
     await db.pool.query(`UPDATE ${ctx.s}.checkpoints SET stream_position = 3 WHERE subscription_name = 'rs'`);
     await db.store.append('rs-1', { type: 't', data: {} });
     await readable(await lastXid('rs-1'));
-    // The round reads the subscription's position, then waits at its log read...
-    const holder = await holdLogReads();
+    // The operator's reset has written and not committed: the subscription's row is locked...
+    const op = heldAtCommit(db.pool);
+    const reset = resetSubscription(op.pool, ctx, { group: 'G3', subscription: 'rs', to: 'beginning' });
+    await op.atCommit;
+    // ...when a round reads the old position and rs-1#4, and waits to move the position...
     const inFlight = round(group);
-    await roundWaitsAtLogRead();
-    // ...while the operator's reset commits...
-    await resetSubscription(db.pool, ctx, { group: 'G3', subscription: 'rs', to: 'beginning' });
-    await holder.query('COMMIT');
-    // ...and the round then finishes: it must not move the position or create checkpoints.
-    await inFlight;
+    await roundWaitsForALock();
+    // ...until the reset commits.
+    op.release();
+    await reset;
+    // The round then finishes: it must not move the position or create checkpoints.
+    expect(await inFlight).toMatchObject({ locked: false, dispatched: 0 });
     expect(await position('rs')).toBe(0);
     expect(await checkpointOf('rs', 'rs-1')).toBeUndefined();
     await drain(group, 'rs-1');
     expect(await checkpointOf('rs', 'rs-1')).toEqual({ stream_version: 4, stream_position: 0 });
   });
 
-  it('a round with nothing to write takes no transaction id', async () => {
+  it('a round with nothing to write takes no transaction id, nor one that finds the group locked', async () => {
     const group = await groupFor('idle', 'idle', 'G4');
     await db.store.append('idle-1', { type: 't', data: {} });
     await drain(group, 'idle-1');
-    const r = await round(group);
-    expect(r).toMatchObject({ locked: false, read: 0, xid: null });
-    // A round in progress holds the group's reader lock without a transaction id...
-    const holder = await holdLogReads();
-    const inFlight = round(group);
-    await roundWaitsAtLogRead();
-    const { rows } = await db.pool.query(
-      'SELECT backend_xid::text AS xid FROM pg_stat_activity WHERE pid = $1',
-      [roundPid],
-    );
-    expect(rows).toEqual([{ xid: null }]);
-    // ...and a second round finds it locked, taking none either.
-    expect(await round(group)).toMatchObject({ locked: true, read: 0, xid: null });
-    await holder.query('COMMIT');
-    expect(await inFlight).toMatchObject({ locked: false, read: 0, xid: null });
+    expect(await round(group)).toMatchObject({ locked: false, read: 0, xid: null });
+    // Another process's round holds the group's reader lock (without a transaction id either)...
+    const holder = await db.client();
+    try {
+      await holder.query('BEGIN');
+      expect(await tryLockReader(holder, ctx, 'G4')).toBe(true);
+      const { rows } = await holder.query('SELECT pg_current_xact_id_if_assigned()::text AS xid');
+      expect(rows).toEqual([{ xid: null }]);
+      // ...and a round finds it locked, taking none.
+      expect(await round(group)).toMatchObject({ locked: true, read: 0, xid: null });
+    } finally {
+      await holder.query('ROLLBACK');
+    }
+    // A round that writes takes one.
+    await db.store.append('idle-1', { type: 't', data: {} });
+    await readable(await lastXid('idle-1'));
+    const wrote = await round(group);
+    expect(wrote).toMatchObject({ read: 1, dispatched: 1 });
+    expect(wrote.xid).not.toBeNull();
   });
 
-  it("a reader's log read sent ahead from its last round's end is dropped once an operator moved the position", async () => {
-    const group = await groupFor('hint', 'hint', 'G5');
-    const hint: ReaderHint = {};
-    await db.store.append('hint-1', [
+  it("a round after an operator's reset reads from where the reset put the subscription", async () => {
+    const group = await groupFor('again', 'again', 'G5');
+    await db.store.append('again-1', [
       { type: 't', data: {} },
       { type: 't', data: {} },
     ]);
-    await drain(group, 'hint-1', 1000, hint);
-    expect(hint.from).toBeDefined();
+    await drain(group, 'again-1');
     await db.pool.query(
-      `UPDATE ${ctx.s}.checkpoints SET stream_position = 2 WHERE subscription_name = 'hint'`,
+      `UPDATE ${ctx.s}.checkpoints SET stream_position = 2 WHERE subscription_name = 'again'`,
     );
-    // The operator rewinds to the beginning: the next round must read from there, not from where
-    // the hint says the last round ended (its read sent ahead finds nothing new).
-    await resetSubscription(db.pool, ctx, { group: 'G5', subscription: 'hint', to: 'beginning' });
-    const r = await round(group, 1000, hint);
+    await resetSubscription(db.pool, ctx, { group: 'G5', subscription: 'again', to: 'beginning' });
+    const r = await round(group);
     expect(r.read).toBeGreaterThanOrEqual(2);
-    expect(await checkpointOf('hint', 'hint-1')).toEqual({ stream_version: 2, stream_position: 0 });
+    expect(await checkpointOf('again', 'again-1')).toEqual({ stream_version: 2, stream_position: 0 });
   });
 
   it("a round's claims for its idle consumers skip a checkpoint a consumer is claiming, and one it holds", async () => {
@@ -245,7 +224,7 @@ describe('global reader races', () => {
     const consumer = await db.pool.connect();
     try {
       // Round 1 dispatches three streams and claims one for its one idle consumer.
-      const first = await readerRound(reader, ctx, group, 'w-test', 1000, {}, claimFor(1));
+      const first = await readerRound(reader, ctx, group, 'w-test', 1000, claimFor(1));
       expect(first.dispatched).toBe(3);
       expect(first.claims).toHaveLength(1);
       // A fourth stream (committed first: the open claim below would hold the gap-safe read back)...
@@ -257,7 +236,7 @@ describe('global reader races', () => {
       expect(mine).toHaveLength(1);
       // ...while the next round dispatches ho-4 and claims for three idle consumers: it gets the two
       // streams nobody holds or claims, never the consumer's.
-      const second = await readerRound(reader, ctx, group, 'w-test', 1000, {}, claimFor(3));
+      const second = await readerRound(reader, ctx, group, 'w-test', 1000, claimFor(3));
       await consumer.query('COMMIT');
       expect(second.dispatched).toBe(1);
       const taken = [
@@ -269,7 +248,7 @@ describe('global reader races', () => {
       // Once the consumer's claim committed, a round still leaves its lease (and every other) alone.
       for (let i = 1; i <= 4; i++) await db.store.append(`ho-${i}`, { type: 't', data: { i } });
       await untilCommittedReadable(db.pool);
-      const third = await readerRound(reader, ctx, group, 'w-test', 1000, {}, claimFor(2));
+      const third = await readerRound(reader, ctx, group, 'w-test', 1000, claimFor(2));
       expect(third.dispatched).toBe(4);
       expect(third.claims ?? []).toEqual([]);
       const { rows } = await db.pool.query<{ n: number }>(

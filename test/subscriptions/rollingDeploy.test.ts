@@ -2,9 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SubscriptionConfig } from '../../src/config/types.js';
 import { resolveConfig } from '../../src/config/validate.js';
 import type { RecordedMessage } from '../../src/store/types.js';
-import { runReaderRound } from '../../src/subscriptions/globalReader.js';
+import { readerRound, runReaderRound } from '../../src/subscriptions/globalReader.js';
 import { listSubscriptions, registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
-import { setupDb, type TestDb } from '../helpers/db.js';
+import { setupDb, type TestDb, untilCommittedReadable } from '../helpers/db.js';
+import { heldAtCommit } from '../helpers/heldAtCommit.js';
 import { startWorker, until } from './helpers.js';
 
 /*
@@ -102,21 +103,26 @@ describe('rolling deploy: two configs of one group side by side', () => {
     await registerSubscriptions(db.pool, ctx, v1);
     await runReaderRound(db.pool, ctx, v1, 'old');
     await db.store.append('zz-1', { type: 'T', data: {} });
-    // Barrier: the old round reads its positions, then waits on the log read.
-    const blocker = await db.client();
-    await blocker.query('BEGIN');
-    await blocker.query(`LOCK TABLE "${schema}".messages IN ACCESS EXCLUSIVE MODE`);
-    const oldRound = runReaderRound(db.pool, ctx, v1, 'old');
+    // (Gap-safe reads stop at any open transaction of the cluster, other test files': past them.)
+    await untilCommittedReadable(db.pool);
+    // Barrier: the new definition's registration has taken z over and not committed (the row is
+    // locked) when the old round reads its position and skips the T message it does not want...
+    const op = heldAtCommit(db.pool);
+    const taking = registerSubscriptions(op.pool, ctx, v2);
+    await op.atCommit;
+    const reader = await db.pool.connect();
+    const readerPid = (await reader.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    const oldRound = readerRound(reader, ctx, v1, 'old', 1000).finally(() => reader.release());
     await until(async () => {
-      const { rows } = await db.pool.query(
-        `SELECT 1 FROM pg_locks WHERE relation = '"${schema}".messages'::regclass AND NOT granted`,
-      );
+      const { rows } = await db.pool.query('SELECT 1 FROM pg_locks WHERE pid = $1 AND NOT granted', [
+        readerPid,
+      ]);
       return rows.length > 0;
-    }, 'the old reader round to wait on the log read');
-    const r = await registerSubscriptions(db.pool, ctx, v2);
-    expect(r.tookOver.map((t) => t.name)).toEqual(['z']);
-    await blocker.query('COMMIT');
-    await oldRound;
+    }, 'the old reader round to wait to move its position');
+    // ...and the takeover commits while the round waits to move past it.
+    op.release();
+    expect((await taking).tookOver.map((t) => t.name)).toEqual(['z']);
+    expect(await oldRound).toMatchObject({ locked: false, dispatched: 0 });
     // The new definition's reader dispatches the T message (rounds repeat: on a shared server a
     // transaction open elsewhere can hold the gap-safe read back for a while).
     await until(
