@@ -71,7 +71,9 @@ export async function tryLockReader(db: Queryable, ctx: SqlContext, group: strin
  *        or rewind that committed meanwhile wins: the row is rechecked once its lock is granted, and
  *        that subscription's part of the round is dropped), and activates an initializing one
  *        after a short read;
- *   up   raises stream_version of the moved subscriptions' checkpoints, creating the new ones just
+ *   up   raises stream_version of the moved subscriptions' checkpoints (each looked up by its key, a
+ *        subplan per row: as a join, planned for the one row the planner guesses, it scanned every
+ *        checkpoint of the group for each stream of a batch), creating the new ones just
  *        before the stream's first message after the position read (not always the batch's first:
  *        a transaction that took its id early can put s#2 before s#1 in log order, and a batch
  *        boundary between them must not make s#1 look handled; every earlier position of a
@@ -147,14 +149,15 @@ const roundSql = (ctx: SqlContext) =>
    up AS (
      INSERT INTO ${ctx.s}.checkpoints (group_name, subscription_name, stream_name, stream_version, stream_position)
      SELECT $1, u.sub, u.stream, u.version,
-            CASE WHEN c.stream_name IS NOT NULL THEN 0 ELSE coalesce(
+            CASE WHEN EXISTS (SELECT 1 FROM ${ctx.s}.checkpoints c
+                               WHERE c.group_name = $1 AND c.subscription_name = u.sub
+                                 AND c.stream_name = u.stream) THEN 0
+            ELSE coalesce(
               (SELECT min(m.stream_position) FROM ${ctx.s}.messages m
                 WHERE m.stream_name = u.stream AND m.stream_position < u.first
                   AND (m.transaction_id, m.global_position) > (u.tx, u.pos)),
               u.first) - 1 END
        FROM hits u
-       LEFT JOIN ${ctx.s}.checkpoints c
-         ON c.group_name = $1 AND c.subscription_name = u.sub AND c.stream_name = u.stream
       WHERE u.sub IN (SELECT name FROM sub WHERE moved)
       ORDER BY u.sub, u.stream
      ON CONFLICT (group_name, subscription_name, stream_name) DO UPDATE
@@ -178,6 +181,16 @@ const roundSql = (ctx: SqlContext) =>
           set_config('beckett.reader_dispatched', d.dispatched::text, true) AS gate,
           pg_current_xact_id_if_assigned()::text AS xid
      FROM lk l CROSS JOIN (SELECT count(*)::int AS dispatched FROM up) d`;
+
+/**
+ * The round's transaction settings: no WAL flush at commit (a claim asks for one), and no bitmap
+ * scans. Where the log read starts comes from the subscriptions' rows in the same statement, so the
+ * planner cannot know how much of the log lies after it: it guessed a few rows and read the whole
+ * rest of the log through a bitmap, then sorted it for the batch's LIMIT (50 ms per round for 5,000
+ * messages behind, growing with the log). The log index in order stops at the batch.
+ */
+export const ROUND_SETTINGS =
+  "SELECT set_config('synchronous_commit', 'off', true), set_config('enable_bitmapscan', 'off', true)";
 
 interface RoundRow {
   locked: boolean;
@@ -269,7 +282,7 @@ export async function readerRound(
   const claiming = claim !== undefined && claim.leaseIds.length > 0;
   const statements: PipelinedStatement[] = [
     { text: 'BEGIN' },
-    { text: 'SET LOCAL synchronous_commit = off' },
+    { text: ROUND_SETTINGS },
     roundStatement(ctx, group, workerId, batchSize) as PipelinedStatement,
   ];
   if (claiming) statements.push(claimStatement(ctx, claim.args, claim.leaseIds) as PipelinedStatement);

@@ -3,7 +3,7 @@ import type { ResolvedGroup } from '../../src/config/types.js';
 import { escapeIdentifier } from '../../src/db/identifier.js';
 import type { Queryable, SqlContext } from '../../src/db/queryable.js';
 import { readableUpTo } from '../../src/store/readLog.js';
-import { roundStatement } from '../../src/subscriptions/globalReader.js';
+import { ROUND_SETTINGS, roundStatement } from '../../src/subscriptions/globalReader.js';
 import { registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 import { until } from '../helpers/until.js';
@@ -79,6 +79,26 @@ describe('reader cost', () => {
       void held;
       // A few index and heap pages, not the hundreds holding the log.
       expect(buffers, `${buffers} buffers (typed: ${typed})`).toBeLessThan(30);
+    }
+  });
+
+  it('a round far behind reads its batch through the log index, not the whole log after it', async () => {
+    const config = configWith(db.schema, { behind: { handler: () => undefined } });
+    const group = { ...config.groups.get('G')!, name: 'GB' };
+    await registerSubscriptions(db.pool, ctx, group);
+    const round = roundStatement(ctx, group, 'cost', 10);
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(ROUND_SETTINGS);
+      const r = await client.query(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${round.text}`, round.values);
+      const plan = (r.rows[0] as { 'QUERY PLAN': { Plan: PlanNode }[] })['QUERY PLAN'][0]!.Plan;
+      const buffers = plan['Shared Hit Blocks'] + plan['Shared Read Blocks'];
+      // Ten messages read and ten checkpoints created: tens of pages, not the log's hundreds.
+      expect(buffers, `${buffers} buffers`).toBeLessThan(150);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
     }
   });
 
