@@ -93,7 +93,7 @@ export interface GroupLag {
    */
   readerPosition: number | null;
   readerWorkerId: string | null;
-  /** Seconds since the global reader last advanced, or null if it never did. */
+  /** Seconds since the global reader last read (marked at most once a second), or null if it never did. */
   readerAgeSeconds: number | null;
   workers: WorkerInfo[];
   liveWorkers: number;

@@ -79,7 +79,8 @@ export async function tryLockReader(db: Queryable, ctx: SqlContext, group: strin
  *        boundary between them must not make s#1 look handled; every earlier position of a
  *        committed message is committed, so the lookup sees all of them). On conflict an existing
  *        checkpoint keeps its position and lease;
- *   mk   marks the group's reader.
+ *   mk   marks the group's reader (when another one was marked, or a second after the last mark: one
+ *        row updated per message at a message per round was WAL and dead rows for a timestamp).
  * Rows lock in the order a reset takes them: subscriptions (sub, whose result up waits for), then
  * checkpoints. The count of checkpoints raised goes to the transaction's setting
  * beckett.reader_dispatched, which gates the claim that may follow (see claimCheckpoint.ts).
@@ -167,6 +168,7 @@ const roundSql = (ctx: SqlContext) =>
    mk AS (
      UPDATE ${ctx.s}.subscription_groups SET reader_worker_id = $6, reader_at = now()
       WHERE name = $1 AND (SELECT n FROM e) > 0
+        AND (reader_worker_id IS DISTINCT FROM $6 OR reader_at IS NULL OR reader_at < now() - interval '1 second')
      RETURNING 1)
    SELECT l.locked,
           (SELECT count(*) FROM pos)::int AS served,

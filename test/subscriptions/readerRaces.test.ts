@@ -189,6 +189,27 @@ describe('global reader races', () => {
     expect(wrote.xid).not.toBeNull();
   });
 
+  it("a round marks the group's reader at most once a second, not once per round", async () => {
+    const group = await groupFor('mark', 'mark', 'G6');
+    const markedAt = async () =>
+      (
+        await db.pool.query<{ at: string; now: string }>(
+          `SELECT reader_at::text AS at, clock_timestamp()::text AS now FROM ${ctx.s}.subscription_groups WHERE name = 'G6'`,
+        )
+      ).rows[0]!;
+    await db.store.append('mark-1', { type: 't', data: {} });
+    await drain(group, 'mark-1');
+    const first = await markedAt();
+    expect(first.at).not.toBeNull();
+    await db.store.append('mark-1', { type: 't', data: {} });
+    await readable(await lastXid('mark-1'));
+    expect(await round(group)).toMatchObject({ read: 1, dispatched: 1 });
+    const second = await markedAt();
+    // Unchanged, unless a second passed (a slow machine): then the mark moves once.
+    if (Date.parse(second.now) - Date.parse(first.at) < 1000) expect(second.at).toBe(first.at);
+    else expect(Date.parse(second.at)).toBeGreaterThan(Date.parse(first.at));
+  });
+
   it("a round after an operator's reset reads from where the reset put the subscription", async () => {
     const group = await groupFor('again', 'again', 'G5');
     await db.store.append('again-1', [
