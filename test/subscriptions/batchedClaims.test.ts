@@ -167,10 +167,16 @@ describe('claims and completions shared by the consumers of a process', () => {
       claimed.catch(() => undefined);
       // Committed (visible to others) and unlocked (another writer takes the row at once), while
       // the claim still waits behind the barrier.
+      // (Until the completion commits, its transaction holds the row: NOWAIT then fails, 55P03.)
       await until(async () => {
-        const { rows } = await db.pool.query(
-          `SELECT stream_position, lease_id FROM ${ctx.s}.checkpoints WHERE stream_name = 'b-7' FOR UPDATE NOWAIT`,
-        );
+        const { rows } = await db.pool
+          .query(
+            `SELECT stream_position, lease_id FROM ${ctx.s}.checkpoints WHERE stream_name = 'b-7' FOR UPDATE NOWAIT`,
+          )
+          .catch((err: { code?: string }) => {
+            if (err.code === '55P03') return { rows: [] };
+            throw err;
+          });
         return rows[0]?.stream_position === 1 && rows[0]?.lease_id === null;
       }, 'the completion committed and its row free');
       await barrier.query('ROLLBACK');
