@@ -148,6 +148,36 @@ describe('claims and completions shared by the consumers of a process', () => {
     await completions.close();
   });
 
+  it("a claim's commit waits for its WAL flush even in a transaction that turned the flush off", async () => {
+    // A reader round commits without a flush unless it claimed: the claim statement itself turns
+    // the flush back on (a lease must survive a database crash while its holder works).
+    await db.store.append('b-8', { type: 't', data: {} });
+    await db.pool.query(
+      `INSERT INTO ${ctx.s}.checkpoints (group_name, subscription_name, stream_name, stream_version)
+       VALUES ('G', 'live', 'b-8', 1)`,
+    );
+    const client = await db.pool.connect();
+    const flush = async () =>
+      (await client.query<{ s: string }>("SELECT current_setting('synchronous_commit') AS s")).rows[0]!.s;
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL synchronous_commit = off');
+      // Nothing claimable for this subscription: no claim, no flush.
+      const none = await claimCheckpoints(client, ctx, { ...args('H'), subscriptions: ['nobody'] }, [
+        randomUUID(),
+      ]);
+      expect(none).toEqual([]);
+      expect(await flush()).toBe('off');
+      const [claimed] = await claimCheckpoints(client, ctx, args('H'), [randomUUID()]);
+      expect(claimed).toBeDefined();
+      expect(await flush()).toBe('on');
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+      await db.pool.query(`DELETE FROM ${ctx.s}.checkpoints WHERE stream_name = 'b-8'`);
+    }
+  });
+
   it('the completion has committed, and let go of its checkpoint, while the claim that follows it waits', async () => {
     // The interleaving that deadlocked when one transaction held both: the claim waits (here on a
     // lock of the subscriptions table, which the completion does not read) while another writer (the
