@@ -37,7 +37,8 @@ import { fingerprintOf } from './subscriptionDefinition.js';
  * new message for a stream being processed never makes it claimable by a second consumer.
  */
 
-const lockReaderSql = 'SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked';
+/** Takes the reader lock whose key (readerLockKey) is the parameter `key`, if free: true if taken. */
+const tryLockSql = (key: string) => `pg_try_advisory_xact_lock(hashtextextended(${key}, 0))`;
 
 /** The text whose hash is the group's reader lock (one per schema and group). */
 const readerLockKey = (ctx: SqlContext, group: string) => `beckett.reader:${ctx.schema}:${group}`;
@@ -48,7 +49,7 @@ const readerLockKey = (ctx: SqlContext, group: string) => `beckett.reader:${ctx.
  */
 export async function tryLockReader(db: Queryable, ctx: SqlContext, group: string): Promise<boolean> {
   const { rows } = await db.query<{ locked: boolean }>(
-    statement(ctx, 'reader_lock', lockReaderSql, [readerLockKey(ctx, group)]),
+    statement(ctx, 'reader_lock', `SELECT ${tryLockSql('$1')} AS locked`, [readerLockKey(ctx, group)]),
   );
   return rows[0]?.locked === true;
 }
@@ -87,7 +88,7 @@ export async function tryLockReader(db: Queryable, ctx: SqlContext, group: strin
  */
 const roundSql = (ctx: SqlContext) =>
   `WITH lk AS MATERIALIZED (
-     SELECT pg_try_advisory_xact_lock(hashtextextended($4, 0)) AS locked),
+     SELECT ${tryLockSql('$4')} AS locked),
    pos AS MATERIALIZED (
      SELECT s.name, s.status, s.log_transaction_id AS tx, s.log_position AS pos,
             d.fingerprint, d.category, d.stream, d.typed
