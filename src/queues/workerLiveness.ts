@@ -31,8 +31,13 @@ export class WorkerLiveness {
   readonly #record;
   /** When the last heartbeat that reached the database was sent (monotonic clock: performance.now()). */
   #lastBeatAt = performance.now();
-  /** Stale workers already released, by id and the heartbeat they went stale at. */
-  readonly #swept = new Set<string>();
+  /**
+   * Stale workers released lately (by id and the heartbeat they went stale at), with when: each is
+   * swept again once staleWorkerMs has passed, for a dequeue of theirs that committed after the
+   * release (sent before the worker died) holds a delivery nothing else gives back before its
+   * visibility timeout. A dead worker's row expires after WORKER_EXPIRY_SECONDS.
+   */
+  readonly #swept = new Map<string, number>();
 
   constructor(opts: WorkerLivenessOptions) {
     this.#o = opts;
@@ -61,6 +66,8 @@ export class WorkerLiveness {
   async releaseStale(): Promise<void> {
     const { pool, ctx, staleWorkerMs } = this.#o;
     const key = (w: { id: string; heartbeatAt: string }) => `${w.id}\u0000${w.heartbeatAt}`;
+    const startedAt = performance.now();
+    for (const [k, at] of this.#swept) if (startedAt - at >= staleWorkerMs) this.#swept.delete(k);
     const stale = (await staleWorkers(pool, ctx, { staleMs: staleWorkerMs, selfId: this.#o.id })).filter(
       (w) => !this.#swept.has(key(w)),
     );
@@ -69,8 +76,7 @@ export class WorkerLiveness {
       ids: stale.map((w) => w.id),
       staleMs: staleWorkerMs,
     });
-    if (this.#swept.size > 10_000) this.#swept.clear();
-    for (const w of stale) this.#swept.add(key(w));
+    for (const w of stale) this.#swept.set(key(w), startedAt);
     const notifier = queueNotifierFor(pool, ctx);
     for (const queue of released.keys()) notifier.notify(queue);
     if (released.size > 0) this.#o.onReleased(released);

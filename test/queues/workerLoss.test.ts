@@ -7,6 +7,7 @@ import type { Job, JobContext, QueueConfig } from '../../src/config/types.js';
 import { resolveConfig } from '../../src/config/validate.js';
 import { createPool } from '../../src/db/pool.js';
 import { dequeueJobs, releaseStaleWorkerJobs } from '../../src/queues/queueJobsSql.js';
+import { WorkerLiveness } from '../../src/queues/workerLiveness.js';
 import {
   createQueueWorker,
   type QueueWorker,
@@ -323,6 +324,51 @@ describe('releasing a stale worker’s jobs races its heartbeat', () => {
     );
     const released = await releaseStaleWorkerJobs(db.pool, sql, { ids: [holder], staleMs: 30_000 });
     expect([...released]).toEqual([['race', 1]]);
+    expect(await jobRow(id)).toMatchObject({ lease_token: null, leased_by: null, deliveries: 1 });
+  });
+
+  it('a delivery a swept worker took after its sweep (its dequeue committed late) is released at a later sweep', async () => {
+    const sql = db.store.sqlContext;
+    const ghost = `G-${randomUUID()}`;
+    await db.pool.query(
+      `INSERT INTO "${db.schema}".workers (id, host, pid, group_name, concurrency, heartbeat_at)
+       VALUES ($1, 'h', 1, '', 1, now() - interval '1 minute')`,
+      [ghost],
+    );
+    const released: [string, number][] = [];
+    const staleWorkerMs = 300;
+    const sweeper = new WorkerLiveness({
+      pool: db.pool,
+      ctx: sql,
+      id: `S-${randomUUID()}`,
+      group: '',
+      concurrency: 1,
+      heartbeatMs: 100,
+      staleWorkerMs,
+      onReleased: (r) => released.push(...r),
+      onError: (err) => {
+        throw err;
+      },
+    });
+    // Swept while it held nothing.
+    await sweeper.releaseStale();
+    expect(released).toEqual([]);
+    // Its dequeue, sent before it died, commits now.
+    const id = await db.store.enqueue('late', { type: 'x', data: {} });
+    const [row] = await dequeueJobs(db.pool, sql, {
+      queue: 'late',
+      limit: 1,
+      visibilityMs: 60_000,
+      maxDeliveries: 5,
+      token: randomUUID(),
+      workerId: ghost,
+    });
+    expect(row?.id).toBe(id);
+    await until(async () => {
+      await sweeper.releaseStale();
+      return released.length > 0;
+    }, 'the late delivery released');
+    expect(released).toEqual([['late', 1]]);
     expect(await jobRow(id)).toMatchObject({ lease_token: null, leased_by: null, deliveries: 1 });
   });
 });
