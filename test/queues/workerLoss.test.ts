@@ -7,12 +7,12 @@ import type { Job, JobContext, QueueConfig } from '../../src/config/types.js';
 import { resolveConfig } from '../../src/config/validate.js';
 import { createPool } from '../../src/db/pool.js';
 import { dequeueJobs, releaseStaleWorkerJobs } from '../../src/queues/queueJobsSql.js';
-import { WorkerLiveness } from '../../src/queues/workerLiveness.js';
 import {
   createQueueWorker,
   type QueueWorker,
   type QueueWorkerOptions,
 } from '../../src/queues/queueWorker.js';
+import { WorkerLiveness } from '../../src/queues/workerLiveness.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 import { until } from '../helpers/until.js';
 import { startTestProxy } from '../subscriptions/testProxy.js';
