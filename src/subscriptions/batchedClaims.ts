@@ -6,6 +6,7 @@ import {
   rowObjects,
   runPipelinedWithFields,
 } from '../db/pipeline.js';
+import { GENERIC_INDEX_PLANS } from '../db/planSettings.js';
 import type { SqlContext } from '../db/queryable.js';
 import { statement, withClient } from '../db/queryable.js';
 import { isStatementError } from '../db/sqlstate.js';
@@ -17,6 +18,7 @@ import {
   claimCheckpoints,
   claimStatement,
   claimsFromRows,
+  completeStatement,
 } from './claimCheckpoint.js';
 
 /*
@@ -96,6 +98,9 @@ const completeManySql = (ctx: SqlContext) =>
       AND c.lease_id = u.lease
    RETURNING u.lease::text AS lease`;
 
+/** A completion's transaction commits without waiting for its WAL flush (see CompleteBatcher). */
+const NO_FLUSH = "SELECT set_config('synchronous_commit', 'off', true)";
+
 /**
  * Completions of direct (not transactional) handlers for the consumers of one process, several in
  * one statement. They commit without waiting for their WAL flush: a crash that loses one leaves the
@@ -124,16 +129,22 @@ export class CompleteBatcher {
       // while its holder works), in the same round trip. Two transactions, as when they were two
       // round trips: the completion's row locks are gone before the claim runs (one transaction
       // holding both deadlocked with the reader's upsert of the same checkpoints).
+      // One completion (the common case: a batch forms only while every consumer's is in flight)
+      // is completeCheckpoint's update by key, with its generic plan (src/db/planSettings.ts);
+      // several are one update over their arrays, planned for them.
+      const one = batch.length === 1 ? batch[0]! : undefined;
       const statements: PipelinedStatement[] = [
         { text: 'BEGIN' },
-        { text: 'SET LOCAL synchronous_commit = off' },
-        statement(ctx, 'complete_checkpoints', completeManySql(ctx), [
-          group,
-          batch.map((j) => j.claim.subscription),
-          batch.map((j) => j.claim.stream),
-          batch.map((j) => j.claim.leaseId),
-          batch.map((j) => j.position),
-        ]) as PipelinedStatement,
+        { text: one ? `${NO_FLUSH}, ${GENERIC_INDEX_PLANS}` : NO_FLUSH },
+        (one
+          ? completeStatement(ctx, one.claim, one.position)
+          : statement(ctx, 'complete_checkpoints', completeManySql(ctx), [
+              group,
+              batch.map((j) => j.claim.subscription),
+              batch.map((j) => j.claim.stream),
+              batch.map((j) => j.claim.leaseId),
+              batch.map((j) => j.position),
+            ])) as PipelinedStatement,
         { text: 'COMMIT' },
       ];
       const completed = 2;

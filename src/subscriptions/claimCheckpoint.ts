@@ -271,7 +271,17 @@ const completeSql = (ctx: SqlContext) =>
           last_error = CASE WHEN $5 > stream_position THEN NULL ELSE last_error END,
           next_attempt_at = CASE WHEN $5 > stream_position THEN now() ELSE next_attempt_at END,
           leased_by = NULL, lease_id = NULL, leased_until = NULL, updated_at = now()
-    WHERE ${KEY}`;
+    WHERE ${KEY}
+   RETURNING $4::uuid::text AS lease`;
+
+/** completeCheckpoint's statement: returns the lease id when the write happened, else no row. */
+export function completeStatement(
+  ctx: SqlContext,
+  claim: ClaimedCheckpoint,
+  position: number,
+): pg.QueryConfig {
+  return statement(ctx, 'complete_checkpoint', completeSql(ctx), [...keyParams(claim), position]);
+}
 
 /**
  * Record progress up to `position` and drop the lease. Resolves false when the lease was lost (the
@@ -283,9 +293,7 @@ export async function completeCheckpoint(
   claim: ClaimedCheckpoint,
   position: number,
 ): Promise<boolean> {
-  const r = await db.query(
-    statement(ctx, 'complete_checkpoint', completeSql(ctx), [...keyParams(claim), position]),
-  );
+  const r = await db.query(completeStatement(ctx, claim, position));
   return (r.rowCount ?? 0) > 0;
 }
 

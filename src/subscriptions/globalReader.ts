@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { ResolvedGroup } from '../config/types.js';
 import { type PipelinedStatement, rowObjects, runPipelinedWithFields } from '../db/pipeline.js';
+import { GENERIC_INDEX_PLANS } from '../db/planSettings.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { TransactionIdsAheadError } from '../errors.js';
@@ -186,18 +187,17 @@ const roundSql = (ctx: SqlContext) =>
      FROM lk l CROSS JOIN (SELECT count(*)::int AS dispatched FROM up) d`;
 
 /**
- * The round's transaction settings: no WAL flush at commit (a claim asks for one), and neither
- * bitmap nor sequential scans. Where the log read starts comes from the subscriptions' rows in the
- * same statement, so the planner cannot know how much of the log lies after it: it guessed a few
- * rows and read the whole rest of the log through a bitmap, then sorted it for the batch's LIMIT
- * (50 ms per round for 5,000 messages behind, growing with the log). A worker's round is prepared,
- * and the server keeps the generic plan it made once, on the table sizes of that moment, until the
- * next ANALYZE: made on a nearly empty log, it read the log by a sequential scan and a sort, so
- * every round read the whole log until autovacuum analyzed it. Every table the round reads has the
- * index its lookups need; the log index in order stops at the batch.
+ * The round's transaction settings: no WAL flush at commit (a claim asks for one), and generic
+ * plans without sequential or bitmap scans (src/db/planSettings.ts). Where the log read starts comes
+ * from the subscriptions' rows in the same statement, so the planner cannot know how much of the
+ * log lies after it: it guessed a few rows and read the whole rest of the log through a bitmap, then
+ * sorted it for the batch's LIMIT (50 ms per round for 5,000 messages behind, growing with the log);
+ * a generic plan made on a nearly empty log read it by a sequential scan and a sort, every round,
+ * until autovacuum analyzed it; and once the checkpoints table was large, the server planned the
+ * round afresh at every execution (1.7 ms per round in bench/worker.throughput, more than the round
+ * took to run). The log index in order stops at the batch.
  */
-export const ROUND_SETTINGS =
-  "SELECT set_config('synchronous_commit', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)";
+export const ROUND_SETTINGS = `SELECT set_config('synchronous_commit', 'off', true), ${GENERIC_INDEX_PLANS}`;
 
 interface RoundRow {
   locked: boolean;
