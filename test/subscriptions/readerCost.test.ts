@@ -174,7 +174,9 @@ describe('a round planned while the log was empty', () => {
       const literal = (v: unknown): string => {
         if (v === null || v === undefined) return 'NULL';
         if (Array.isArray(v))
-          return client.escapeLiteral(`{${v.map((x) => (x === null ? 'NULL' : `"${String(x)}"`)).join(',')}}`);
+          return client.escapeLiteral(
+            `{${v.map((x) => (x === null ? 'NULL' : `"${String(x)}"`)).join(',')}}`,
+          );
         return client.escapeLiteral(String(v));
       };
       await client.query('BEGIN');
