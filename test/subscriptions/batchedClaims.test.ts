@@ -178,6 +178,47 @@ describe('claims and completions shared by the consumers of a process', () => {
     }
   });
 
+  it("a lone completion waiting on its checkpoint's row while another consumer takes the lease over writes nothing", async () => {
+    // One completion alone is the update by key with its generic plan (planSettings.ts): it must
+    // still recheck the lease id on the row version the takeover commits (one holder acks).
+    await db.store.append('b-8', { type: 't', data: {} });
+    await db.pool.query(
+      `INSERT INTO ${ctx.s}.checkpoints (group_name, subscription_name, stream_name, stream_version)
+       VALUES ('G', 'live', 'b-8', 1)`,
+    );
+    const [held] = await claimCheckpoints(db.pool, ctx, args('H'), [randomUUID()]);
+    expect(held?.stream).toBe('b-8');
+    const taker = await db.pool.connect();
+    const completions = new CompleteBatcher(db.pool, ctx, 'G', 4);
+    const takeover = randomUUID();
+    try {
+      // The takeover (the lease expired, another consumer claimed), not committed yet.
+      await taker.query('BEGIN');
+      await taker.query(
+        `UPDATE ${ctx.s}.checkpoints SET lease_id = $1, leased_by = 'I' WHERE stream_name = 'b-8'`,
+        [takeover],
+      );
+      const completed = completions.complete(held!, 1);
+      await until(async () => {
+        const { rows } = await db.pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
+          [`%${db.schema}".checkpoints%`],
+        );
+        return rows.length > 0;
+      }, 'the completion waiting on the row');
+      await taker.query('COMMIT');
+      expect(await completed).toBe(false);
+      const { rows } = await db.pool.query(
+        `SELECT stream_position, lease_id::text AS lease FROM ${ctx.s}.checkpoints WHERE stream_name = 'b-8'`,
+      );
+      expect(rows[0]).toEqual({ stream_position: 0, lease: takeover });
+    } finally {
+      await taker.query('ROLLBACK').catch(() => undefined);
+      taker.release();
+      await completions.close();
+    }
+  });
+
   it('the completion has committed, and let go of its checkpoint, while the claim that follows it waits', async () => {
     // The interleaving that deadlocked when one transaction held both: the claim waits (here on a
     // lock of the subscriptions table, which the completion does not read) while another writer (the
