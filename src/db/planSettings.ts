@@ -1,6 +1,6 @@
 /*
- * Plan settings for the hot statements of workers, set for one transaction (set_config(..., true))
- * before the statement runs.
+ * Settings for the transactions of workers' hot statements (set_config(..., true), for the current
+ * transaction only), sent before the statement runs: mostly how the statement is planned.
  *
  * A prepared statement is planned at each of its first five executions; the server then keeps its
  * generic plan (made once, without the parameters' values) unless that plan's estimate looks dearer
@@ -23,3 +23,9 @@ export const GENERIC_INDEX_PLANS = [
   "set_config('enable_seqscan', 'off', true)",
   "set_config('enable_bitmapscan', 'off', true)",
 ].join(', ');
+
+/** No waiting for the WAL flush at this transaction's commit. */
+export const NO_FLUSH = "set_config('synchronous_commit', 'off', true)";
+
+/** The statement that applies `settings` (the set_config calls above) to the current transaction. */
+export const setForTransaction = (...settings: string[]): string => `SELECT ${settings.join(', ')}`;

@@ -6,7 +6,7 @@ import {
   rowObjects,
   runPipelinedWithFields,
 } from '../db/pipeline.js';
-import { GENERIC_INDEX_PLANS } from '../db/planSettings.js';
+import { GENERIC_INDEX_PLANS, NO_FLUSH, setForTransaction } from '../db/planSettings.js';
 import type { SqlContext } from '../db/queryable.js';
 import { statement, withClient } from '../db/queryable.js';
 import { isStatementError } from '../db/sqlstate.js';
@@ -98,8 +98,12 @@ const completeManySql = (ctx: SqlContext) =>
       AND c.lease_id = u.lease
    RETURNING u.lease::text AS lease`;
 
-/** A completion's transaction commits without waiting for its WAL flush (see CompleteBatcher). */
-const NO_FLUSH = "SELECT set_config('synchronous_commit', 'off', true)";
+/**
+ * A completion's transaction commits without waiting for its WAL flush (see CompleteBatcher); a
+ * lone completion's update by key runs on its generic plan (src/db/planSettings.ts).
+ */
+export const LONE_COMPLETION_SETTINGS = setForTransaction(NO_FLUSH, GENERIC_INDEX_PLANS);
+const COMPLETIONS_SETTINGS = setForTransaction(NO_FLUSH);
 
 /**
  * Completions of direct (not transactional) handlers for the consumers of one process, several in
@@ -135,7 +139,7 @@ export class CompleteBatcher {
       const one = batch.length === 1 ? batch[0]! : undefined;
       const statements: PipelinedStatement[] = [
         { text: 'BEGIN' },
-        { text: one ? `${NO_FLUSH}, ${GENERIC_INDEX_PLANS}` : NO_FLUSH },
+        { text: one ? LONE_COMPLETION_SETTINGS : COMPLETIONS_SETTINGS },
         (one
           ? completeStatement(ctx, one.claim, one.position)
           : statement(ctx, 'complete_checkpoints', completeManySql(ctx), [

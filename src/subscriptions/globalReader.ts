@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { ResolvedGroup } from '../config/types.js';
 import { type PipelinedStatement, rowObjects, runPipelinedWithFields } from '../db/pipeline.js';
-import { GENERIC_INDEX_PLANS } from '../db/planSettings.js';
+import { GENERIC_INDEX_PLANS, NO_FLUSH, setForTransaction } from '../db/planSettings.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { TransactionIdsAheadError } from '../errors.js';
@@ -197,7 +197,7 @@ const roundSql = (ctx: SqlContext) =>
  * round afresh at every execution (1.7 ms per round in bench/worker.throughput, more than the round
  * took to run). The log index in order stops at the batch.
  */
-export const ROUND_SETTINGS = `SELECT set_config('synchronous_commit', 'off', true), ${GENERIC_INDEX_PLANS}`;
+export const ROUND_SETTINGS = setForTransaction(NO_FLUSH, GENERIC_INDEX_PLANS);
 
 interface RoundRow {
   locked: boolean;

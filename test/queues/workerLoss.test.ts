@@ -49,6 +49,15 @@ function worker(queues: Record<string, QueueConfig>, opts: Partial<QueueWorkerOp
   return w;
 }
 
+/** A `workers` row for `id` whose heartbeat went stale a minute ago: a dead worker. */
+async function insertStaleWorker(id: string): Promise<void> {
+  await db.pool.query(
+    `INSERT INTO "${db.schema}".workers (id, host, pid, group_name, concurrency, heartbeat_at)
+     VALUES ($1, 'h', 1, '', 1, now() - interval '1 minute')`,
+    [id],
+  );
+}
+
 async function jobRow(id: string) {
   const r = await db.pool.query<{ lease_token: string | null; leased_by: string | null; deliveries: number }>(
     `SELECT lease_token, leased_by, deliveries FROM "${db.schema}".queue_jobs WHERE id = $1`,
@@ -214,11 +223,7 @@ describe('a worker whose heartbeat goes stale', () => {
     const releasedBefore = released();
     // B sweeps meanwhile: a dead worker's job planted now is released by B and handled.
     const ghost = `ghost-${randomUUID()}`;
-    await db.pool.query(
-      `INSERT INTO "${db.schema}".workers (id, host, pid, group_name, concurrency, heartbeat_at)
-       VALUES ($1, 'h', 1, '', 1, now() - interval '1 minute')`,
-      [ghost],
-    );
+    await insertStaleWorker(ghost);
     const planted = await db.store.enqueue('live', { type: 'x', data: {} }, { delay: 3_600_000 });
     await db.pool.query(
       `UPDATE "${db.schema}".queue_jobs SET lease_token = gen_random_uuid(), leased_by = $2, leased_at = now(),
@@ -287,11 +292,7 @@ describe('releasing a stale worker’s jobs races its heartbeat', () => {
   it('a heartbeat being written (row locked) keeps the jobs; so does one that committed since', async () => {
     const sql = db.store.sqlContext;
     const holder = `H-${randomUUID()}`;
-    await db.pool.query(
-      `INSERT INTO "${db.schema}".workers (id, host, pid, group_name, concurrency, heartbeat_at)
-       VALUES ($1, 'h', 1, '', 1, now() - interval '1 minute')`,
-      [holder],
-    );
+    await insertStaleWorker(holder);
     const id = await db.store.enqueue('race', { type: 'x', data: {} });
     const [row] = await dequeueJobs(db.pool, sql, {
       queue: 'race',
@@ -330,11 +331,7 @@ describe('releasing a stale worker’s jobs races its heartbeat', () => {
   it('a delivery a swept worker took after its sweep (its dequeue committed late) is released at a later sweep', async () => {
     const sql = db.store.sqlContext;
     const ghost = `G-${randomUUID()}`;
-    await db.pool.query(
-      `INSERT INTO "${db.schema}".workers (id, host, pid, group_name, concurrency, heartbeat_at)
-       VALUES ($1, 'h', 1, '', 1, now() - interval '1 minute')`,
-      [ghost],
-    );
+    await insertStaleWorker(ghost);
     const released: [string, number][] = [];
     const staleWorkerMs = 300;
     const sweeper = new WorkerLiveness({

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GENERIC_INDEX_PLANS } from '../../src/db/planSettings.js';
 import { createPool } from '../../src/db/pool.js';
 import type { SqlContext } from '../../src/db/queryable.js';
-import { CompleteBatcher } from '../../src/subscriptions/batchedClaims.js';
+import { CompleteBatcher, LONE_COMPLETION_SETTINGS } from '../../src/subscriptions/batchedClaims.js';
+import { type ClaimedCheckpoint, completeStatement } from '../../src/subscriptions/claimCheckpoint.js';
 import { readerRound } from '../../src/subscriptions/globalReader.js';
 import { registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
+import { cachedPlanBuffers } from '../helpers/cachedPlanBuffers.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 import { configWith } from './helpers.js';
 
@@ -26,23 +26,6 @@ afterAll(async () => {
   await db?.close();
 });
 
-/** Buffers touched by the prepared statement `name` run with `args` (SQL literals), as a worker runs it. */
-async function buffersOf(client: pg.PoolClient, name: string, args: string[]): Promise<number> {
-  await client.query('BEGIN');
-  try {
-    await client.query(`SELECT ${GENERIC_INDEX_PLANS}`);
-    const r = await client.query(
-      `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE ${name}(${args.join(', ')})`,
-    );
-    const plan = (
-      r.rows[0] as { 'QUERY PLAN': { Plan: { 'Shared Hit Blocks': number; 'Shared Read Blocks': number } }[] }
-    )['QUERY PLAN'][0]!.Plan;
-    return plan['Shared Hit Blocks'] + plan['Shared Read Blocks'];
-  } finally {
-    await client.query('ROLLBACK');
-  }
-}
-
 describe('prepared worker statements', () => {
   it('are planned once per connection, and their plans made on small tables stay index lookups', async () => {
     // One connection: the statements are prepared on it, and pg_prepared_statements is per session.
@@ -55,21 +38,18 @@ describe('prepared worker statements', () => {
       const group = config.groups.get('G')!;
       await registerSubscriptions(pool, ctx, group);
       const completions = new CompleteBatcher(pool, ctx, 'G', 1);
-      const complete = (stream: string) =>
-        completions.complete(
-          {
-            group: 'G',
-            subscription: 'planned',
-            stream,
-            streamPosition: 1,
-            streamVersion: 2,
-            attempts: 0,
-            status: 'active',
-            leaseId: randomUUID(),
-            leaseDeadline: performance.now() + 30_000,
-          },
-          2,
-        );
+      // A claim under a lease nobody holds: its completion writes nothing, but the statement runs.
+      const lone = (stream: string): ClaimedCheckpoint => ({
+        group: 'G',
+        subscription: 'planned',
+        stream,
+        streamPosition: 1,
+        streamVersion: 2,
+        attempts: 0,
+        status: 'active',
+        leaseId: randomUUID(),
+        leaseDeadline: performance.now() + 30_000,
+      });
       for (let i = 0; i < 12; i++) {
         await db.store.append(`p-new${i}`, { type: 'T', data: {} });
         const client = await pool.connect();
@@ -79,7 +59,7 @@ describe('prepared worker statements', () => {
           client.release();
         }
         // Not leased by that id: nothing written, but the statement ran.
-        expect(await complete(`p-new${i}`)).toBe(false);
+        expect(await completions.complete(lone(`p-new${i}`), 2)).toBe(false);
       }
       await completions.close();
       const { rows } = await pool.query<{ name: string; generic_plans: string; custom_plans: string }>(
@@ -103,14 +83,11 @@ describe('prepared worker statements', () => {
       );
       const client = await pool.connect();
       try {
-        const name = rows[0]!.name;
-        const buffers = await buffersOf(client, name, [
-          "'G'",
-          "'planned'",
-          "'p-777'",
-          `'${randomUUID()}'`,
-          '2',
-        ]);
+        const buffers = await cachedPlanBuffers(
+          client,
+          LONE_COMPLETION_SETTINGS,
+          completeStatement(ctx, lone('p-777'), 2),
+        );
         // One checkpoint looked up by its key: a few index pages, not the group's hundreds.
         expect(buffers, `${buffers} buffers`).toBeLessThan(30);
       } finally {

@@ -5,6 +5,7 @@ import type { Queryable, SqlContext } from '../../src/db/queryable.js';
 import { readableUpTo } from '../../src/store/readLog.js';
 import { ROUND_SETTINGS, roundStatement } from '../../src/subscriptions/globalReader.js';
 import { registerSubscriptions } from '../../src/subscriptions/registerSubscriptions.js';
+import { cachedPlanBuffers } from '../helpers/cachedPlanBuffers.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 import { until } from '../helpers/until.js';
 import { configWith } from './helpers.js';
@@ -171,22 +172,7 @@ describe('a round planned while the log was empty', () => {
          SELECT gen_random_uuid(), 'q-' || (i % 1000), i / 1000 + 1, 'T', '{}'::jsonb
            FROM generate_series(0, ${LOG - 1}) i`,
       );
-      const literal = (v: unknown): string => {
-        if (v === null || v === undefined) return 'NULL';
-        if (Array.isArray(v))
-          return client.escapeLiteral(
-            `{${v.map((x) => (x === null ? 'NULL' : `"${String(x)}"`)).join(',')}}`,
-          );
-        return client.escapeLiteral(String(v));
-      };
-      await client.query('BEGIN');
-      await client.query(ROUND_SETTINGS);
-      const r = await client.query(
-        `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE ${round.name}(${round.values!.map(literal).join(', ')})`,
-      );
-      await client.query('ROLLBACK');
-      const plan = (r.rows[0] as { 'QUERY PLAN': { Plan: PlanNode }[] })['QUERY PLAN'][0]!.Plan;
-      const buffers = plan['Shared Hit Blocks'] + plan['Shared Read Blocks'];
+      const buffers = await cachedPlanBuffers(client, ROUND_SETTINGS, round);
       // Ten messages read and ten checkpoints created: about a hundred pages, not the log's 700.
       expect(buffers, `${buffers} buffers`).toBeLessThan(300);
     } finally {
