@@ -30,6 +30,7 @@ interface Connection {
   }): void;
   describe(msg: { type: 'P'; name: string }): void;
   execute(msg: { portal: string; rows: number }): void;
+  flush(): void;
   sync(): void;
   stream: { cork?: () => void; uncork?: () => void };
 }
@@ -197,6 +198,96 @@ class PipelinedEach extends Submission {
   override handleCommandComplete(): void {
     this.#at++;
   }
+}
+
+/**
+ * One statement whose rows are wanted before its commit: Bind/Describe/Execute, Flush, Sync in one
+ * write. At the Flush the server sends the rows as soon as the statement has run; at the Sync it
+ * commits the implicit transaction (the WAL flush) and then says so. The Sync reaches the server
+ * with the statement, so once the rows are here the commit no longer depends on this client: a
+ * process that dies holding them leaves the server to commit (only a server crash before its WAL
+ * flush undoes it).
+ */
+class RowsBeforeCommit extends Submission {
+  rows: (string | null)[][] = [];
+  fields: PipelinedField[] = [];
+  /** Resolves when the statement's rows are all here (before the commit); rejects on an error first. */
+  readonly ready: Promise<void>;
+  #ready!: () => void;
+  #failed!: (err: Error) => void;
+
+  constructor(readonly statement: PipelinedStatement) {
+    super();
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.#ready = resolve;
+      this.#failed = reject;
+    });
+    // Settled by done too: an error after the rows is the commit's, for the caller of done.
+    this.ready.catch(() => undefined);
+  }
+
+  submit(connection: Connection): void {
+    const s = this.statement;
+    connection.stream.cork?.();
+    try {
+      if (s.name === undefined) connection.parse({ name: '', text: s.text, types: [] });
+      connection.bind({ portal: '', statement: s.name ?? '', values: s.values ?? [], valueMapper: toParam });
+      connection.describe({ type: 'P', name: '' });
+      connection.execute({ portal: '', rows: 0 });
+      connection.flush();
+      connection.sync();
+    } finally {
+      connection.stream.uncork?.();
+    }
+  }
+
+  override handleRowDescription(msg: Message): void {
+    const fields = (msg.fields ?? []) as { name: string; dataTypeID?: number }[];
+    this.fields = fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID ?? 25 }));
+  }
+
+  override handleDataRow(msg: Message): void {
+    this.rows.push(msg.fields as (string | null)[]);
+  }
+
+  override handleCommandComplete(): void {
+    this.#ready();
+  }
+
+  override handleError(err: Error): void {
+    this.#failed(err);
+    super.handleError(err);
+  }
+}
+
+/** Rows handed over before their transaction's commit is confirmed (see runRowsBeforeCommit). */
+export interface RowsBeforeCommitResult<T> {
+  rows: T[];
+  /** Resolves once the statement's implicit transaction committed; rejects if it did not. */
+  committed: Promise<void>;
+}
+
+/**
+ * Run one statement on a client of `pool` as its own implicit transaction, and return its rows as
+ * soon as it has run, before the commit's WAL flush: `committed` settles when the server confirms
+ * the commit (or fails it: a lost connection, a server crash). Rejects, with nothing committed,
+ * when the statement fails. The client goes back to the pool after the commit.
+ */
+export function runRowsBeforeCommit<T>(
+  pool: pg.Pool,
+  statement: PipelinedStatement,
+): Promise<RowsBeforeCommitResult<T>> {
+  return new Promise((resolve, reject) => {
+    const committed: Promise<void> = withClient(pool, async (client) => {
+      await prepareNamed(client, [statement]);
+      const run = new RowsBeforeCommit(statement);
+      client.query(run as unknown as pg.Submittable);
+      run.ready.then(() => resolve({ rows: rowObjects<T>(run.rows, run.fields), committed }), reject);
+      await run.done;
+    });
+    // Before the rows: the statement's failure (then nothing is committed). After: a no-op.
+    committed.catch(reject);
+  });
 }
 
 async function prepareNamed(

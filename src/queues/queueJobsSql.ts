@@ -1,3 +1,5 @@
+import type pg from 'pg';
+import { type RowsBeforeCommitResult, runRowsBeforeCommit } from '../db/pipeline.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import type { Metadata } from '../store/types.js';
@@ -72,28 +74,25 @@ export async function insertJobs(
   };
 }
 
+export interface DequeueArgs {
+  queue: string;
+  limit: number;
+  visibilityMs: number;
+  maxDeliveries: number;
+  token: string;
+  workerId: string;
+}
+
 /**
  * Take up to `limit` visible jobs: one range scan of the dequeue index with SKIP LOCKED. Each gets
  * the delivery's token and becomes invisible for `visibilityMs`. A job taken again after its
  * visibility expired records that in its error history.
  */
-export async function dequeueJobs(
-  db: Queryable,
-  ctx: SqlContext,
-  args: {
-    queue: string;
-    limit: number;
-    visibilityMs: number;
-    maxDeliveries: number;
-    token: string;
-    workerId: string;
-  },
-): Promise<DequeuedRow[]> {
-  const r = await db.query<DequeuedRow>(
-    statement(
-      ctx,
-      'queue_dequeue',
-      `WITH picked AS (
+function dequeueStatement(ctx: SqlContext, args: DequeueArgs): pg.QueryConfig {
+  return statement(
+    ctx,
+    'queue_dequeue',
+    `WITH picked AS (
          SELECT id, deliveries AS previous, lease_token AS previous_token, leased_by AS previous_holder
            FROM ${ctx.s}.queue_jobs
           WHERE queue = $1 AND visible_at <= now() AND visible_at < 'infinity'
@@ -114,10 +113,29 @@ export async function dequeueJobs(
         WHERE j.id = p.id
        RETURNING j.id, j.key, j.type, j.data, j.metadata, j.deliveries, j.created_at, j.run_at, j.errors,
                  p.previous`,
-      [args.queue, args.limit, args.visibilityMs, args.maxDeliveries, args.token, args.workerId],
-    ),
+    [args.queue, args.limit, args.visibilityMs, args.maxDeliveries, args.token, args.workerId],
   );
+}
+
+/** Take up to `limit` visible jobs (see above); returns them once the dequeue committed. */
+export async function dequeueJobs(db: Queryable, ctx: SqlContext, args: DequeueArgs): Promise<DequeuedRow[]> {
+  const r = await db.query<DequeuedRow>(dequeueStatement(ctx, args));
   return r.rows;
+}
+
+/**
+ * The same dequeue, its rows handed over as soon as it has run, before its commit's WAL flush
+ * (runRowsBeforeCommit): a worker starts the handlers while the server commits, and waits for
+ * `committed` before it acks, nacks or extends them. Every delivery still commits before the
+ * worker can say anything about it; if the commit fails (only a lost connection or a server crash
+ * can fail it), the delivery never happened: the job is visible again and no ack of it counts.
+ */
+export function dequeueJobsBeforeCommit(
+  pool: pg.Pool,
+  ctx: SqlContext,
+  args: DequeueArgs,
+): Promise<RowsBeforeCommitResult<DequeuedRow>> {
+  return runRowsBeforeCommit<DequeuedRow>(pool, dequeueStatement(ctx, args));
 }
 
 /** Ack: delete the jobs still held with their tokens; returns the ids deleted. */

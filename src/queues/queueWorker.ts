@@ -22,7 +22,7 @@ import {
   addQueueStats,
   completeJobs,
   type DequeuedRow,
-  dequeueJobs,
+  dequeueJobsBeforeCommit,
   extendJobs,
   type FailOutcome,
   failJob,
@@ -78,8 +78,9 @@ export interface JobProcessedEvent {
   deliveries: number;
   /**
    * completed: acked; retry: failed, visible again after backoff; dead: moved to the dead letters;
-   * lost: its visibility expired and another worker took it, so this delivery's ack or nack did not
-   * count.
+   * lost: its visibility expired and another worker took it, or the delivery's own commit failed
+   * (a lost connection: the handler had started, see dequeueJobsBeforeCommit), so this delivery's ack
+   * or nack did not count.
    */
   outcome: 'completed' | FailOutcome;
   error?: Error;
@@ -131,6 +132,8 @@ interface Held {
    * would keep a holder running past it): from before the dequeue or the last extension was sent.
    */
   deadline: number;
+  /** The delivery's commit: the handler starts before it is confirmed, its ack or nack after. */
+  committed: Promise<void>;
 }
 
 /** Raised into a handler's signal when its job's visibility was taken over. */
@@ -230,7 +233,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
           const limit = Math.min(free, this.q.batchSize);
           const token = randomUUID();
           const sentAt = performance.now();
-          const rows = await dequeueJobs(pool, ctx, {
+          const { rows, committed } = await dequeueJobsBeforeCommit(pool, ctx, {
             queue: this.q.name,
             limit,
             visibilityMs: this.q.visibilityTimeoutMs,
@@ -239,7 +242,9 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
             workerId: id,
           });
           errorDelay = 100;
-          for (const row of rows) this.start(row, token, sentAt + this.q.visibilityTimeoutMs);
+          // The handlers start while the server commits the delivery (see dequeueJobsBeforeCommit).
+          if (rows.length > 0) committed.catch((err) => onError(err, `queue ${this.q.name}`));
+          for (const row of rows) this.start(row, token, sentAt + this.q.visibilityTimeoutMs, committed);
           if (rows.length === limit) {
             interval.busy();
             continue;
@@ -262,8 +267,10 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
       }
     }
 
-    start(row: DequeuedRow, token: string, deadline: number): void {
-      const held: Held = { token, abort: new AbortController(), deadline };
+    start(row: DequeuedRow, token: string, deadline: number, committed: Promise<void>): void {
+      const held: Held = { token, abort: new AbortController(), deadline, committed };
+      // A delivery whose commit failed never happened: the job is visible again, and others may run it.
+      committed.catch(() => held.abort.abort(new VisibilityLostError(row.id)));
       this.held.set(row.id, held);
       this.handlers++;
       const run = this.run(row, held).finally(() => {
@@ -277,7 +284,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
       if (row.previous >= this.q.maxDeliveries) {
         // Its last delivery expired without an ack: dead, without another delivery.
         this.handlerDone();
-        await this.settle(row, held, 'dead', null);
+        if (await this.delivered(row, held)) await this.settle(row, held, 'dead', null);
         return;
       }
       const job: Job = {
@@ -319,6 +326,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
         return;
       }
       if (failure instanceof HandlerTimeoutError) stats.timeouts++;
+      if (!(await this.delivered(row, held))) return;
       if (!failure) {
         const ok = await this.ack(row.id, held.token);
         if (ok) {
@@ -336,6 +344,28 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
       }
       const dead = row.deliveries >= this.q.maxDeliveries;
       await this.settle(row, held, dead ? 'dead' : 'retry', failure);
+    }
+
+    /**
+     * Wait for the delivery's commit before anything is said about the job; false (counted as
+     * lost) when it failed: the job is visible again, and no ack or nack of this delivery counts.
+     */
+    async delivered(row: DequeuedRow, held: Held): Promise<boolean> {
+      try {
+        await held.committed;
+        return true;
+      } catch (err) {
+        stats.lost++;
+        opts.onProcessed?.({
+          queue: this.q.name,
+          id: row.id,
+          type: row.type,
+          deliveries: row.deliveries,
+          outcome: 'lost',
+          error: toError(err),
+        });
+        return false;
+      }
     }
 
     handlerDone(): void {

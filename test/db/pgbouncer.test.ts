@@ -6,6 +6,7 @@ import { Query } from '../../src/consistency/query.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createPool } from '../../src/db/pool.js';
 import { WrongExpectedVersionError } from '../../src/errors.js';
+import { createQueueWorker } from '../../src/queues/queueWorker.js';
 import { scheduleChannelFor } from '../../src/scheduling/scheduledMessagesSql.js';
 import { scheduleMessage } from '../../src/scheduling/scheduleMessage.js';
 import { createSchedulerService } from '../../src/scheduling/schedulerService.js';
@@ -156,6 +157,31 @@ describe('through PgBouncer in transaction mode', () => {
         30_000,
       );
       for (const s of ['a', 'b', 'c', 'd']) expect(seen.get(`job-${s}`)).toEqual([1, 2, 3, 4, 5]);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('runs a queue worker: every job handled once, each delivery committed through PgBouncer', async () => {
+    const handled: number[] = [];
+    const config = resolveConfig({
+      database: { schema, listenUrl: databaseUrl() },
+      queues: {
+        bouncerJobs: {
+          concurrency: 4,
+          handler: (job: { data: { i: number } }) => void handled.push(job.data.i),
+        },
+      },
+    });
+    const worker = createQueueWorker({ pool, config, queues: ['bouncerJobs'] });
+    await worker.start();
+    try {
+      for (let i = 1; i <= 20; i++) await store.enqueue('bouncerJobs', { type: 'Job', data: { i } });
+      await until(() => worker.stats().completed === 20, 'every job acked', 30_000);
+      expect(handled.sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      expect(worker.stats()).toMatchObject({ completed: 20, lost: 0, failed: 0 });
+      const { rows } = await pool.query(`SELECT count(*)::int AS n FROM ${schema}.queue_jobs`);
+      expect(rows[0].n).toBe(0);
     } finally {
       await worker.stop();
     }

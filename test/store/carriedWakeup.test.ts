@@ -122,4 +122,25 @@ describe('a wake-up carried by the append', () => {
       await pool.end();
     }
   });
+
+  it('enqueues one after the other each carry their own wake-up: none waits for a window', async () => {
+    const { pool, notifies } = countingPool();
+    const store = createMessageStore({ pool, schema: db.schema });
+    const listener = await db.client();
+    const payloads: string[] = [];
+    listener.on('notification', (n) => payloads.push(n.payload ?? ''));
+    await listener.query(`LISTEN "${channelFor(db.schema)}"`);
+    try {
+      // Back to back, well within any window a wake-up could be held for.
+      for (let i = 0; i < 5; i++) await store.enqueue('back-to-back', { type: 'job', data: { i } });
+      await until(() => payloads.filter((p) => p === 'queue:back-to-back').length === 5, 'five wake-ups');
+      await queueNotifierFor(pool, { schema: db.schema, s: `"${db.schema}"`, prepared: true }).flush();
+      await store.close();
+      // Every one went out in its enqueue's round trip, none later on its own.
+      expect(notifies()).toBe(0);
+    } finally {
+      await listener.end();
+      await pool.end();
+    }
+  });
 });
