@@ -127,8 +127,9 @@ export async function dequeueJobs(db: Queryable, ctx: SqlContext, args: DequeueA
  * The same dequeue, its rows handed over as soon as it has run, before its commit's WAL flush
  * (runRowsBeforeCommit): a worker starts the handlers while the server commits, and waits for
  * `committed` before it acks, nacks or extends them. Every delivery still commits before the
- * worker can say anything about it; if the commit fails (only a lost connection or a server crash
- * can fail it), the delivery never happened: the job is visible again and no ack of it counts.
+ * worker says anything about it. If `committed` rejects (only a lost connection or a server crash
+ * can do that), the worker gives the delivery up: if it did not commit, the job is visible again at
+ * once and the delivery never counted; if it did, the job comes back after its visibility timeout.
  */
 export function dequeueJobsBeforeCommit(
   pool: pg.Pool,

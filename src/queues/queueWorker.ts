@@ -269,7 +269,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
 
     start(row: DequeuedRow, token: string, deadline: number, committed: Promise<void>): void {
       const held: Held = { token, abort: new AbortController(), deadline, committed };
-      // A delivery whose commit failed never happened: the job is visible again, and others may run it.
+      // A delivery whose commit was not confirmed is given up: others may hold the job (see dequeue).
       committed.catch(() => held.abort.abort(new VisibilityLostError(row.id)));
       this.held.set(row.id, held);
       this.handlers++;
