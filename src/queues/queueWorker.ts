@@ -269,13 +269,21 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
 
     start(row: DequeuedRow, token: string, deadline: number, committed: Promise<void>): void {
       const held: Held = { token, abort: new AbortController(), deadline, committed };
-      // A delivery whose commit was not confirmed is given up: others may hold the job (see dequeue).
-      committed.catch(() => held.abort.abort(new VisibilityLostError(row.id)));
+      // This delivery's entry only: the job may be delivered here again while this handler still runs.
+      const release = () => {
+        if (this.held.get(row.id) === held) this.held.delete(row.id);
+      };
+      // A delivery whose commit was not confirmed is given up (never extended again): others may
+      // hold the job (see dequeueJobsBeforeCommit).
+      committed.catch(() => {
+        release();
+        held.abort.abort(new VisibilityLostError(row.id));
+      });
       this.held.set(row.id, held);
       this.handlers++;
       const run = this.run(row, held).finally(() => {
         this.running.delete(run);
-        this.held.delete(row.id);
+        release();
       });
       this.running.add(run);
     }

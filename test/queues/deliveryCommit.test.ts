@@ -1,6 +1,8 @@
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Job, JobContext, QueueConfig } from '../../src/config/types.js';
 import { resolveConfig } from '../../src/config/validate.js';
+import { createPool } from '../../src/db/pool.js';
 import {
   createQueueWorker,
   type JobProcessedEvent,
@@ -9,6 +11,7 @@ import {
 } from '../../src/queues/queueWorker.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 import { until } from '../helpers/until.js';
+import { startTestProxy } from '../subscriptions/testProxy.js';
 
 /*
  * A worker hands a delivery to its handler as soon as the dequeue has run, while the server
@@ -49,12 +52,16 @@ afterAll(async () => {
   await db.close();
 });
 
-function worker(handler: QueueConfig['handler'], events: JobProcessedEvent[]): QueueWorker {
+function worker(
+  handler: QueueConfig['handler'],
+  events: JobProcessedEvent[],
+  opts: { pool?: pg.Pool; visibilityTimeout?: string } = {},
+): QueueWorker {
   const w = createQueueWorker({
-    pool: db.pool,
+    pool: opts.pool ?? db.pool,
     config: resolveConfig({
       database: { schema: db.schema },
-      queues: { jobs: { handler, visibilityTimeout: '60s' } },
+      queues: { jobs: { handler, visibilityTimeout: opts.visibilityTimeout ?? '60s' } },
     }),
     queues: ['jobs'],
     drainTimeoutMs: 200,
@@ -129,5 +136,73 @@ describe('a delivery reaches its handler before its commit is confirmed', () => 
     expect(w.stats()).toMatchObject({ completed: 1, lost: 1, failed: 0 });
     expect(await jobRow(id)).toBeUndefined();
     await w.stop();
+  });
+
+  it('a dequeue whose commit was not confirmed (the connection dropped after its rows): the handler aborts, the job comes back after its visibility', async () => {
+    // The proxy forwards the dequeue's rows and drops the connection before its ReadyForQuery: the
+    // server committed the delivery, the worker cannot know it.
+    const proxy = await startTestProxy(db.url);
+    const pool = createPool(proxy.url, { max: 6 });
+    try {
+      const calls: { deliveries: number; errors: Job['errors']; signal: AbortSignal }[] = [];
+      const events: JobProcessedEvent[] = [];
+      const w = worker(
+        async (job: Job, ctx: JobContext) => {
+          calls.push({ deliveries: job.deliveries, errors: job.errors, signal: ctx.signal });
+          if (calls.length === 1)
+            await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+        },
+        events,
+        { pool, visibilityTimeout: '1s' },
+      );
+      proxy.arm('queue_dequeue', { passRows: true });
+      await w.start();
+      const id = await db.store.enqueue('jobs', { type: 'unconfirmed', data: {} });
+      await until(() => calls[0]?.signal.aborted === true, 'the first handler aborted', 10_000);
+      expect(proxy.droppedAt).toBeDefined();
+      expect(calls[0]!.signal.reason).toBeInstanceOf(VisibilityLostError);
+      // The delivery did commit: the job is leased until its visibility runs out, then delivered again.
+      await until(() => events.some((e) => e.outcome === 'completed'), 'the job completed', 15_000);
+      expect(events.map((e) => e.outcome)).toEqual(['lost', 'completed']);
+      expect(calls.map((c) => c.deliveries)).toEqual([1, 2]);
+      expect(calls[1]!.errors).toEqual([expect.objectContaining({ delivery: 1, name: 'VisibilityTimeout' })]);
+      expect(await jobRow(id)).toBeUndefined();
+      await w.stop();
+    } finally {
+      await pool.end();
+      await proxy.close();
+    }
+  });
+
+  it('a handler that outlives its given-up delivery does not end the next delivery of its job here', async () => {
+    const proxy = await startTestProxy(db.url);
+    const pool = createPool(proxy.url, { max: 6 });
+    try {
+      const calls: number[] = [];
+      const events: JobProcessedEvent[] = [];
+      const w = worker(
+        async (job: Job) => {
+          calls.push(job.deliveries);
+          // The first (given up) handler ignores its signal and returns once the job is delivered
+          // here again; the second runs past the visibility timeout, kept by the heartbeat.
+          if (calls.length === 1) await until(() => calls.length === 2, 'the second delivery', 15_000);
+          else await new Promise((r) => setTimeout(r, 2500));
+        },
+        events,
+        { pool, visibilityTimeout: '1s' },
+      );
+      proxy.arm('queue_dequeue', { passRows: true });
+      await w.start();
+      const id = await db.store.enqueue('jobs', { type: 'outlived', data: {} });
+      await until(() => events.some((e) => e.outcome === 'completed'), 'the job completed', 20_000);
+      // The first handler's end did not drop the second delivery's heartbeat: no third delivery.
+      expect(calls).toEqual([1, 2]);
+      expect(events.map((e) => e.outcome)).toEqual(['lost', 'completed']);
+      expect(await jobRow(id)).toBeUndefined();
+      await w.stop();
+    } finally {
+      await pool.end();
+      await proxy.close();
+    }
   });
 });

@@ -9,8 +9,12 @@ import net from 'node:net';
  */
 export interface TestProxy {
   url: string;
-  /** Drop the reply of the next statement containing `marker` that returns rows. */
-  arm(marker: string): void;
+  /**
+   * Drop the reply of the next statement containing `marker` that returns rows. With
+   * `{ passRows: true }` the reply is forwarded up to its ReadyForQuery (the rows arrive, the
+   * commit's confirmation does not) and the connection is dropped there.
+   */
+  arm(marker: string, opts?: { passRows?: boolean }): void;
   /** Set once a reply was dropped (Date.now()). */
   droppedAt: number | undefined;
   /** Hold every byte in both directions, on every connection (new ones too), until resume(). */
@@ -22,6 +26,7 @@ export interface TestProxy {
 export async function startTestProxy(targetUrl: string): Promise<TestProxy> {
   const target = new URL(targetUrl);
   let marker: Buffer | undefined;
+  let passRows = false;
   const sockets = new Set<net.Socket>();
   let stalled = false;
   const state: TestProxy = {
@@ -35,8 +40,9 @@ export async function startTestProxy(targetUrl: string): Promise<TestProxy> {
       stalled = false;
       for (const s of sockets) s.resume();
     },
-    arm(m: string) {
+    arm(m: string, opts: { passRows?: boolean } = {}) {
       marker = Buffer.from(m);
+      passRows = opts.passRows ?? false;
     },
     close: async () => {
       for (const s of sockets) s.destroy();
@@ -85,6 +91,13 @@ export async function startTestProxy(targetUrl: string): Promise<TestProxy> {
         const type = String.fromCharCode(held[at]!);
         const len = held.readInt32BE(at + 1);
         if (held.length - at < 1 + len) return;
+        if (passRows && type !== 'Z') {
+          // Forward each whole message but the ReadyForQuery.
+          client.write(held.subarray(at, at + 1 + len));
+          held = held.subarray(at + 1 + len);
+          if (type === 'D') rows = true;
+          continue;
+        }
         at += 1 + len;
         if (type === 'D') rows = true;
         if (type === 'Z') {
