@@ -76,8 +76,16 @@ export function appendLocks(
 /** The shared keys of every message written (deduplicated). */
 export function messagesLockKeys(messages: readonly { type: string; tags?: readonly string[] }[]): string[] {
   if (messages.length === 1) return messageLockKeys(messages[0]!);
-  const keys = new Set<string>();
-  for (const m of messages) for (const k of messageLockKeys(m)) keys.add(k);
+  // As messageLockKeys for each, each type's keys built once (a batch is mostly of a few types).
+  const keys = new Set<string>([key(ANY, ANY)]);
+  const types = new Set<string>();
+  for (const m of messages) {
+    if (!types.has(m.type)) {
+      types.add(m.type);
+      keys.add(key(m.type, ANY));
+    }
+    for (const g of m.tags ?? []) keys.add(key(ANY, g)).add(key(m.type, g));
+  }
   return [...keys];
 }
 

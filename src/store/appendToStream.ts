@@ -1,4 +1,4 @@
-import { messageLockKeys, takeLocksSql } from '../consistency/lockKeys.js';
+import { messageLockKeys, messagesLockKeys, takeLocksSql } from '../consistency/lockKeys.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
@@ -47,6 +47,7 @@ export async function appendToStream(
   const exact = typeof expected === 'number' || expected === 'no_stream';
   if (exact && messages.length === 1)
     return appendOneExact(db, ctx, stream, expected, messages[0]!, batcher, carrier);
+  if (exact) return appendManyExact(db, ctx, stream, expected, messages);
   const values = [
     stream,
     expectedVersionCode(expected),
@@ -131,6 +132,81 @@ function appendOneSql(ctx: SqlContext, tagged: boolean): string {
     appendOneSqlCache.set(key, text);
   }
   return text;
+}
+
+/*
+ * Several messages to one stream with an exact expected version N: one INSERT of positions
+ * N+1..N+k with array parameters, under the same rules as the single INSERT (the head check, the
+ * messages' lock keys taken shared before any position is drawn, a taken position failing on the
+ * unique constraint, the tags rows from the same statement when a message has tags). Global
+ * positions follow stream positions (ORDER BY u.ord). append_to_stream() (migration 0012) does the
+ * same for SQL callers and for 'any' and 'stream_exists'; this one statement skips its plpgsql
+ * call and, for untagged messages, the tags part of the plan.
+ */
+const appendManySqlText = (ctx: SqlContext, tagged: boolean) => {
+  const insert = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
+     SELECT u.id, $1::text, $2::bigint + u.ord, u.type, u.data, u.metadata, ${
+       tagged
+         ? `CASE WHEN u.tags = '' THEN '{}'::text[] ELSE string_to_array(u.tags, chr(31)) END`
+         : `'{}'::text[]`
+     }
+       FROM unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]${tagged ? ', $8::text[]' : ''})
+            WITH ORDINALITY AS u(id, type, data, metadata, ${tagged ? 'tags, ' : ''}ord)
+      WHERE ${headSql(ctx, '$1::text')} = $2::bigint AND ${takeLocksSql(ctx.s, '$7::text[]')} > 0
+      ORDER BY u.ord`;
+  const returning = tagged ? 'global_position, transaction_id, type, tags' : 'global_position';
+  return `WITH inserted AS (
+     ${insert}
+     RETURNING ${returning}
+   )${tagged ? `, ${taggedCte(ctx)}` : ''}
+   SELECT max(global_position) AS last_global_position, count(*)::int AS n FROM inserted`;
+};
+
+const appendManySqlCache = new Map<string, string>();
+function appendManySql(ctx: SqlContext, tagged: boolean): string {
+  const key = `${tagged ? 't' : 'u'}${ctx.s}`;
+  let text = appendManySqlCache.get(key);
+  if (text === undefined) {
+    text = appendManySqlText(ctx, tagged);
+    appendManySqlCache.set(key, text);
+  }
+  return text;
+}
+
+/** Several messages with an exact expected version, as one INSERT (see appendManySqlText). */
+async function appendManyExact(
+  db: Queryable,
+  ctx: SqlContext,
+  stream: string,
+  expected: ExpectedVersion,
+  messages: PreparedMessage[],
+): Promise<AppendResult> {
+  const tagged = messages.some((m) => m.tags.length > 0);
+  const n = expectedVersionCode(expected);
+  const values: unknown[] = [
+    stream,
+    n,
+    messages.map((m) => m.id),
+    messages.map((m) => m.type),
+    messages.map((m) => JSON.stringify(m.data)),
+    messages.map((m) => JSON.stringify(m.metadata)),
+    messagesLockKeys(messages),
+  ];
+  if (tagged) values.push(messages.map((m) => m.tags.join(TAG_SEPARATOR)));
+  let row: { last_global_position: number | null; n: number };
+  try {
+    const { rows } = await db.query<{ last_global_position: number | null; n: number }>(
+      statement(ctx, `append_many${tagged ? '_tagged' : ''}`, appendManySql(ctx, tagged), values),
+    );
+    row = rows[0]!;
+  } catch (err) {
+    if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
+    throw err;
+  }
+  // The stream is not at version N: nothing was written.
+  if (row.n === 0 || row.last_global_position === null)
+    throw new WrongExpectedVersionError(stream, expected, await streamVersion(db, ctx, stream));
+  return { streamVersion: n + messages.length, globalPosition: row.last_global_position };
 }
 
 /** One message for the single INSERT, its payload already JSON text. */

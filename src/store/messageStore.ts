@@ -21,7 +21,7 @@ import { appendToStream, type PreparedMessage, UNKNOWN_VERSION } from './appendT
 import { upcast } from './messageTypes.js';
 import { MessageWriter } from './messageWriter.js';
 import { Notifier, WakeupCarrier } from './notifications.js';
-import { prepareMessage } from './prepareMessage.js';
+import { prepareMessageList } from './prepareMessage.js';
 import { readCategory, readLog } from './readLog.js';
 import { readStream, streamVersion } from './readStream.js';
 import { type SentAppend, settleFailedWrite } from './storedAppends.js';
@@ -294,9 +294,7 @@ export class MessageStore {
    */
   async prepareMessages(messages: NewMessage[]): Promise<PreparedMessage[]> {
     if (messages.length === 0) throw new InvalidInputError('Nothing to append: the message list is empty.');
-    const out: PreparedMessage[] = [];
-    for (const m of messages) out.push(await prepareMessage(m, this.#shared.defs, this.#inherited));
-    return out;
+    return prepareMessageList(messages, this.#shared.defs, this.#inherited);
   }
 
   /**

@@ -12,16 +12,45 @@ import { uuidv7 } from './uuidv7.js';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
+ * Check messages to be written and complete them (prepareMessage, below), in order. A promise
+ * only when a declared schema validates asynchronously; the active span's traceparent is read once.
+ */
+export function prepareMessageList(
+  messages: readonly NewMessage[],
+  defs: Record<string, MessageDefinition>,
+  inherited: Metadata | undefined,
+): PreparedMessage[] | Promise<PreparedMessage[]> {
+  const traceparent = currentTraceparent();
+  const out: (PreparedMessage | Promise<PreparedMessage>)[] = [];
+  let pending = false;
+  for (const m of messages) {
+    const p = prepareMessage(m, defs, inherited, traceparent);
+    if (p instanceof Promise) pending = true;
+    out.push(p);
+  }
+  if (!pending) return out as PreparedMessage[];
+  // Every promise settled (none left unhandled); the first refusal in list order is the error.
+  return Promise.allSettled(out).then((results) =>
+    results.map((r) => {
+      if (r.status === 'rejected') throw r.reason;
+      return r.value;
+    }),
+  );
+}
+
+/**
  * Check one message to be written and complete it: id (UUIDv7 unless given), data validated against
  * its declared schema, metadata with the inherited correlation/causation, its own id as correlation
- * id when there is none, and the active span's traceparent. Every write path (append, conditional
- * append, scheduling) goes through here, so a message is refused the same way everywhere.
+ * id when there is none, and the active span's traceparent (`traceparent`, read by the caller).
+ * Every write path (append, conditional append, scheduling) goes through here, so a message is
+ * refused the same way everywhere. A promise only when its schema validates asynchronously.
  */
-export async function prepareMessage(
+export function prepareMessage(
   m: NewMessage,
   defs: Record<string, MessageDefinition>,
   inherited: Metadata | undefined,
-): Promise<PreparedMessage> {
+  traceparent: string | undefined,
+): PreparedMessage | Promise<PreparedMessage> {
   if (typeof m !== 'object' || m === null || Array.isArray(m)) {
     throw new InvalidInputError(
       `Invalid message ${quoteValue(m)}: a message is an object { type, data, metadata?, tags?, id? }.`,
@@ -38,14 +67,13 @@ export async function prepareMessage(
     );
   }
   const id = m.id?.toLowerCase() ?? uuidv7();
-  const validated = validateData(defs, m.type, m.data);
-  const data = validated instanceof Promise ? await validated : validated;
   const metadata: Metadata = { ...inherited, ...m.metadata };
   if (metadata.correlationId === undefined) metadata.correlationId = id;
   // The appending span, so a handler of this message continues the same trace.
-  if (metadata.traceparent === undefined) {
-    const traceparent = currentTraceparent();
-    if (traceparent) metadata.traceparent = traceparent;
-  }
-  return { id, type: m.type, data, metadata, tags };
+  if (metadata.traceparent === undefined && traceparent) metadata.traceparent = traceparent;
+  const type = m.type;
+  const validated = validateData(defs, type, m.data);
+  return validated instanceof Promise
+    ? validated.then((data) => ({ id, type, data, metadata, tags }))
+    : { id, type, data: validated, metadata, tags };
 }

@@ -8,19 +8,22 @@ const POOL_SIZE = 4096;
 const pool = Buffer.alloc(POOL_SIZE);
 let offset = POOL_SIZE;
 
+/** The id being built: overwritten by each call (its text is what leaves). */
+const bytes = Buffer.alloc(16);
+
 function random16(): Buffer {
   if (offset + 16 > POOL_SIZE) {
     randomFillSync(pool);
     offset = 0;
   }
-  const bytes = Buffer.from(pool.subarray(offset, offset + 16));
+  pool.copy(bytes, 0, offset, offset + 16);
   offset += 16;
   return bytes;
 }
 
 /** A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits; ids sort by creation time. */
 export function uuidv7(): string {
-  const bytes = random16();
+  random16();
   let ms = Date.now();
   // Keep ids monotonic within one process when many are made in the same millisecond.
   if (ms <= lastMs) {

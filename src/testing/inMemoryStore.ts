@@ -23,7 +23,7 @@ import {
   type StreamAppend,
 } from '../store/messageStore.js';
 import { upcast } from '../store/messageTypes.js';
-import { prepareMessage } from '../store/prepareMessage.js';
+import { prepareMessageList } from '../store/prepareMessage.js';
 import {
   type AppendResult,
   type ExpectedVersion,
@@ -137,12 +137,8 @@ export class InMemoryMessageStore implements MessageStoreApi {
   /** Validate and complete messages as every write path of the PostgreSQL store does. */
   async prepareMessages(messages: NewMessage[]): Promise<PreparedMessage[]> {
     if (messages.length === 0) throw new InvalidInputError('Nothing to append: the message list is empty.');
-    const out: PreparedMessage[] = [];
-    for (const m of messages) {
-      const p = await prepareMessage(m, this.#state.defs, this.#inherited);
-      out.push({ ...p, data: asJson(p.data), metadata: asJson(p.metadata) as Metadata });
-    }
-    return out;
+    const prepared = await prepareMessageList(messages, this.#state.defs, this.#inherited);
+    return prepared.map((p) => ({ ...p, data: asJson(p.data), metadata: asJson(p.metadata) as Metadata }));
   }
 
   async append(

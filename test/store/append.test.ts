@@ -66,6 +66,26 @@ describe('append with expected version', () => {
     expect(stream.map((m) => m.streamPosition)).toEqual([1, 2]);
   });
 
+  it('lets exactly one of 20 concurrent appenders of several messages with the same expected version win', async () => {
+    await db.store.append('race-many', item(0));
+    const { ok, errors } = await settle(
+      Array.from({ length: 20 }, (_, i) =>
+        db.store.append('race-many', [item(10 * i + 1), item(10 * i + 2), item(10 * i + 3)], {
+          expectedVersion: 1,
+        }),
+      ),
+    );
+    expect(ok).toHaveLength(1);
+    expect(errors).toHaveLength(19);
+    for (const e of errors) expect(e).toMatchObject({ name: 'WrongExpectedVersionError', actual: 4 });
+    const stream = await db.store.readStream('race-many');
+    expect(stream.map((m) => m.streamPosition)).toEqual([1, 2, 3, 4]);
+    // Global positions follow stream positions.
+    const globals = stream.map((m) => m.globalPosition);
+    expect([...globals].sort((a, b) => a - b)).toEqual(globals);
+    expect(ok[0]).toMatchObject({ streamVersion: 4, globalPosition: globals[3] });
+  });
+
   it('lets exactly one of 20 concurrent "no_stream" appenders create the stream', async () => {
     const { ok, errors } = await settle(
       Array.from({ length: 20 }, (_, i) =>

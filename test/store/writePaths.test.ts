@@ -102,6 +102,10 @@ const paths: WritePath[] = [
     name: 'append, several messages',
     write: (s, m) => store.append(s, [m, { type: 'second', data: {} }]),
   },
+  {
+    name: 'append, several messages, exact version',
+    write: (s, m) => store.append(s, [m, { type: 'second', data: {} }], { expectedVersion: 'no_stream' }),
+  },
   { name: 'appendMultiple', write: (s, m) => store.appendMultiple([{ stream: s, messages: m }]) },
   {
     name: 'conditional append',
