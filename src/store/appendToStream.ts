@@ -1,4 +1,4 @@
-import { messageLockKeys, messagesLockKeys, takeLocksSql } from '../consistency/lockKeys.js';
+import { messageLockKeys, messagesLockKeys, takeLocksSql, takeTwoLocksSql } from '../consistency/lockKeys.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
@@ -108,13 +108,16 @@ export const headSql = (ctx: SqlContext, stream: string) =>
   `coalesce((SELECT max(h.stream_position) FROM ${ctx.s}.messages h WHERE h.stream_name = ${stream}), 0)`;
 
 const appendOneSqlText = (ctx: SqlContext, tagged: boolean) => {
-  // The head check, then the message's lock keys ($8, shared): taken before its position is drawn.
+  // The head check, then the message's lock keys (shared): taken before its position is drawn. An
+  // untagged message has two ($7 and $8: (*, *) and (type, *)), a tagged one more ($8, an array).
+  if (!tagged)
+    return `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
+     SELECT $1, $2, $3::bigint + 1, $4, $5, $6, '{}'::text[]
+      WHERE ${headSql(ctx, '$2')} = $3::bigint AND ${takeTwoLocksSql(ctx.s, '$7::text', '$8::text')}
+     RETURNING global_position`;
   const insert = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
      SELECT $1, $2, $3::bigint + 1, $4, $5, $6, $7
       WHERE ${headSql(ctx, '$2')} = $3::bigint AND ${takeLocksSql(ctx.s, '$8::text[]')} > 0`;
-  if (!tagged)
-    return `${insert}
-     RETURNING global_position`;
   return `WITH inserted AS (
      ${insert}
      RETURNING global_position, transaction_id, type, tags
@@ -227,17 +230,16 @@ export interface SingleInsert {
  */
 export async function insertOne(db: Queryable, ctx: SqlContext, m: SingleInsert): Promise<number | null> {
   const tagged = m.tags.length > 0;
+  const keys = messageLockKeys(m);
   const { rows } = await db.query<{ global_position: number }>(
-    statement(ctx, `append_one${tagged ? '_tagged' : ''}`, appendOneSql(ctx, tagged), [
-      m.id,
-      m.stream,
-      m.n,
-      m.type,
-      m.data,
-      m.metadata,
-      m.tags,
-      messageLockKeys(m),
-    ]),
+    statement(
+      ctx,
+      `append_one${tagged ? '_tagged' : ''}`,
+      appendOneSql(ctx, tagged),
+      tagged
+        ? [m.id, m.stream, m.n, m.type, m.data, m.metadata, m.tags, keys]
+        : [m.id, m.stream, m.n, m.type, m.data, m.metadata, keys[0], keys[1]],
+    ),
   );
   return rows[0]?.global_position ?? null;
 }

@@ -94,6 +94,11 @@ interface WritePath {
 const paths: WritePath[] = [
   { name: 'append, exact version', write: (s, m) => store.append(s, m, { expectedVersion: 'no_stream' }) },
   {
+    name: 'append, exact version, untagged',
+    write: (s, m) => store.append(s, { ...m, tags: [] }, { expectedVersion: 'no_stream' }),
+    tags: false,
+  },
+  {
     name: 'append, exact version, group-committed',
     write: (s, m) => afterFillers('plain', () => store.append(s, m, { expectedVersion: 'no_stream' })),
   },
