@@ -71,6 +71,43 @@ function worker(
   return w;
 }
 
+/** The held-commit trigger's lock has a waiter: a dequeue's COMMIT is pending. */
+async function commitWaiting(): Promise<boolean> {
+  const { rows } = await db.pool.query(
+    `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1`,
+    [LOCK],
+  );
+  return rows.length > 0;
+}
+
+/**
+ * Once the job's delivery `deliveries` is leased, wait until the database's clock passes the end of
+ * that lease's first visibility and the lease reaches beyond it (a heartbeat extended it).
+ */
+async function outlivesFirstVisibility(id: string, deliveries: number): Promise<void> {
+  const leased = async () =>
+    (
+      await db.pool.query<{ visible_at: Date }>(
+        `SELECT visible_at FROM "${db.schema}".queue_jobs WHERE id = $1 AND deliveries = $2`,
+        [id, deliveries],
+      )
+    ).rows[0]?.visible_at;
+  let first: Date | undefined;
+  await until(async () => (first = await leased()) !== undefined, `delivery ${deliveries} leased`, 10_000);
+  await until(
+    async () =>
+      (
+        await db.pool.query(
+          `SELECT 1 FROM "${db.schema}".queue_jobs
+            WHERE id = $1 AND deliveries = $2 AND now() > $3 AND visible_at > $3`,
+          [id, deliveries, first],
+        )
+      ).rows.length > 0,
+    `delivery ${deliveries} extended past its first visibility`,
+    10_000,
+  );
+}
+
 async function jobRow(id: string) {
   const r = await db.pool.query<{ deliveries: number; lease_token: string | null }>(
     `SELECT deliveries, lease_token FROM "${db.schema}".queue_jobs WHERE id = $1`,
@@ -97,9 +134,9 @@ describe('a delivery reaches its handler before its commit is confirmed', () => 
       await until(() => started.length === 1, 'the handler started before the commit');
       expect(started[0]).toMatchObject({ id, deliveries: 1 });
       expect(await jobRow(id)).toEqual({ deliveries: 0, lease_token: null });
-      // The handler returned; its ack waits for the delivery's commit (a while, to see it wait).
+      // The handler returned while the dequeue's COMMIT still waits on the lock: no ack yet.
       await until(() => returned, 'the handler returned');
-      await new Promise((r) => setTimeout(r, 100));
+      await until(commitWaiting, 'the dequeue commit waiting on the lock');
       expect(events).toEqual([]);
       expect(await jobRow(id)).toEqual({ deliveries: 0, lease_token: null });
       await lock.query('SELECT pg_advisory_unlock($1)', [LOCK]);
@@ -186,7 +223,7 @@ describe('a delivery reaches its handler before its commit is confirmed', () => 
           // The first (given up) handler ignores its signal and returns once the job is delivered
           // here again; the second runs past the visibility timeout, kept by the heartbeat.
           if (calls.length === 1) await until(() => calls.length === 2, 'the second delivery', 15_000);
-          else await new Promise((r) => setTimeout(r, 2500));
+          else await outlivesFirstVisibility(job.id, 2);
         },
         events,
         { pool, visibilityTimeout: '1s' },
