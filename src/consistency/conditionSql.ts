@@ -1,5 +1,5 @@
 import type { SqlContext } from '../db/queryable.js';
-import { headSql, TAG_SEPARATOR_CHAR, taggedCte } from '../store/appendToStream.js';
+import { headSql, splitTagsSql, TAG_SEPARATOR_CHAR, taggedCte } from '../store/appendToStream.js';
 import { takeLocksSql } from './lockKeys.js';
 import type { QueryItem } from './query.js';
 
@@ -137,7 +137,7 @@ function buildOne(
 ), inserted AS (
   INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
   SELECT $1::uuid, $2::text, $3::bigint + 1, $4::text, $5::jsonb, $6::jsonb,
-         CASE WHEN $7::text = '' THEN '{}'::text[] ELSE string_to_array($7::text, chr(31)) END
+         ${splitTagsSql('$7::text')}
     FROM gate
    WHERE gate.read_committed AND NOT gate.conflict AND ${headSql(ctx, '$2::text')} = $3::bigint
   RETURNING global_position, transaction_id, type, tags
@@ -176,7 +176,7 @@ function buildBatch(
 ), inserted AS (
   INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
   SELECT g.id, g.stream_name, g.n + 1, g.type, g.data, g.metadata,
-         CASE WHEN g.tags = '' THEN '{}'::text[] ELSE string_to_array(g.tags, chr(31)) END
+         ${splitTagsSql('g.tags')}
     FROM gate g
    WHERE NOT g.conflict AND ${headSql(ctx, 'g.stream_name')} = g.n
    ORDER BY g.ord

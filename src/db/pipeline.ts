@@ -60,8 +60,22 @@ function arrayElement(v: unknown): string {
   return `"${String(v).replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
 }
 
+/** Parse (unnamed only: named ones are prepared before), Bind, optionally Describe, Execute. */
+function sendStatement(connection: Connection, s: PipelinedStatement, describe: boolean): void {
+  if (s.name === undefined) connection.parse({ name: '', text: s.text, types: [] });
+  connection.bind({ portal: '', statement: s.name ?? '', values: s.values ?? [], valueMapper: toParam });
+  if (describe) connection.describe({ type: 'P', name: '' });
+  connection.execute({ portal: '', rows: 0 });
+}
+
+/** A RowDescription's columns. */
+function fieldsOf(msg: Message): PipelinedField[] {
+  const fields = (msg.fields ?? []) as { name: string; dataTypeID?: number }[];
+  return fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID ?? 25 }));
+}
+
 /**
- * Base of the two submittables: settles on ReadyForQuery, or on an error (pg's client then drops
+ * Base of the submittables: settles on ReadyForQuery, or on an error (pg's client then drops
  * the query and reads the ReadyForQuery that follows itself, before it sends anything else).
  */
 abstract class Submission {
@@ -119,17 +133,7 @@ class Pipelined extends Submission {
     connection.stream.cork?.();
     try {
       const last = this.statements.length - 1;
-      for (const [i, s] of this.statements.entries()) {
-        if (s.name === undefined) connection.parse({ name: '', text: s.text, types: [] });
-        connection.bind({
-          portal: '',
-          statement: s.name ?? '',
-          values: s.values ?? [],
-          valueMapper: toParam,
-        });
-        if (i === last) connection.describe({ type: 'P', name: '' });
-        connection.execute({ portal: '', rows: 0 });
-      }
+      for (const [i, s] of this.statements.entries()) sendStatement(connection, s, i === last);
       connection.sync();
     } finally {
       connection.stream.uncork?.();
@@ -167,24 +171,13 @@ class PipelinedEach extends Submission {
   }
 
   override handleRowDescription(msg: Message): void {
-    const fields = (msg.fields ?? []) as { name: string; dataTypeID?: number }[];
-    this.fields[this.#at] = fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID ?? 25 }));
+    this.fields[this.#at] = fieldsOf(msg);
   }
 
   submit(connection: Connection): void {
     connection.stream.cork?.();
     try {
-      for (const s of this.statements) {
-        if (s.name === undefined) connection.parse({ name: '', text: s.text, types: [] });
-        connection.bind({
-          portal: '',
-          statement: s.name ?? '',
-          values: s.values ?? [],
-          valueMapper: toParam,
-        });
-        connection.describe({ type: 'P', name: '' });
-        connection.execute({ portal: '', rows: 0 });
-      }
+      for (const s of this.statements) sendStatement(connection, s, true);
       connection.sync();
     } finally {
       connection.stream.uncork?.();
@@ -227,13 +220,9 @@ class RowsBeforeCommit extends Submission {
   }
 
   submit(connection: Connection): void {
-    const s = this.statement;
     connection.stream.cork?.();
     try {
-      if (s.name === undefined) connection.parse({ name: '', text: s.text, types: [] });
-      connection.bind({ portal: '', statement: s.name ?? '', values: s.values ?? [], valueMapper: toParam });
-      connection.describe({ type: 'P', name: '' });
-      connection.execute({ portal: '', rows: 0 });
+      sendStatement(connection, this.statement, true);
       connection.flush();
       connection.sync();
     } finally {
@@ -242,8 +231,7 @@ class RowsBeforeCommit extends Submission {
   }
 
   override handleRowDescription(msg: Message): void {
-    const fields = (msg.fields ?? []) as { name: string; dataTypeID?: number }[];
-    this.fields = fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID ?? 25 }));
+    this.fields = fieldsOf(msg);
   }
 
   override handleDataRow(msg: Message): void {
@@ -361,15 +349,8 @@ async function onClient(
   client: pg.PoolClient | pg.Client,
   statements: PipelinedStatement[],
 ): Promise<(string | null)[][]> {
-  const connection = (client as unknown as { connection: Connection }).connection;
   // Named statements are prepared on first use, one round trip each, once per connection.
-  for (const s of statements) {
-    if (s.name !== undefined && connection.parsedStatements[s.name] === undefined) {
-      const parse = new ParseOnly(s.name, s.text);
-      client.query(parse as unknown as pg.Submittable);
-      await parse.done;
-    }
-  }
+  await prepareNamed(client, statements);
   const run = new Pipelined(statements);
   client.query(run as unknown as pg.Submittable);
   await run.done;

@@ -356,7 +356,8 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
 
     /**
      * Wait for the delivery's commit before anything is said about the job; false (counted as
-     * lost) when it failed: the job is visible again, and no ack or nack of this delivery counts.
+     * lost) when it could not be confirmed: no ack or nack of this delivery counts (see
+     * dequeueJobsBeforeCommit for when the job comes back).
      */
     async delivered(row: DequeuedRow, held: Held): Promise<boolean> {
       try {

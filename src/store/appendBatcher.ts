@@ -2,7 +2,14 @@ import type pg from 'pg';
 import { messagesLockKeys, takeLocksSql } from '../consistency/lockKeys.js';
 import { GroupCommit } from '../db/groupCommit.js';
 import { type SqlContext, statement } from '../db/queryable.js';
-import { headSql, insertOne, type SingleInsert, TAG_SEPARATOR_CHAR, taggedCte } from './appendToStream.js';
+import {
+  headSql,
+  insertOne,
+  type SingleInsert,
+  splitTagsSql,
+  TAG_SEPARATOR_CHAR,
+  taggedCte,
+} from './appendToStream.js';
 import { type Notifier, WakeupCarrier } from './notifications.js';
 
 /*
@@ -27,7 +34,7 @@ const MAX_BATCH = 100;
 const batchSqlText = (ctx: SqlContext) => `WITH inserted AS (
   INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
   SELECT u.id, u.stream_name, u.n + 1, u.type, u.data, u.metadata,
-         CASE WHEN u.tags = '' THEN '{}'::text[] ELSE string_to_array(u.tags, chr(31)) END
+         ${splitTagsSql('u.tags')}
     FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[], $6::jsonb[], $7::text[])
          WITH ORDINALITY AS u(id, stream_name, n, type, data, metadata, tags, ord)
    -- The stream's head per row (a probe of the index per row), and once for the batch every

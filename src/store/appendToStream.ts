@@ -103,6 +103,10 @@ export const taggedCte = (ctx: SqlContext) => `tagged AS (
        FROM inserted i CROSS JOIN LATERAL unnest(i.tags) AS g(tag)
    )`;
 
+/** A message's tags as text[], from their joined form (TAG_SEPARATOR, '' for none) in `joined`. */
+export const splitTagsSql = (joined: string) =>
+  `CASE WHEN ${joined} = '' THEN '{}'::text[] ELSE string_to_array(${joined}, chr(31)) END`;
+
 /** The stream's head (0 without messages) for the stream named by `stream` (SQL text). */
 export const headSql = (ctx: SqlContext, stream: string) =>
   `coalesce((SELECT max(h.stream_position) FROM ${ctx.s}.messages h WHERE h.stream_name = ${stream}), 0)`;
@@ -125,14 +129,19 @@ const appendOneSqlText = (ctx: SqlContext, tagged: boolean) => {
    SELECT global_position FROM inserted`;
 };
 
-// The text per schema and shape, built once (it is sent with every append of that shape).
-const appendOneSqlCache = new Map<string, string>();
-function appendOneSql(ctx: SqlContext, tagged: boolean): string {
-  const key = `${tagged ? 't' : 'u'}${ctx.s}`;
-  let text = appendOneSqlCache.get(key);
+// The text per statement, schema and shape, built once (it is sent with every append of that shape).
+const sqlTexts = new Map<string, string>();
+function cachedSql(
+  build: (ctx: SqlContext, tagged: boolean) => string,
+  name: string,
+  ctx: SqlContext,
+  tagged: boolean,
+): string {
+  const key = `${name}${tagged ? 't' : 'u'}${ctx.s}`;
+  let text = sqlTexts.get(key);
   if (text === undefined) {
-    text = appendOneSqlText(ctx, tagged);
-    appendOneSqlCache.set(key, text);
+    text = build(ctx, tagged);
+    sqlTexts.set(key, text);
   }
   return text;
 }
@@ -149,9 +158,7 @@ function appendOneSql(ctx: SqlContext, tagged: boolean): string {
 const appendManySqlText = (ctx: SqlContext, tagged: boolean) => {
   const insert = `INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
      SELECT u.id, $1::text, $2::bigint + u.ord, u.type, u.data, u.metadata, ${
-       tagged
-         ? `CASE WHEN u.tags = '' THEN '{}'::text[] ELSE string_to_array(u.tags, chr(31)) END`
-         : `'{}'::text[]`
+       tagged ? splitTagsSql('u.tags') : `'{}'::text[]`
      }
        FROM unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]${tagged ? ', $8::text[]' : ''})
             WITH ORDINALITY AS u(id, type, data, metadata, ${tagged ? 'tags, ' : ''}ord)
@@ -162,19 +169,8 @@ const appendManySqlText = (ctx: SqlContext, tagged: boolean) => {
      ${insert}
      RETURNING ${returning}
    )${tagged ? `, ${taggedCte(ctx)}` : ''}
-   SELECT max(global_position) AS last_global_position, count(*)::int AS n FROM inserted`;
+   SELECT max(global_position) AS last_global_position FROM inserted`;
 };
-
-const appendManySqlCache = new Map<string, string>();
-function appendManySql(ctx: SqlContext, tagged: boolean): string {
-  const key = `${tagged ? 't' : 'u'}${ctx.s}`;
-  let text = appendManySqlCache.get(key);
-  if (text === undefined) {
-    text = appendManySqlText(ctx, tagged);
-    appendManySqlCache.set(key, text);
-  }
-  return text;
-}
 
 /** Several messages with an exact expected version, as one INSERT (see appendManySqlText). */
 async function appendManyExact(
@@ -196,20 +192,45 @@ async function appendManyExact(
     messagesLockKeys(messages),
   ];
   if (tagged) values.push(messages.map((m) => m.tags.join(TAG_SEPARATOR)));
-  let row: { last_global_position: number | null; n: number };
-  try {
-    const { rows } = await db.query<{ last_global_position: number | null; n: number }>(
-      statement(ctx, `append_many${tagged ? '_tagged' : ''}`, appendManySql(ctx, tagged), values),
+  return exactOutcome(db, ctx, stream, expected, messages.length, async () => {
+    const { rows } = await db.query<{ last_global_position: number | null }>(
+      statement(
+        ctx,
+        `append_many${tagged ? '_tagged' : ''}`,
+        cachedSql(appendManySqlText, 'many', ctx, tagged),
+        values,
+      ),
     );
-    row = rows[0]!;
+    // No row inserted (the stream is not at version N): max() is null.
+    return rows[0]?.last_global_position ?? null;
+  });
+}
+
+/**
+ * The result of an exact append of `count` messages whose insert (`run`) returns the last global
+ * position, or null when the stream was not at the expected version (nothing was written): then
+ * WrongExpectedVersionError with the version read here (inside a caller's transaction a read is
+ * still possible: nothing failed). A position taken by a concurrent appender is a lost race, its
+ * actual version left to the store (UNKNOWN_VERSION).
+ */
+async function exactOutcome(
+  db: Queryable,
+  ctx: SqlContext,
+  stream: string,
+  expected: ExpectedVersion,
+  count: number,
+  run: () => Promise<number | null>,
+): Promise<AppendResult> {
+  let globalPosition: number | null;
+  try {
+    globalPosition = await run();
   } catch (err) {
     if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
     throw err;
   }
-  // The stream is not at version N: nothing was written.
-  if (row.n === 0 || row.last_global_position === null)
+  if (globalPosition === null)
     throw new WrongExpectedVersionError(stream, expected, await streamVersion(db, ctx, stream));
-  return { streamVersion: n + messages.length, globalPosition: row.last_global_position };
+  return { streamVersion: expectedVersionCode(expected) + count, globalPosition };
 }
 
 /** One message for the single INSERT, its payload already JSON text. */
@@ -235,7 +256,7 @@ export async function insertOne(db: Queryable, ctx: SqlContext, m: SingleInsert)
     statement(
       ctx,
       `append_one${tagged ? '_tagged' : ''}`,
-      appendOneSql(ctx, tagged),
+      cachedSql(appendOneSqlText, 'one', ctx, tagged),
       tagged
         ? [m.id, m.stream, m.n, m.type, m.data, m.metadata, m.tags, keys]
         : [m.id, m.stream, m.n, m.type, m.data, m.metadata, keys[0], keys[1]],
@@ -263,18 +284,10 @@ async function appendOneExact(
     metadata: JSON.stringify(m.metadata),
     tags: m.tags,
   };
-  let globalPosition: number | null;
-  try {
-    globalPosition = await (batcher ? batcher.append(one, carrier) : insertOne(db, ctx, one));
-  } catch (err) {
-    if (isPositionTaken(err)) throw new WrongExpectedVersionError(stream, expected, UNKNOWN_VERSION);
-    throw err;
-  }
-  // Position N does not exist (or, in a batch, N + 1 was taken): nothing was written. The version
-  // is read here (inside a caller's transaction a read is still possible: nothing failed).
-  if (globalPosition === null)
-    throw new WrongExpectedVersionError(stream, expected, await streamVersion(db, ctx, stream));
-  return { streamVersion: one.n + 1, globalPosition };
+  // Null: the stream's head is not N (or, in a batch, N + 1 was taken).
+  return exactOutcome(db, ctx, stream, expected, 1, () =>
+    batcher ? batcher.append(one, carrier) : insertOne(db, ctx, one),
+  );
 }
 
 /** The `actual` of a WrongExpectedVersionError raised by a lost race, before the store looks it up. */

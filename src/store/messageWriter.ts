@@ -19,7 +19,7 @@ import type { Notifier } from './notifications.js';
  * - its message_tags rows commit with it;
  * - it holds its messages' lock keys (shared) before its positions are drawn, so a conditional
  *   append sees it or it comes after;
- * - on the store's pool: validated by prepareMessage(), announced after commit, and idempotent by
+ * - on the store's pool: validated by prepareMessageList(), announced after commit, and idempotent by
  *   message id after a lost reply (storedAppends.ts).
  */
 export class MessageWriter {

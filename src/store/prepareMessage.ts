@@ -45,7 +45,7 @@ export function prepareMessageList(
  * Every write path (append, conditional append, scheduling) goes through here, so a message is
  * refused the same way everywhere. A promise only when its schema validates asynchronously.
  */
-export function prepareMessage(
+function prepareMessage(
   m: NewMessage,
   defs: Record<string, MessageDefinition>,
   inherited: Metadata | undefined,

@@ -93,7 +93,14 @@ async function outlivesFirstVisibility(id: string, deliveries: number): Promise<
       )
     ).rows[0]?.visible_at;
   let first: Date | undefined;
-  await until(async () => (first = await leased()) !== undefined, `delivery ${deliveries} leased`, 10_000);
+  await until(
+    async () => {
+      first = await leased();
+      return first !== undefined;
+    },
+    `delivery ${deliveries} leased`,
+    10_000,
+  );
   await until(
     async () =>
       (

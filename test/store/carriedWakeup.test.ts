@@ -34,6 +34,15 @@ function countingPool(): { pool: pg.Pool; notifies: () => number } {
   return { pool, notifies: () => notifies };
 }
 
+/** A connection LISTENing on the schema's channel, and the payloads it received. */
+async function listenPayloads(): Promise<{ listener: pg.Client; payloads: string[] }> {
+  const listener = await db.client();
+  const payloads: string[] = [];
+  listener.on('notification', (n) => payloads.push(n.payload ?? ''));
+  await listener.query(`LISTEN "${channelFor(db.schema)}"`);
+  return { listener, payloads };
+}
+
 async function listen(): Promise<{ seen: number[]; close: () => Promise<void> }> {
   const listener = await db.client();
   const reader = await db.client();
@@ -106,10 +115,7 @@ describe('a wake-up carried by the append', () => {
   it('an enqueue on the pool carries its queue wake-up the same way', async () => {
     const { pool, notifies } = countingPool();
     const store = createMessageStore({ pool, schema: db.schema });
-    const listener = await db.client();
-    const payloads: string[] = [];
-    listener.on('notification', (n) => payloads.push(n.payload ?? ''));
-    await listener.query(`LISTEN "${channelFor(db.schema)}"`);
+    const { listener, payloads } = await listenPayloads();
     try {
       await store.enqueue('carried', { type: 'job', data: {} });
       await until(() => payloads.includes('queue:carried'), 'the queue wake-up');
@@ -126,10 +132,7 @@ describe('a wake-up carried by the append', () => {
   it('enqueues one after the other each carry their own wake-up: none waits for a window', async () => {
     const { pool, notifies } = countingPool();
     const store = createMessageStore({ pool, schema: db.schema });
-    const listener = await db.client();
-    const payloads: string[] = [];
-    listener.on('notification', (n) => payloads.push(n.payload ?? ''));
-    await listener.query(`LISTEN "${channelFor(db.schema)}"`);
+    const { listener, payloads } = await listenPayloads();
     try {
       // Back to back, well within any window a wake-up could be held for.
       for (let i = 0; i < 5; i++) await store.enqueue('back-to-back', { type: 'job', data: { i } });
