@@ -52,14 +52,22 @@ export function messageStoreContract(label: string, open: () => Promise<Contract
     });
     afterAll(async () => opened?.close());
 
-    /** Log reads are gap-safe on PostgreSQL: another file's open transaction may hold them back a moment. */
-    async function readAllAfter(start: LogPosition, count: number, cat?: string): Promise<RecordedMessage[]> {
+    /**
+     * Log reads are gap-safe on PostgreSQL: another file's open transaction may hold messages back a
+     * moment, and `logEnd()` may then stop before an earlier test's committed messages. So this waits
+     * until `count` messages that `keep` accepts are readable, and returns only those.
+     */
+    async function readAllAfter(
+      start: LogPosition,
+      count: number,
+      { category, keep = () => true }: { category?: string; keep?: (m: RecordedMessage) => boolean } = {},
+    ): Promise<RecordedMessage[]> {
       let got: RecordedMessage[] = [];
       await until(async () => {
-        const r = cat
-          ? await store.readCategory(cat, { after: start, limit: 10_000 })
+        const r = category
+          ? await store.readCategory(category, { after: start, limit: 10_000 })
           : await store.readAll({ after: start, limit: 10_000 });
-        got = r.messages;
+        got = r.messages.filter(keep);
         return got.length >= count;
       }, `${count} messages in the log`);
       return got;
@@ -313,9 +321,9 @@ export function messageStoreContract(label: string, open: () => Promise<Contract
             { type: 'c', data: { i } },
           ]);
         }
-        const ours = (await readAllAfter(start, 15)).filter(
-          (m) => m.streamName === s1 || m.streamName === s2,
-        );
+        const ours = await readAllAfter(start, 15, {
+          keep: (m) => m.streamName === s1 || m.streamName === s2,
+        });
         expect(ours).toHaveLength(15);
         for (let i = 1; i < ours.length; i++) {
           const prev = ours[i - 1]!;
@@ -358,7 +366,7 @@ export function messageStoreContract(label: string, open: () => Promise<Contract
           { type: 'a', data: {} },
         ]);
         await store.append(`${cat}-1-x`, { type: 'b', data: {} });
-        const read = await readAllAfter(start, 4, cat);
+        const read = await readAllAfter(start, 4, { category: cat });
         expect(read.map((m) => [m.streamName, m.type])).toEqual([
           [`${cat}-1`, 'a'],
           [`${cat}-2`, 'b'],
