@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool } from '../../src/db/pool.js';
 import { WrongExpectedVersionError } from '../../src/errors.js';
-import { queueNotifierFor } from '../../src/queues/queueWakeups.js';
+import { QueueNotifier, queueNotifierFor } from '../../src/queues/queueWakeups.js';
 import { createMessageStore } from '../../src/store/messageStore.js';
 import { channelFor } from '../../src/store/notifications.js';
 import { databaseUrl, setupDb, type TestDb } from '../helpers/db.js';
@@ -141,6 +141,25 @@ describe('a wake-up carried by the append', () => {
       await store.close();
       // Every one went out in its enqueue's round trip, none later on its own.
       expect(notifies()).toBe(0);
+    } finally {
+      await listener.end();
+      await pool.end();
+    }
+  });
+
+  it('a queue wake-up asked for while one is in flight goes out once that one is back', async () => {
+    // The pool's only connection is held, so the first NOTIFY stays in flight (waiting for it).
+    const pool = createPool(databaseUrl(), { max: 1 });
+    const notifier = new QueueNotifier(pool, { schema: db.schema, s: `"${db.schema}"`, prepared: true });
+    const { listener, payloads } = await listenPayloads();
+    const held = await pool.connect();
+    try {
+      notifier.notify('first');
+      notifier.notify('second');
+      held.release();
+      // No flush(): the second is sent by the first's return alone.
+      await until(() => payloads.includes('queue:second'), 'the wake-up asked for meanwhile');
+      expect(payloads.filter((p) => p.startsWith('queue:'))).toEqual(['queue:first', 'queue:second']);
     } finally {
       await listener.end();
       await pool.end();
