@@ -1,5 +1,5 @@
 /*
- * Settings for the transactions of workers' hot statements (set_config(..., true), for the current
+ * Settings for one transaction of a hot statement (set_config(..., true), for the current
  * transaction only), sent before the statement runs: mostly how the statement is planned.
  *
  * A prepared statement is planned at each of its first five executions; the server then keeps its

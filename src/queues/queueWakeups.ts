@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { NO_FLUSH } from '../db/planSettings.js';
 import type { SqlContext } from '../db/queryable.js';
 import { type CarriedWakeup, channelFor } from '../store/notifications.js';
 import { transactionStatuses } from './queueJobsSql.js';
@@ -12,7 +13,7 @@ export function queueOfPayload(payload: string): string | undefined {
 }
 
 /** One NOTIFY per queue, committed without waiting for a WAL flush (the jobs are durable already). */
-const NOTIFY_QUEUES_SQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, 'queue:' || q)
+const NOTIFY_QUEUES_SQL = `SELECT ${NO_FLUSH}, pg_notify($1, 'queue:' || q)
   FROM unnest($2::text[]) AS q`;
 
 /** Longest wait between two looks at the transactions enqueued in that have not ended yet. */

@@ -341,13 +341,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
           stats.completed++;
           this.completedSinceFlush++;
         } else stats.lost++;
-        opts.onProcessed?.({
-          queue: this.q.name,
-          id: row.id,
-          type: row.type,
-          deliveries: row.deliveries,
-          outcome: ok ? 'completed' : 'lost',
-        });
+        this.processed(row, ok ? 'completed' : 'lost');
         return;
       }
       const dead = row.deliveries >= this.q.maxDeliveries;
@@ -365,14 +359,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
         return true;
       } catch (err) {
         stats.lost++;
-        opts.onProcessed?.({
-          queue: this.q.name,
-          id: row.id,
-          type: row.type,
-          deliveries: row.deliveries,
-          outcome: 'lost',
-          error: toError(err),
-        });
+        this.processed(row, 'lost', toError(err));
         return false;
       }
     }
@@ -420,13 +407,18 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
         this.failedSinceFlush++;
         if (outcome === 'dead') stats.dead++;
       }
+      this.processed(row, outcome, failure);
+    }
+
+    /** Tell onProcessed how this delivery of `row` ended. */
+    processed(row: DequeuedRow, outcome: JobProcessedEvent['outcome'], error?: Error | null): void {
       opts.onProcessed?.({
         queue: this.q.name,
         id: row.id,
         type: row.type,
         deliveries: row.deliveries,
         outcome,
-        ...(failure ? { error: failure } : {}),
+        ...(error ? { error } : {}),
       });
     }
 

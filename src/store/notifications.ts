@@ -6,6 +6,7 @@ import {
   rowObjects,
   runPipelinedWithFields,
 } from '../db/pipeline.js';
+import { NO_FLUSH } from '../db/planSettings.js';
 import { type Queryable, type SqlContext, schemaTag, statement, withClient } from '../db/queryable.js';
 import { isConnectionError } from '../db/sqlstate.js';
 
@@ -15,7 +16,7 @@ export function channelFor(schema: string): string {
   return channel.length <= 63 ? channel : `beckett_${schemaTag(schema)}`;
 }
 
-const NOTIFY_SQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')`;
+const NOTIFY_SQL = `SELECT ${NO_FLUSH}, pg_notify($1, '')`;
 
 /** Default shortest time between two wake-ups of one store. */
 export const NOTIFY_WINDOW_MS = 3;
