@@ -51,6 +51,16 @@ const args = (workerId: string): ClaimArgs => ({
   leaseMs: 30_000,
 });
 
+/** A message on `stream` and its checkpoint at version 1, for group G's subscription live to claim. */
+async function checkpointToClaim(stream: string): Promise<void> {
+  await db.store.append(stream, { type: 't', data: {} });
+  await db.pool.query(
+    `INSERT INTO ${ctx.s}.checkpoints (group_name, subscription_name, stream_name, stream_version)
+     VALUES ('G', 'live', $1, 1)`,
+    [stream],
+  );
+}
+
 async function leases(): Promise<Map<string, string | null>> {
   const { rows } = await db.pool.query(
     `SELECT stream_name, lease_id::text AS lease FROM ${ctx.s}.checkpoints ORDER BY stream_name`,
@@ -151,11 +161,7 @@ describe('claims and completions shared by the consumers of a process', () => {
   it("a claim's commit waits for its WAL flush even in a transaction that turned the flush off", async () => {
     // A reader round commits without a flush unless it claimed: the claim statement itself turns
     // the flush back on (a lease must survive a database crash while its holder works).
-    await db.store.append('b-8', { type: 't', data: {} });
-    await db.pool.query(
-      `INSERT INTO ${ctx.s}.checkpoints (group_name, subscription_name, stream_name, stream_version)
-       VALUES ('G', 'live', 'b-8', 1)`,
-    );
+    await checkpointToClaim('b-8');
     const client = await db.pool.connect();
     const flush = async () =>
       (await client.query<{ s: string }>("SELECT current_setting('synchronous_commit') AS s")).rows[0]!.s;
@@ -181,11 +187,7 @@ describe('claims and completions shared by the consumers of a process', () => {
   it("a lone completion waiting on its checkpoint's row while another consumer takes the lease over writes nothing", async () => {
     // One completion alone is the update by key with its generic plan (planSettings.ts): it must
     // still recheck the lease id on the row version the takeover commits (one holder acks).
-    await db.store.append('b-8', { type: 't', data: {} });
-    await db.pool.query(
-      `INSERT INTO ${ctx.s}.checkpoints (group_name, subscription_name, stream_name, stream_version)
-       VALUES ('G', 'live', 'b-8', 1)`,
-    );
+    await checkpointToClaim('b-8');
     const [held] = await claimCheckpoints(db.pool, ctx, args('H'), [randomUUID()]);
     expect(held?.stream).toBe('b-8');
     const taker = await db.pool.connect();
@@ -223,11 +225,7 @@ describe('claims and completions shared by the consumers of a process', () => {
     // The interleaving that deadlocked when one transaction held both: the claim waits (here on a
     // lock of the subscriptions table, which the completion does not read) while another writer (the
     // reader's upsert) needs the completed checkpoint's row.
-    await db.store.append('b-7', { type: 't', data: {} });
-    await db.pool.query(
-      `INSERT INTO ${ctx.s}.checkpoints (group_name, subscription_name, stream_name, stream_version)
-       VALUES ('G', 'live', 'b-7', 1)`,
-    );
+    await checkpointToClaim('b-7');
     const [held] = await claimCheckpoints(db.pool, ctx, args('F'), [randomUUID()]);
     expect(held?.stream).toBe('b-7');
     const barrier = await db.pool.connect();
