@@ -28,13 +28,27 @@ export const NOTIFY_WINDOW_MS = 3;
  * latency); appends that follow within the window share one trailing NOTIFY at its end, so a busy
  * writer sends at most one per window instead of one per append, and the last append of a burst is
  * always announced. At most one NOTIFY is in flight.
+ *
+ * A wake-up rides on a write's own round trip when it can (WakeupCarrier claims it): one that comes
+ * due while a write is in flight waits for that write to end, and is sent on its own only if no
+ * write claims it by the next event-loop turn (a writer's next append starts in the microtasks
+ * after its last one resolves), or one window after it came due if writes keep it waiting. Sent on
+ * its own at once instead, beside a writer that appends without pause, it would leave the writer's
+ * next append nothing to carry, and the writer would pay a round trip and a transaction on the
+ * server for one wake-up in every window (test/store/carriedWakeup.test.ts).
  */
-export class Notifier {
+export class Notifier implements CarriedWakeup {
   #inFlight = false;
   #pending = false;
   #closed = false;
   #lastSentAt = Number.NEGATIVE_INFINITY;
   #timer: NodeJS.Timeout | undefined;
+  /** The turn after which a due wake-up nobody claimed is sent on its own. */
+  #turn: NodeJS.Immediate | undefined;
+  /** Writes in flight that may claim the wake-up (see writeStarted). */
+  #writes = 0;
+  /** When the pending wake-up came due while writes were in flight (they may carry it). */
+  #dueSince: number | undefined;
   readonly #pool: pg.Pool;
   readonly #channel: string;
   readonly #windowMs: number;
@@ -56,10 +70,7 @@ export class Notifier {
     if (this.#closed || this.#inFlight) return undefined;
     const now = performance.now();
     if (now < this.#lastSentAt + this.#windowMs) return undefined;
-    if (this.#timer) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
+    this.#cancel();
     this.#pending = false;
     this.#lastSentAt = now;
     return this.#statement;
@@ -70,6 +81,22 @@ export class Notifier {
     this.notify();
   }
 
+  /** A write that may claim the wake-up is starting (WakeupCarrier). */
+  writeStarted(): void {
+    this.#writes++;
+  }
+
+  /** That write has ended: a wake-up it left unclaimed is sent, unless the next write claims it. */
+  writeEnded(): void {
+    this.#writes--;
+    if (this.#writes === 0 && this.#dueSince !== undefined) {
+      // The wait for writes in flight is over: no need to wait out the rest of the window.
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    this.#schedule();
+  }
+
   /** Note that messages were committed; a NOTIFY follows within the window. Never throws. */
   notify(): void {
     if (this.#closed) return;
@@ -78,10 +105,20 @@ export class Notifier {
   }
 
   #schedule(): void {
-    if (this.#inFlight || this.#timer || !this.#pending || this.#closed) return;
-    const wait = this.#lastSentAt + this.#windowMs - performance.now();
+    if (this.#inFlight || this.#timer || this.#turn || !this.#pending || this.#closed) return;
+    const now = performance.now();
+    let wait = this.#lastSentAt + this.#windowMs - now;
+    if (wait <= 0 && this.#writes > 0) {
+      // Due while writes are in flight: their end (writeEnded) or one more window sends it.
+      this.#dueSince ??= now;
+      wait = this.#dueSince + this.#windowMs - now;
+    }
     if (wait <= 0) {
-      void this.#send();
+      this.#turn = setImmediate(() => {
+        this.#turn = undefined;
+        if (this.#pending && !this.#closed) void this.#send();
+      });
+      this.#turn.unref();
       return;
     }
     this.#timer = setTimeout(() => {
@@ -92,9 +129,18 @@ export class Notifier {
     this.#timer.unref();
   }
 
+  #cancel(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#turn) clearImmediate(this.#turn);
+    this.#turn = undefined;
+    this.#dueSince = undefined;
+  }
+
   async #send(): Promise<void> {
     this.#inFlight = true;
     this.#pending = false;
+    this.#dueSince = undefined;
     this.#lastSentAt = performance.now();
     try {
       // Wake-ups are an optimisation (pollers are the backstop): a failed NOTIFY is not an error.
@@ -109,9 +155,8 @@ export class Notifier {
 
   /** Send a pending wake-up now and wait for the NOTIFY in flight, if any. */
   async flush(): Promise<void> {
-    if (this.#timer) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
+    if (this.#timer || this.#turn) {
+      this.#cancel();
       if (this.#pending && !this.#closed && !this.#inFlight) void this.#send();
     }
     while (this.#inFlight) await new Promise((r) => setTimeout(r, 1));
@@ -129,6 +174,10 @@ export interface CarriedWakeup {
   claim(): pg.QueryConfig | undefined;
   /** The write that took the wake-up failed before sending it: it is owed again. */
   owe(): void;
+  /** A write that may claim the wake-up starts (optional: a wake-up may wait for its end). */
+  writeStarted?(): void;
+  /** That write has ended. */
+  writeEnded?(): void;
 }
 
 /**
@@ -160,6 +209,17 @@ export class WakeupCarrier {
   ): Promise<{ rows: R[]; rowCount: number }> {
     const config: pg.QueryConfig =
       typeof textOrConfig === 'string' ? { text: textOrConfig, ...(values ? { values } : {}) } : textOrConfig;
+    this.wakeup.writeStarted?.();
+    try {
+      return await this.#query<R>(config);
+    } finally {
+      this.wakeup.writeEnded?.();
+    }
+  }
+
+  async #query<R extends pg.QueryResultRow>(
+    config: pg.QueryConfig,
+  ): Promise<{ rows: R[]; rowCount: number }> {
     const notify = this.carried ? undefined : this.wakeup.claim();
     if (!notify) {
       const r = await this.pool.query<R>(config);
