@@ -153,13 +153,17 @@ export class Notifier implements CarriedWakeup {
     }
   }
 
-  /** Send a pending wake-up now and wait for the NOTIFY in flight, if any. */
+  /**
+   * Send a pending wake-up now and wait for it and the NOTIFY in flight, if any: one asked for while
+   * that one was in flight goes out when it returns, not at the end of its window.
+   */
   async flush(): Promise<void> {
-    if (this.#timer || this.#turn) {
+    for (;;) {
+      while (this.#inFlight) await new Promise((r) => setTimeout(r, 1));
+      if (!this.#pending || this.#closed) return;
       this.#cancel();
-      if (this.#pending && !this.#closed && !this.#inFlight) void this.#send();
+      await this.#send();
     }
-    while (this.#inFlight) await new Promise((r) => setTimeout(r, 1));
   }
 
   /** Stop sending (the store flushes first, so no pending wake-up is dropped). */

@@ -5,7 +5,7 @@ import { createPool } from '../../src/db/pool.js';
 import { WrongExpectedVersionError } from '../../src/errors.js';
 import { QueueNotifier, queueNotifierFor } from '../../src/queues/queueWakeups.js';
 import { createMessageStore } from '../../src/store/messageStore.js';
-import { channelFor } from '../../src/store/notifications.js';
+import { channelFor, Notifier } from '../../src/store/notifications.js';
 import { databaseUrl, setupDb, type TestDb } from '../helpers/db.js';
 import { until } from '../helpers/until.js';
 
@@ -160,6 +160,31 @@ describe('a wake-up carried by the append', () => {
       await locker.end();
       await listener.end();
       await store.close();
+      await pool.end();
+    }
+  });
+
+  it('flush() sends the wake-up asked for while another was in flight before it returns', async () => {
+    // The pool's only connection is held: the first NOTIFY waits for it (in flight), the second
+    // is asked for meanwhile, inside the window (long here) of the first. flush(), as the store's
+    // close() runs it, must send the second once the first is back, not leave it to the window's
+    // timer, which a closed notifier no longer honours.
+    const { pool, notifies } = countingPool();
+    const notifier = new Notifier(pool, createMessageStore({ pool, schema: db.schema }).sqlContext, 60_000);
+    const { listener, payloads } = await listenPayloads();
+    const held = await pool.connect();
+    try {
+      notifier.notify();
+      await until(() => notifies() === 1, 'the first NOTIFY sent');
+      notifier.notify();
+      const flushed = notifier.flush();
+      held.release();
+      await flushed;
+      notifier.close();
+      expect(notifies()).toBe(2);
+      await until(() => payloads.length === 2, 'both wake-ups');
+    } finally {
+      await listener.end();
       await pool.end();
     }
   });
