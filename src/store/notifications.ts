@@ -29,26 +29,29 @@ export const NOTIFY_WINDOW_MS = 3;
  * writer sends at most one per window instead of one per append, and the last append of a burst is
  * always announced. At most one NOTIFY is in flight.
  *
- * A wake-up rides on a write's own round trip when it can (WakeupCarrier claims it): one that comes
- * due while a write is in flight waits for that write to end, and is sent on its own only if no
- * write claims it by the next event-loop turn (a writer's next append starts in the microtasks
- * after its last one resolves), or one window after it came due if writes keep it waiting. Sent on
- * its own at once instead, beside a writer that appends without pause, it would leave the writer's
- * next append nothing to carry, and the writer would pay a round trip and a transaction on the
- * server for one wake-up in every window (test/store/carriedWakeup.test.ts).
+ * A wake-up rides on a write's own round trip when it can (WakeupCarrier claims it). One owed
+ * while a write is in flight waits for that write to end; at its end, it is sent on its own (when
+ * due, else at the end of its window) only if no write has started by the next event-loop turn (a
+ * writer's next append starts in the microtasks after its last one resolves) and claimed it. Writes
+ * that keep it waiting hold it back for one window at most after it came due. So beside a writer
+ * that appends without pause no timer fires while an append is in flight and no NOTIFY goes out on
+ * its own: each window's wake-up rides on the first append after it came due. (Sent on its own
+ * beside the writer, it would leave that append nothing to carry, and the writer would pay a round
+ * trip and a server transaction for one wake-up in every window, test/store/carriedWakeup.test.ts;
+ * a timer firing mid-append costs the writer more than the carried NOTIFY.)
  */
 export class Notifier implements CarriedWakeup {
   #inFlight = false;
   #pending = false;
   #closed = false;
   #lastSentAt = Number.NEGATIVE_INFINITY;
+  /** Sends the pending wake-up: at the end of its window once no write is in flight, or at the
+   *  latest one window after it came due. */
   #timer: NodeJS.Timeout | undefined;
-  /** The turn after which a due wake-up nobody claimed is sent on its own. */
+  /** The next turn, when it looks whether a write has started to carry the pending wake-up. */
   #turn: NodeJS.Immediate | undefined;
   /** Writes in flight that may claim the wake-up (see writeStarted). */
   #writes = 0;
-  /** When the pending wake-up came due while writes were in flight (they may carry it). */
-  #dueSince: number | undefined;
   readonly #pool: pg.Pool;
   readonly #channel: string;
   readonly #windowMs: number;
@@ -86,14 +89,9 @@ export class Notifier implements CarriedWakeup {
     this.#writes++;
   }
 
-  /** That write has ended: a wake-up it left unclaimed is sent, unless the next write claims it. */
+  /** That write has ended: a wake-up still owed is sent, unless the next write claims it. */
   writeEnded(): void {
     this.#writes--;
-    if (this.#writes === 0 && this.#dueSince !== undefined) {
-      // The wait for writes in flight is over: no need to wait out the rest of the window.
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
     this.#schedule();
   }
 
@@ -105,26 +103,31 @@ export class Notifier implements CarriedWakeup {
   }
 
   #schedule(): void {
-    if (this.#inFlight || this.#timer || this.#turn || !this.#pending || this.#closed) return;
-    const now = performance.now();
-    let wait = this.#lastSentAt + this.#windowMs - now;
-    if (wait <= 0 && this.#writes > 0) {
-      // Due while writes are in flight: their end (writeEnded) or one more window sends it.
-      this.#dueSince ??= now;
-      wait = this.#dueSince + this.#windowMs - now;
+    if (this.#inFlight || !this.#pending || this.#closed) return;
+    // The latest it goes out, whatever the writes in flight do: one window after it came due.
+    if (!this.#timer) {
+      const now = performance.now();
+      this.#arm(Math.max(this.#lastSentAt + this.#windowMs, now) + this.#windowMs - now);
     }
-    if (wait <= 0) {
-      this.#turn = setImmediate(() => {
-        this.#turn = undefined;
-        if (this.#pending && !this.#closed) void this.#send();
-      });
-      this.#turn.unref();
-      return;
-    }
+    // No write in flight: next turn, unless a write has started by then (it may claim it).
+    if (this.#writes > 0 || this.#turn) return;
+    this.#turn = setImmediate(() => {
+      this.#turn = undefined;
+      if (this.#inFlight || !this.#pending || this.#closed || this.#writes > 0) return;
+      const wait = this.#lastSentAt + this.#windowMs - performance.now();
+      if (wait > 0) this.#arm(wait);
+      else void this.#send();
+    });
+    this.#turn.unref();
+  }
+
+  /** (Re)arm the timer that sends the pending wake-up in `ms`. */
+  #arm(ms: number): void {
+    clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#schedule();
-    }, wait);
+      if (this.#pending && !this.#inFlight && !this.#closed) void this.#send();
+    }, ms);
     // A pending wake-up never keeps the process alive on its own.
     this.#timer.unref();
   }
@@ -134,13 +137,12 @@ export class Notifier implements CarriedWakeup {
     this.#timer = undefined;
     if (this.#turn) clearImmediate(this.#turn);
     this.#turn = undefined;
-    this.#dueSince = undefined;
   }
 
   async #send(): Promise<void> {
+    this.#cancel();
     this.#inFlight = true;
     this.#pending = false;
-    this.#dueSince = undefined;
     this.#lastSentAt = performance.now();
     try {
       // Wake-ups are an optimisation (pollers are the backstop): a failed NOTIFY is not an error.
