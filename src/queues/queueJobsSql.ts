@@ -25,7 +25,6 @@ export interface DequeuedRow {
   metadata: Metadata;
   deliveries: number;
   created_at: Date;
-  run_at: Date;
   errors: JobError[];
   /** Deliveries before this one: at maxDeliveries already, the job goes to the dead letters. */
   previous: number;
@@ -111,7 +110,7 @@ function dequeueStatement(ctx: SqlContext, args: DequeueArgs): pg.QueryConfig {
                          'worker', p.previous_holder)) END
          FROM picked p
         WHERE j.id = p.id
-       RETURNING j.id, j.key, j.type, j.data, j.metadata, j.deliveries, j.created_at, j.run_at, j.errors,
+       RETURNING j.id, j.key, j.type, j.data, j.metadata, j.deliveries, j.created_at, j.errors,
                  p.previous`,
     [args.queue, args.limit, args.visibilityMs, args.maxDeliveries, args.token, args.workerId],
   );

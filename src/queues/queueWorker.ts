@@ -123,10 +123,36 @@ export function findQueue(config: ResolvedConfig, name: string): ResolvedQueue {
   );
 }
 
+/**
+ * An AbortController made when its signal is first asked for: most handlers never look at
+ * ctx.signal, and a controller and its signal per job were about 6% of the worker's CPU on no-op
+ * jobs (a CPU profile, bench/README session 14). One asked for after the abort comes aborted.
+ */
+class LazyAbort {
+  #controller: AbortController | undefined;
+  #reason: unknown;
+  aborted = false;
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.aborted) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  abort(reason?: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+}
+
 /** A held delivery: its token, and the abort for its handler. */
 interface Held {
   token: string;
-  abort: AbortController;
+  abort: LazyAbort;
   /**
    * Local end of the visibility, on the monotonic clock (performance.now(): a wall clock set back
    * would keep a holder running past it): from before the dequeue or the last extension was sent.
@@ -268,7 +294,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
     }
 
     start(row: DequeuedRow, token: string, deadline: number, committed: Promise<void>): void {
-      const held: Held = { token, abort: new AbortController(), deadline, committed };
+      const held: Held = { token, abort: new LazyAbort(), deadline, committed };
       // This delivery's entry only: the job may be delivered here again while this handler still runs.
       const release = () => {
         if (this.held.get(row.id) === held) this.held.delete(row.id);
@@ -307,11 +333,23 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
         errors: row.errors,
       };
       const cause = { id: row.id, metadata: row.metadata };
+      const who = `queue:${this.q.name}`;
+      // Made when the handler first uses them (a no-op handler pays for none).
+      let causedStore: MessageStore | undefined;
+      let enqueue: JobContext['enqueue'] | undefined;
       const jobCtx: JobContext = {
         queue: this.q.name,
-        signal: held.abort.signal,
-        store: store.causedBy(cause),
-        enqueue: handlerEnqueue(store, cause, { who: `queue:${this.q.name}` }),
+        get signal() {
+          return held.abort.signal;
+        },
+        get store() {
+          causedStore ??= store.causedBy(cause);
+          return causedStore;
+        },
+        get enqueue() {
+          enqueue ??= handlerEnqueue(store, cause, { who });
+          return enqueue;
+        },
       };
       let failure: Error | undefined;
       // Bounded by handlerTimeout (a failed delivery) and by a stop past the drain timeout (the call
@@ -493,8 +531,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
     abortLost(now: number): void {
       const beatLost = liveness.lost(now);
       for (const [jid, h] of this.held)
-        if ((h.deadline <= now || beatLost) && !h.abort.signal.aborted)
-          h.abort.abort(new VisibilityLostError(jid));
+        if ((h.deadline <= now || beatLost) && !h.abort.aborted) h.abort.abort(new VisibilityLostError(jid));
     }
 
     async statsLoop(): Promise<void> {

@@ -48,7 +48,8 @@ export function boundHandlerCall(
     subscription: string;
     owner?: HandlerOwner;
     timeoutMs: number;
-    attempt: AbortController;
+    /** Aborted with the reason on a timeout or a forced stop (the handler's signal). */
+    attempt: { abort(reason?: unknown): void };
     force: AbortSignal | undefined;
   },
 ): Promise<void> {

@@ -75,4 +75,40 @@ describe('queues.<name>.handlerTimeout', () => {
       await worker.stop();
     }
   });
+  it('a handler that first looks at ctx.signal after its timeout finds it aborted, with the reason', async () => {
+    // The worker makes a delivery's AbortController only when the handler asks for its signal:
+    // one asked for after the abort must still come aborted.
+    const events: string[] = [];
+    const seen: { aborted: boolean; reason: unknown }[] = [];
+    const config = resolveConfig({
+      database: { schema: db.schema },
+      queues: {
+        late: {
+          handlerTimeout: 100,
+          visibilityTimeout: '10m',
+          maxDeliveries: 1,
+          handler: async (_job: Job, ctx: JobContext) => {
+            await until(() => events.length > 0, 'the delivery timed out');
+            seen.push({ aborted: ctx.signal.aborted, reason: ctx.signal.reason });
+          },
+        },
+      },
+    });
+    const worker = createQueueWorker({
+      pool: db.pool,
+      config,
+      queues: ['late'],
+      onProcessed: (e) => events.push(`${e.deliveries}:${e.outcome}:${e.error?.name}`),
+    });
+    await worker.start();
+    try {
+      await db.store.enqueue('late', { type: 'x', data: {} });
+      await until(() => seen.length === 1, 'the handler looked at its signal');
+      expect(events).toEqual(['1:dead:HandlerTimeoutError']);
+      expect(seen[0]!.aborted).toBe(true);
+      expect(seen[0]!.reason).toBeInstanceOf(HandlerTimeoutError);
+    } finally {
+      await worker.stop();
+    }
+  });
 });
