@@ -44,13 +44,13 @@ async function listenPayloads(): Promise<{ listener: pg.Client; payloads: string
   return { listener, payloads };
 }
 
-/** Backends of this database waiting for an advisory lock. */
-async function waitingOnAdvisoryLocks(): Promise<number> {
+/** Backends waiting for a lock that the backend `pid` holds (other test files run beside this one). */
+async function blockedBy(pid: number): Promise<number> {
   const c = await db.client();
   try {
     const { rows } = await c.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      'SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1::int = ANY(pg_blocking_pids(pid))',
+      [pid],
     );
     return rows[0]!.n;
   } finally {
@@ -141,11 +141,12 @@ describe('a wake-up carried by the append', () => {
     const locker = await db.client();
     const [, typeKey] = messageLockKeys({ type: 'blocked' });
     await locker.query(`SELECT pg_advisory_lock("${db.schema}".lock_id($1))`, [typeKey]);
+    const lockerPid = (await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     try {
       await store.append('hang-b', { type: 'x', data: {} });
       await until(() => payloads.length === 1, 'the first wake-up');
       const hanging = store.append('hang-a', { type: 'blocked', data: {} });
-      await until(async () => (await waitingOnAdvisoryLocks()) === 1, 'writer A waiting for the lock');
+      await until(async () => (await blockedBy(lockerPid)) === 1, 'writer A waiting for the lock');
       // Two appends of B at once: the first carries a wake-up, the second, inside its window, owes
       // one.
       await Promise.all([
@@ -153,7 +154,7 @@ describe('a wake-up carried by the append', () => {
         store.append('hang-c', { type: 'x', data: {} }),
       ]);
       await until(() => payloads.length === 3, 'the wake-up of the third append');
-      expect(await waitingOnAdvisoryLocks()).toBe(1);
+      expect(await blockedBy(lockerPid)).toBe(1);
       await locker.query('SELECT pg_advisory_unlock_all()');
       await hanging;
     } finally {
