@@ -235,6 +235,8 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
     /** Handlers running now (a job being acked or nacked no longer takes a slot). */
     handlers = 0;
     readonly wake: Wakeup;
+    /** Who enqueues from its handlers (handlerEnqueue). */
+    readonly who: string;
     acks: { id: string; token: string; resolve: (ok: boolean) => void }[] = [];
     acking = false;
     completedSinceFlush = 0;
@@ -244,6 +246,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
       this.q = q;
       this.concurrency = opts.concurrency ?? q.concurrency;
       this.wake = wakeups.get(q.name)!;
+      this.who = `queue:${q.name}`;
     }
 
     async fetchLoop(): Promise<void> {
@@ -333,7 +336,7 @@ export function createQueueWorker(opts: QueueWorkerOptions): QueueWorker {
         errors: row.errors,
       };
       const cause = { id: row.id, metadata: row.metadata };
-      const who = `queue:${this.q.name}`;
+      const who = this.who;
       // Made when the handler first uses them (a no-op handler pays for none).
       let causedStore: MessageStore | undefined;
       let enqueue: JobContext['enqueue'] | undefined;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Job, JobContext } from '../../src/config/types.js';
+import type { Job, JobContext, QueueConfig } from '../../src/config/types.js';
 import { resolveConfig } from '../../src/config/validate.js';
 import { createQueueWorker } from '../../src/queues/queueWorker.js';
 import { HandlerTimeoutError } from '../../src/subscriptions/boundHandlerCall.js';
@@ -12,34 +12,39 @@ beforeAll(async () => {
 });
 afterAll(async () => db.close());
 
+/** A started worker of the one queue `name`; each delivery's outcome is pushed to `events`. */
+async function startQueue(name: string, queue: QueueConfig, events: string[], drainTimeoutMs?: number) {
+  const worker = createQueueWorker({
+    pool: db.pool,
+    config: resolveConfig({ database: { schema: db.schema }, queues: { [name]: queue } }),
+    queues: [name],
+    ...(drainTimeoutMs === undefined ? {} : { drainTimeoutMs }),
+    onProcessed: (e) => events.push(`${e.deliveries}:${e.outcome}:${e.error?.name}`),
+  });
+  await worker.start();
+  return worker;
+}
+
 describe('queues.<name>.handlerTimeout', () => {
   it('a handler that never returns: each delivery fails with a timeout, its signal aborts, and the job is dead after maxDeliveries', async () => {
     const calls: { delivery: number; signal: AbortSignal }[] = [];
     const events: string[] = [];
-    const config = resolveConfig({
-      database: { schema: db.schema },
-      queues: {
-        stuck: {
-          handlerTimeout: 150,
-          // Far longer than the test: only the timeout can end a delivery.
-          visibilityTimeout: '10m',
-          maxDeliveries: 3,
-          backoff: { initialMs: 10, maxMs: 20 },
-          handler: (job: Job, ctx: JobContext) => {
-            calls.push({ delivery: job.deliveries, signal: ctx.signal });
-            return new Promise<void>(() => undefined);
-          },
+    const worker = await startQueue(
+      'stuck',
+      {
+        handlerTimeout: 150,
+        // Far longer than the test: only the timeout can end a delivery.
+        visibilityTimeout: '10m',
+        maxDeliveries: 3,
+        backoff: { initialMs: 10, maxMs: 20 },
+        handler: (job: Job, ctx: JobContext) => {
+          calls.push({ delivery: job.deliveries, signal: ctx.signal });
+          return new Promise<void>(() => undefined);
         },
       },
-    });
-    const worker = createQueueWorker({
-      pool: db.pool,
-      config,
-      queues: ['stuck'],
-      drainTimeoutMs: 100,
-      onProcessed: (e) => events.push(`${e.deliveries}:${e.outcome}:${e.error?.name}`),
-    });
-    await worker.start();
+      events,
+      100,
+    );
     try {
       const id = await db.store.enqueue('stuck', { type: 'x', data: {} });
       await until(
@@ -80,27 +85,19 @@ describe('queues.<name>.handlerTimeout', () => {
     // one asked for after the abort must still come aborted.
     const events: string[] = [];
     const seen: { aborted: boolean; reason: unknown }[] = [];
-    const config = resolveConfig({
-      database: { schema: db.schema },
-      queues: {
-        late: {
-          handlerTimeout: 100,
-          visibilityTimeout: '10m',
-          maxDeliveries: 1,
-          handler: async (_job: Job, ctx: JobContext) => {
-            await until(() => events.length > 0, 'the delivery timed out');
-            seen.push({ aborted: ctx.signal.aborted, reason: ctx.signal.reason });
-          },
+    const worker = await startQueue(
+      'late',
+      {
+        handlerTimeout: 100,
+        visibilityTimeout: '10m',
+        maxDeliveries: 1,
+        handler: async (_job: Job, ctx: JobContext) => {
+          await until(() => events.length > 0, 'the delivery timed out');
+          seen.push({ aborted: ctx.signal.aborted, reason: ctx.signal.reason });
         },
       },
-    });
-    const worker = createQueueWorker({
-      pool: db.pool,
-      config,
-      queues: ['late'],
-      onProcessed: (e) => events.push(`${e.deliveries}:${e.outcome}:${e.error?.name}`),
-    });
-    await worker.start();
+      events,
+    );
     try {
       await db.store.enqueue('late', { type: 'x', data: {} });
       await until(() => seen.length === 1, 'the handler looked at its signal');
