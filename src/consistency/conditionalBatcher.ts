@@ -125,6 +125,7 @@ export class ConditionalBatcher {
       maxInFlight: MAX_IN_FLIGHT,
       maxBatch: MAX_BATCH,
       fillTurn: true,
+      evenShares: true,
       fits,
     });
   }

@@ -75,6 +75,7 @@ export class AppendBatcher {
       maxInFlight: MAX_IN_FLIGHT,
       maxBatch: MAX_BATCH,
       fillTurn: true,
+      evenShares: true,
     });
   }
 

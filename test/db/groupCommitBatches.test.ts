@@ -12,7 +12,7 @@ interface Job {
   settle(): void;
 }
 
-function harness(maxInFlight: number) {
+function harness(maxInFlight: number, evenShares = false) {
   const batches: string[][] = [];
   const running: (() => void)[] = [];
   const group = new GroupCommit<Job>({
@@ -36,6 +36,7 @@ function harness(maxInFlight: number) {
     maxInFlight,
     maxBatch: 100,
     fillTurn: true,
+    evenShares,
   });
   const push = (name: string) => new Promise<void>((settle) => group.push({ name, settle }));
   return { batches, running, group, push };
@@ -82,5 +83,51 @@ describe('group commit: how batches form', () => {
     running[2]!();
     running[0]!();
     await Promise.all(writers);
+  });
+
+  it('with even shares, a batch takes its share of the jobs queued and running', async () => {
+    const { batches, running, push } = harness(2, true);
+    void push('x'); // one job running in the other slot
+    const jobs = Array.from({ length: 15 }, (_, i) => push(`j${i}`));
+    await turn();
+    // (15 queued + 1 running) / 2 slots: 8 now, not all 15 beside a batch of one.
+    expect(batches.map((b) => b.length)).toEqual([1, 8]);
+    running[0]!(); // 'x' commits: the other 7 take its slot
+    await turn();
+    await turn();
+    expect(batches.map((b) => b.length)).toEqual([1, 8, 7]);
+    running[1]!();
+    running[2]!();
+    await Promise.all(jobs);
+  });
+
+  it('with even shares, writers stuck in a batch of 15 and one of 1 spread over both slots', async () => {
+    // 16 writers appending without pause; the batches commit in the order they started. Without
+    // even shares the 15 and the 1 refill their own batches for ever.
+    const sizesAfter = async (evenShares: boolean) => {
+      const { batches, running, push } = harness(2, evenShares);
+      let stop = false;
+      const writer = async (name: string) => {
+        for (let i = 0; !stop; i++) await push(`${name}.${i}`);
+      };
+      void writer('w0'); // alone: a batch of 1
+      const rest = Array.from({ length: 15 }, (_, k) => writer(`w${k + 1}`));
+      await turn();
+      let settled = 0;
+      for (let round = 0; round < 12; round++) {
+        running[settled++]!();
+        for (let t = 0; t < 3; t++) await turn();
+      }
+      const last = batches.slice(-4).map((b) => b.length);
+      stop = true;
+      while (settled < running.length) {
+        running[settled++]!();
+        await turn();
+      }
+      await Promise.all(rest);
+      return last;
+    };
+    expect(await sizesAfter(false)).toEqual([1, 15, 1, 15]);
+    for (const size of await sizesAfter(true)) expect(size).toBe(8);
   });
 });
