@@ -125,7 +125,6 @@ export class ConditionalBatcher {
       maxInFlight: MAX_IN_FLIGHT,
       maxBatch: MAX_BATCH,
       fillTurn: true,
-      evenShares: true,
       fits,
     });
   }

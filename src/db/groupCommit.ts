@@ -69,6 +69,24 @@ export class GroupCommit<J> {
     this.#pump();
   }
 
+  /**
+   * Run a lone job directly when nothing is running or queued: `run` is the job's `one` without the
+   * queue around it (no promise of its own to settle, no batch array). It counts as a batch in
+   * flight, so jobs pushed meanwhile queue and batch as ever. Undefined (nothing run) when another
+   * job is running or queued: push it then. Throws StoreClosedError after close().
+   */
+  runAlone<T>(run: () => Promise<T>): Promise<T> | undefined {
+    if (this.#closed) throw new StoreClosedError();
+    if (this.#inFlight > 0 || this.#queue.length > 0) return undefined;
+    this.#inFlight++;
+    this.#inFlightJobs++;
+    return run().finally(() => {
+      this.#inFlight--;
+      this.#inFlightJobs--;
+      this.#pump();
+    });
+  }
+
   /** Take no more jobs; resolves once every job taken is settled. Idempotent. */
   close(): Promise<void> {
     this.#closed = true;

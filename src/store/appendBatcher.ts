@@ -75,7 +75,7 @@ export class AppendBatcher {
       maxInFlight: MAX_IN_FLIGHT,
       maxBatch: MAX_BATCH,
       fillTurn: true,
-      evenShares: true,
+      evenShares: !process.env.EXP_PLAIN_NOEVEN,
     });
   }
 
@@ -84,7 +84,12 @@ export class AppendBatcher {
    * when the stream is not at version `m.n` (shorter, or someone else took the position).
    */
   append(m: SingleInsert, carrier?: WakeupCarrier): Promise<number | null> {
-    return new Promise((resolve, reject) => this.#group.push({ ...m, carrier, resolve, reject }));
+    // Alone (nothing else in flight or queued): the single INSERT at once, on the appender's own
+    // carrier, without the queue's promise, job object and carrier of the batch path.
+    return (
+      this.#group.runAlone(() => insertOne(carrier?.db ?? this.#pool, this.#ctx, m)) ??
+      new Promise((resolve, reject) => this.#group.push({ ...m, carrier, resolve, reject }))
+    );
   }
 
   /** Take no more appends; resolves once those taken are settled. */

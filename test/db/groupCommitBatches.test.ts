@@ -130,4 +130,30 @@ describe('group commit: how batches form', () => {
     expect(await sizesAfter(false)).toEqual([1, 15, 1, 15]);
     for (const size of await sizesAfter(true)) expect(size).toBe(8);
   });
+
+  it('runAlone runs a lone job directly; jobs pushed meanwhile wait and batch, close() waits for it', async () => {
+    const { batches, running, group, push } = harness(1);
+    let finish!: (v: string) => void;
+    const alone = group.runAlone(() => new Promise<string>((r) => (finish = r)));
+    expect(alone).toBeInstanceOf(Promise);
+    // It holds the only slot: these queue, and a second lone job is refused (undefined: push it).
+    const queued = [push('a'), push('b')];
+    expect(group.runAlone(async () => 'never')).toBeUndefined();
+    expect(batches).toEqual([]);
+    let closed = false;
+    const closing = group.close().then(() => {
+      closed = true;
+    });
+    await turn();
+    expect(closed).toBe(false);
+    finish('done');
+    expect(await alone).toBe('done');
+    await turn();
+    expect(batches).toEqual([['a', 'b']]);
+    running[0]!();
+    await Promise.all(queued);
+    await closing;
+    expect(closed).toBe(true);
+    expect(() => group.runAlone(async () => 'late')).toThrow(/closed/i);
+  });
 });
