@@ -75,7 +75,7 @@ export class AppendBatcher {
       maxInFlight: MAX_IN_FLIGHT,
       maxBatch: MAX_BATCH,
       fillTurn: true,
-      evenShares: !process.env.EXP_PLAIN_NOEVEN,
+      evenShares: true,
     });
   }
 
