@@ -80,7 +80,13 @@ export class GroupCommit<J> {
     if (this.#inFlight > 0 || this.#queue.length > 0) return undefined;
     this.#inFlight++;
     this.#inFlightJobs++;
-    return run().finally(() => {
+    let running: Promise<T>;
+    try {
+      running = run();
+    } catch (err) {
+      running = Promise.reject(err);
+    }
+    return running.finally(() => {
       this.#inFlight--;
       this.#inFlightJobs--;
       this.#pump();

@@ -156,4 +156,18 @@ describe('group commit: how batches form', () => {
     expect(closed).toBe(true);
     expect(() => group.runAlone(async () => 'late')).toThrow(/closed/i);
   });
+
+  it('runAlone gives back its slot when the job throws before it returns a promise', async () => {
+    const { batches, running, group, push } = harness(1);
+    const boom = group.runAlone(() => {
+      throw new Error('boom');
+    });
+    await expect(boom).rejects.toThrow('boom');
+    // The slot is free again: a pushed job starts at once, and close() does not wait for the throw.
+    const job = push('a');
+    expect(batches).toEqual([['a']]);
+    running[0]!();
+    await job;
+    await group.close();
+  });
 });
