@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { messagesLockKeys, takeLocksSql } from '../consistency/lockKeys.js';
+import { messagesLockKeys, takeLocksSql, takeTwoLocksSql } from '../consistency/lockKeys.js';
 import { GroupCommit } from '../db/groupCommit.js';
 import { type SqlContext, statement } from '../db/queryable.js';
 import {
@@ -31,20 +31,35 @@ const MAX_IN_FLIGHT = 2;
 /** Appends per batch statement. */
 const MAX_BATCH = 100;
 
-const batchSqlText = (ctx: SqlContext) => `WITH inserted AS (
+/**
+ * The batch's shapes: with tags (the tags rows from the same statement), without, and without and
+ * of one type, whose two lock keys (`(*, *)` and `(type, *)`) are taken by two scalar calls instead
+ * of the array form's unnest, sort and aggregate (as the single INSERT does, appendToStream.ts).
+ */
+type BatchShape = 'tagged' | 'untagged' | 'one_type';
+
+const batchSqlText = (ctx: SqlContext, shape: BatchShape) => {
+  const tagged = shape === 'tagged';
+  // Untagged: no tags parameter; the lock keys are $7 (an array) or $7 and $8 (one type).
+  const locks =
+    shape === 'one_type'
+      ? takeTwoLocksSql(ctx.s, '$7::text', '$8::text')
+      : `${takeLocksSql(ctx.s, tagged ? '$8::text[]' : '$7::text[]')} > 0`;
+  return `WITH inserted AS (
   INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
   SELECT u.id, u.stream_name, u.n + 1, u.type, u.data, u.metadata,
-         ${splitTagsSql('u.tags')}
-    FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[], $6::jsonb[], $7::text[])
-         WITH ORDINALITY AS u(id, stream_name, n, type, data, metadata, tags, ord)
+         ${tagged ? splitTagsSql('u.tags') : "'{}'::text[]"}
+    FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[], $6::jsonb[]${tagged ? ', $7::text[]' : ''})
+         WITH ORDINALITY AS u(id, stream_name, n, type, data, metadata, ${tagged ? 'tags, ' : ''}ord)
    -- The stream's head per row (a probe of the index per row), and once for the batch every
-   -- message's lock keys ($8), shared, before any position is drawn.
-   WHERE ${headSql(ctx, 'u.stream_name')} = u.n AND ${takeLocksSql(ctx.s, '$8::text[]')} > 0
+   -- message's lock keys, shared, before any position is drawn.
+   WHERE ${headSql(ctx, 'u.stream_name')} = u.n AND ${locks}
    ORDER BY u.ord
   ON CONFLICT (stream_name, stream_position) DO NOTHING
-  RETURNING id, global_position, transaction_id, type, tags
-), ${taggedCte(ctx)}
+  RETURNING ${tagged ? 'id, global_position, transaction_id, type, tags' : 'id, global_position'}
+)${tagged ? `, ${taggedCte(ctx)}` : ''}
 SELECT id, global_position FROM inserted`;
+};
 
 interface Pending extends SingleInsert {
   /** The appender's own carrier: told when the batch's round trip carried the wake-up. */
@@ -57,7 +72,7 @@ interface Pending extends SingleInsert {
 export class AppendBatcher {
   readonly #pool: pg.Pool;
   readonly #ctx: SqlContext;
-  readonly #batchSql: string;
+  readonly #batchSql: Record<BatchShape, string>;
   readonly #group: GroupCommit<Pending>;
   readonly #notifier: Notifier | undefined;
 
@@ -66,7 +81,11 @@ export class AppendBatcher {
     this.#pool = pool;
     this.#ctx = ctx;
     this.#notifier = notifier;
-    this.#batchSql = batchSqlText(ctx);
+    this.#batchSql = {
+      tagged: batchSqlText(ctx, 'tagged'),
+      untagged: batchSqlText(ctx, 'untagged'),
+      one_type: batchSqlText(ctx, 'one_type'),
+    };
     this.#group = new GroupCommit<Pending>({
       one: (p) => this.#runOne(p),
       many: (batch) => this.#runMany(batch),
@@ -104,17 +123,36 @@ export class AppendBatcher {
   async #runMany(batch: Pending[]): Promise<void> {
     // The batch's round trip carries the store's wake-up when one is due (see WakeupCarrier).
     const carrier = this.#carrier();
-    const { rows } = await (carrier?.db ?? this.#pool).query<{ id: string; global_position: number }>(
-      statement(this.#ctx, 'append_batch', this.#batchSql, [
-        batch.map((p) => p.id),
-        batch.map((p) => p.stream),
-        batch.map((p) => p.n),
-        batch.map((p) => p.type),
-        batch.map((p) => p.data),
-        batch.map((p) => p.metadata),
+    const values: unknown[] = [
+      batch.map((p) => p.id),
+      batch.map((p) => p.stream),
+      batch.map((p) => p.n),
+      batch.map((p) => p.type),
+      batch.map((p) => p.data),
+      batch.map((p) => p.metadata),
+    ];
+    const keys = messagesLockKeys(batch);
+    let shape: BatchShape;
+    if (batch.some((p) => p.tags.length > 0)) {
+      shape = 'tagged';
+      values.push(
         batch.map((p) => p.tags.join(TAG_SEPARATOR_CHAR)),
-        messagesLockKeys(batch),
-      ]),
+        keys,
+      );
+    } else if (keys.length === 2) {
+      shape = 'one_type';
+      values.push(keys[0], keys[1]);
+    } else {
+      shape = 'untagged';
+      values.push(keys);
+    }
+    const { rows } = await (carrier?.db ?? this.#pool).query<{ id: string; global_position: number }>(
+      statement(
+        this.#ctx,
+        shape === 'tagged' ? 'append_batch' : `append_batch_${shape}`,
+        this.#batchSql[shape],
+        values,
+      ),
     );
     const positions = new Map(rows.map((r) => [r.id, r.global_position]));
     for (const p of batch) {

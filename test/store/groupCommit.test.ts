@@ -51,6 +51,83 @@ describe('group commit of single appends on the store pool', () => {
     expect(await count(`SELECT count(*) AS n FROM "$S".message_tags WHERE tag LIKE 'gc:%'`)).toBe(taggedWon);
   });
 
+  // The batch statement has three shapes (appendBatcher.ts): untagged of one type (its two lock keys
+  // as scalars), untagged of several types, tagged. Each must hold every message's lock keys before
+  // it draws positions, and keep every append's own outcome.
+  for (const shape of ['one type', 'several types', 'tagged'] as const) {
+    it(`a batch of ${shape === 'tagged' ? 'tagged messages' : shape} holds its lock keys and keeps each append's outcome`, async () => {
+      const store = db.makeStore();
+      const prefix = `shape-${shape.replace(' ', '-')}`;
+      const type = `${prefix}-T`;
+      const make = (i: number) => ({
+        type: shape === 'several types' && i % 2 === 1 ? `${prefix}-U` : type,
+        data: { i },
+        ...(shape === 'tagged' ? { tags: [`${prefix}:${i}`] } : {}),
+      });
+      for (let i = 0; i < 4; i++) await store.append(`${prefix}-${i}`, { type: 'opened', data: {} });
+      // A conditional append on `type` holds its key: every batch with a message of `type` waits.
+      const holder = await db.pool.connect();
+      let appends: Promise<PromiseSettledResult<unknown>[]>;
+      try {
+        await holder.query('BEGIN');
+        await holder.query(`SELECT pg_advisory_xact_lock("${db.schema}".lock_id($1))`, [`t=${type}\u001f*`]);
+        // The first runs alone; the others queue while it waits and go as batches: the second slot's
+        // batch must wait too. Two stale appends (version 3 of streams at 1) and two twins (a second
+        // append at version 1 of a stream) ride along.
+        const all = [
+          ...Array.from({ length: 8 }, (_, i) =>
+            store.append(`${prefix}-s${i}`, make(i), { expectedVersion: 'no_stream' }),
+          ),
+          ...[0, 1].map((i) => store.append(`${prefix}-${i}`, make(i), { expectedVersion: 3 })),
+          ...[2, 3].map((i) => store.append(`${prefix}-${i}`, make(2 * i), { expectedVersion: 1 })),
+          ...[2, 3].map((i) => store.append(`${prefix}-${i}`, make(2 * i + 100), { expectedVersion: 1 })),
+        ];
+        appends = Promise.allSettled(all);
+        await until(
+          async () =>
+            (await count(
+              `SELECT count(*) AS n FROM pg_locks l WHERE l.locktype = 'advisory' AND NOT l.granted
+                  AND ((l.classid::bigint << 32) | l.objid::bigint) = "$S".lock_id($1)`,
+              [`t=${type}\u001f*`],
+            )) === 2,
+          'the lone append and a batch waiting for the key',
+          10_000,
+        );
+        expect(
+          await count(`SELECT count(*) AS n FROM "$S".messages WHERE stream_name LIKE $1`, [`${prefix}-s%`]),
+        ).toBe(0);
+        await holder.query('COMMIT');
+      } finally {
+        await holder.query('ROLLBACK').catch(() => undefined);
+        holder.release();
+      }
+      const results = await appends;
+      expect(results.slice(0, 8).map((r) => r.status)).toEqual(Array(8).fill('fulfilled'));
+      for (const r of results.slice(8, 10)) {
+        expect(r.status).toBe('rejected');
+        expect((r as PromiseRejectedResult).reason).toMatchObject({ expected: 3, actual: 1 });
+      }
+      // Of each pair of twins exactly one won; the other lost to it.
+      for (const i of [0, 1]) {
+        const pair = [results[10 + i]!, results[12 + i]!];
+        expect(pair.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+        expect((pair.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toBeInstanceOf(
+          WrongExpectedVersionError,
+        );
+      }
+      const written = `SELECT %s FROM "$S".messages WHERE stream_name LIKE $1 AND type <> 'opened'`;
+      expect(await count(written.replace('%s', 'count(*) AS n'), [`${prefix}-%`])).toBe(10);
+      // Batches formed: fewer transactions than appends.
+      expect(
+        await count(written.replace('%s', 'count(DISTINCT transaction_id) AS n'), [`${prefix}-%`]),
+      ).toBeLessThan(10);
+      if (shape === 'tagged')
+        expect(
+          await count(`SELECT count(*) AS n FROM "$S".message_tags WHERE tag LIKE $1`, [`${prefix}:%`]),
+        ).toBe(10);
+    });
+  }
+
   it('a payload PostgreSQL refuses fails only its own append', async () => {
     const store = db.makeStore();
     // jsonb refuses \u0000: the batch statement fails and its appends run again one by one.
