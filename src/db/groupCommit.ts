@@ -79,17 +79,22 @@ export class GroupCommit<J> {
   runAlone<T>(run: () => Promise<T>): Promise<T> | undefined {
     if (this.#closed) throw new StoreClosedError();
     if (this.#inFlight > 0 || this.#queue.length > 0) return undefined;
+    return this.#hold(1, run);
+  }
+
+  /** Run `start` as a batch in flight of `jobs` jobs; its slot is given back once it settles. */
+  #hold<T>(jobs: number, start: () => Promise<T>): Promise<T> {
     this.#inFlight++;
-    this.#inFlightJobs++;
+    this.#inFlightJobs += jobs;
     let running: Promise<T>;
     try {
-      running = run();
+      running = start();
     } catch (err) {
       running = Promise.reject(err);
     }
     return running.finally(() => {
       this.#inFlight--;
-      this.#inFlightJobs--;
+      this.#inFlightJobs -= jobs;
       this.#pump();
     });
   }
@@ -123,13 +128,7 @@ export class GroupCommit<J> {
   #start(): void {
     while (this.#inFlight < this.#opts.maxInFlight && this.#queue.length > 0) {
       const batch = this.#take();
-      this.#inFlight++;
-      this.#inFlightJobs += batch.length;
-      void this.#run(batch).finally(() => {
-        this.#inFlight--;
-        this.#inFlightJobs -= batch.length;
-        this.#pump();
-      });
+      void this.#hold(batch.length, () => this.#run(batch));
     }
     if (this.#inFlight === 0 && this.#queue.length === 0) for (const idle of this.#idle.splice(0)) idle();
   }

@@ -103,10 +103,10 @@ export class AppendBatcher {
    * when the stream is not at version `m.n` (shorter, or someone else took the position).
    */
   append(m: SingleInsert, carrier?: WakeupCarrier): Promise<number | null> {
-    // Alone (nothing else in flight or queued): the single INSERT at once, on the appender's own
-    // carrier, without the queue's promise, job object and carrier of the batch path.
+    // Alone (nothing else in flight or queued): the single INSERT at once, without the queue's
+    // promise and job object.
     return (
-      this.#group.runAlone(() => insertOne(carrier?.db ?? this.#pool, this.#ctx, m)) ??
+      this.#group.runAlone(() => this.#insertOne(m, carrier)) ??
       new Promise((resolve, reject) => this.#group.push({ ...m, carrier, resolve, reject }))
     );
   }
@@ -147,12 +147,7 @@ export class AppendBatcher {
       values.push(keys);
     }
     const { rows } = await (carrier?.db ?? this.#pool).query<{ id: string; global_position: number }>(
-      statement(
-        this.#ctx,
-        shape === 'tagged' ? 'append_batch' : `append_batch_${shape}`,
-        this.#batchSql[shape],
-        values,
-      ),
+      statement(this.#ctx, `append_batch_${shape}`, this.#batchSql[shape], values),
     );
     const positions = new Map(rows.map((r) => [r.id, r.global_position]));
     for (const p of batch) {
@@ -161,12 +156,14 @@ export class AppendBatcher {
     }
   }
 
+  /** The single INSERT, on the appender's carrier: its round trip carries the wake-up when one is due. */
+  #insertOne(m: SingleInsert, carrier: WakeupCarrier | undefined): Promise<number | null> {
+    return insertOne(carrier?.db ?? this.#pool, this.#ctx, m);
+  }
+
   async #runOne(p: Pending): Promise<void> {
     try {
-      const carrier = this.#carrier();
-      const position = await insertOne(carrier?.db ?? this.#pool, this.#ctx, p);
-      if (carrier?.carried && p.carrier) p.carrier.carried = true;
-      p.resolve(position);
+      p.resolve(await this.#insertOne(p, p.carrier));
     } catch (err) {
       p.reject(err);
     }
