@@ -42,6 +42,11 @@ export interface TailOptions {
   /** Message definitions whose upcasters apply to what is yielded. */
   definitions?: Record<string, MessageDefinition>;
   /**
+   * Called once, when the tail's start is fixed (before it yields anything): from then on, every
+   * message committed to the target is yielded. With `from: 'end'`, what committed before is not.
+   */
+  onStarted?: () => void;
+  /**
    * Called when the tail reaches the head of what is readable, before it waits: once at first, then
    * again each time it had been behind (read a full batch). Never called with `follow: false`'s end.
    */
@@ -247,7 +252,10 @@ async function* tail(
     let after: LogPosition | undefined;
     let seen = new Set<string>();
     read = async () => {
-      if (!after) ({ end: after, seen } = await logStart(pool, ctx, from));
+      if (!after) {
+        ({ end: after, seen } = await logStart(pool, ctx, from));
+        opts.onStarted?.();
+      }
       const r = await readAfter(after);
       after = r.position;
       // Messages already visible when the tail started are not new, however late they turn final.
@@ -258,7 +266,10 @@ async function* tail(
     const stream = opts.target.stream;
     let last: number | undefined;
     read = async () => {
-      last ??= await streamStart(pool, ctx, stream, from);
+      if (last === undefined) {
+        last = await streamStart(pool, ctx, stream, from);
+        opts.onStarted?.();
+      }
       const messages = await readStream(pool, ctx, stream, { from: last + 1, limit: batchSize });
       const lastRead = messages[messages.length - 1];
       if (lastRead) last = lastRead.streamPosition;

@@ -142,7 +142,7 @@ export function assertPositionOrTime(value: unknown, name: string, allowEnd = fa
   );
 }
 
-/** tailMessages(pool, ctx, { target, from, types, follow, signal, pollMs, batchSize, reconnectMs, definitions }). */
+/** tailMessages(pool, ctx, { target, from, types, follow, signal, pollMs, batchSize, reconnectMs, definitions, onStarted, onCaughtUp, wakeups }). */
 export function assertTailOptions(opts: unknown): void {
   if (opts === undefined) throw new InvalidInputError('tailMessages needs options with a target.');
   assertOptions(opts, 'tailMessages', [
@@ -155,6 +155,7 @@ export function assertTailOptions(opts: unknown): void {
     'batchSize',
     'reconnectMs',
     'definitions',
+    'onStarted',
     'onCaughtUp',
     'wakeups',
   ]);
@@ -176,7 +177,7 @@ export function assertTailOptions(opts: unknown): void {
     assertOptions(from, 'from', ['after']);
     assertLogPosition(from.after, 'from.after');
   } else assertPositionOrTime(o.from, 'from', true);
-  for (const k of ['onCaughtUp', 'wakeups'])
+  for (const k of ['onStarted', 'onCaughtUp', 'wakeups'])
     if (o[k] !== undefined && typeof o[k] !== 'function')
       throw new InvalidInputError(`${k} must be a function, got ${quoteValue(o[k])}.`);
   assertTypeList(o.types);

@@ -107,6 +107,48 @@ describe('es tail', () => {
     expect((await child).exitCode).toBe(0);
   });
 
+  it('says "following" once its start is fixed: a message committed after that line is printed', {
+    timeout: 120_000,
+  }, async () => {
+    // The start read (the stream's version) is held back by a lock on the log; a message commits
+    // while it waits. Printed before the start was read, the line would promise a message the tail
+    // then starts after (seen in CI: the tail printed nothing and ran into its timeout).
+    const holder = await db.pool.connect();
+    let child: ReturnType<typeof execa> | undefined;
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`LOCK TABLE "${db.schema}".messages IN ACCESS EXCLUSIVE MODE`);
+      child = execa('node', [ES_BIN, '--schema', db.schema, 'tail', 'held-1', '--count', '1'], {
+        reject: false,
+        env: { NO_COLOR: '1', ...env },
+        timeout: 90_000,
+      });
+      let err = '';
+      child.stderr?.on('data', (c: Buffer) => {
+        err += c.toString();
+      });
+      await untilAsync(async () => {
+        const { rows } = await db.pool.query(
+          `SELECT 1 FROM pg_stat_activity WHERE application_name = 'beckett-cli' AND wait_event_type = 'Lock'
+              AND query LIKE '%stream_name%'`,
+        );
+        return rows.length > 0;
+      }, "the tail's start read to wait on the lock");
+      expect(err).not.toContain('following');
+      await db.store.withTransaction(holder).append('held-1', { type: 'before', data: {} });
+      await holder.query('COMMIT');
+      await until(() => err.includes('following stream held-1'), 'the following line');
+      await db.store.append('held-1', { type: 'after', data: {} });
+      const r = await child;
+      expect(r.exitCode).toBe(0);
+      expect(String(r.stdout).trim()).toMatch(/^\s*\d+ \S+Z held-1@2 after \{\}$/);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+      child?.kill('SIGINT');
+    }
+  });
+
   it('follows a single stream (a name with "-") and filters types with --no-follow', {
     timeout: 120_000,
   }, async () => {

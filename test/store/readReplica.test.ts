@@ -142,6 +142,8 @@ describe('a read replica', () => {
       err += c.toString();
     });
     // Each wait names what the tail printed so far (a CI run once timed the whole test out here).
+    // The "following" line comes once the tail's start is read from the replica: appended after it,
+    // both messages are new to the tail (a CI run once appended before that read had run).
     const said = () => `; es tail printed stdout ${JSON.stringify(out)} stderr ${JSON.stringify(err)}`;
     await until(() => err.includes('following stream tail-1'), 'es tail to start', 40_000).catch((e: Error) =>
       Promise.reject(new Error(e.message + said())),

@@ -105,7 +105,6 @@ Ctrl-C stops (exit 0).`,
           const follow = opts.follow !== false && !opts.exitAtEnd;
           const what = 'stream' in followed ? `stream ${followed.stream}` : `category ${followed.category}`;
           const streams = 'category' in followed ? ` (streams ${followed.category}-*)` : '';
-          warn(`following ${what}${streams}, ${describeStart(from)}${follow ? '; Ctrl-C stops' : ''}`);
           // Whether the target exists only adds a note: asked beside the tail's first read, not before.
           const described = describeTailTarget(ctx.pool, ctx.sql, followed).then((info) => {
             if (info.exists) return;
@@ -125,6 +124,9 @@ Ctrl-C stops (exit 0).`,
             follow,
             signal: controller.signal,
             definitions: ctx.config.messages,
+            // Said once the start is fixed: whatever commits after this line is printed.
+            onStarted: () =>
+              warn(`following ${what}${streams}, ${describeStart(from)}${follow ? '; Ctrl-C stops' : ''}`),
             ...(opts.type ? { types: opts.type } : {}),
           })) {
             if (controller.signal.aborted) break;
