@@ -20,6 +20,10 @@ function spawnTail(args: string[]) {
     timeout: 60_000,
   });
   const lines: string[] = [];
+  const stderr = { text: '' };
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr.text += chunk.toString();
+  });
   let buffer = '';
   child.stdout?.on('data', (chunk: Buffer) => {
     buffer += chunk.toString();
@@ -27,7 +31,7 @@ function spawnTail(args: string[]) {
     buffer = parts.pop() ?? '';
     lines.push(...parts);
   });
-  return { child, lines };
+  return { child, lines, stderr };
 }
 
 // Generous: gap-safe reads wait for every older transaction in the cluster (other test files hold some).
@@ -59,8 +63,8 @@ describe('es tail', () => {
   }, async () => {
     const head = (await db.store.append('order-9', { type: 'placed', data: { n: 0 } })).globalPosition;
     // Start from the next position: whatever the start-up time, the next commit is the first line.
-    const { child, lines } = spawnTail(['order', '--from', String(head + 1), '--json']);
-    await new Promise((r) => setTimeout(r, 300));
+    const { child, lines, stderr } = spawnTail(['order', '--from', String(head + 1), '--json']);
+    await until(() => stderr.text.includes('following category order'), 'the tail to start');
     await db.store.append('order-10', { type: 'paid', data: { amount: 5 } });
     await until(() => lines.length >= 1, 'the tailed message');
     const m = JSON.parse(lines[0]!);
