@@ -49,8 +49,8 @@ Examples:
   $ es tail 'order-*' --from 0 --count 10       the first 10 messages of the category, then exit
   $ es tail order --json | jq -c '{type, data}'
 
-What is followed is said on stderr, with the closest existing category or stream when nothing by
-that name is stored yet (a category is the stream name's prefix before the first "-": the streams
+What is followed is said on stderr once the start is read (a message committed after that line is
+printed), with the closest existing category or stream when nothing by that name is stored yet (a category is the stream name's prefix before the first "-": the streams
 order-1, order-2 form the category order, not orders).
 
 New messages appear within about a second of their commit (LISTEN/NOTIFY, with polling as the
