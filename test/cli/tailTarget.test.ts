@@ -24,6 +24,8 @@ describe('es tail: what is followed', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain('following category orders (streams orders-*), from global position 0');
     expect(r.stderr).toContain('no messages in category orders yet; the closest existing category is order');
+    // The note on the target comes after the line saying what is followed, whichever is known first.
+    expect(r.stderr.indexOf('following')).toBeLessThan(r.stderr.indexOf('no messages'));
   });
 
   it('accepts order-* as the category and exits after --count messages while following', async () => {
@@ -50,5 +52,6 @@ describe('es tail: what is followed', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stderr).toContain('following stream order-3, new messages only');
     expect(r.stderr).toMatch(/no messages in stream order-3 yet; the closest existing stream is order-[12]/);
+    expect(r.stderr.indexOf('following')).toBeLessThan(r.stderr.indexOf('no messages'));
   });
 });

@@ -105,6 +105,15 @@ Ctrl-C stops (exit 0).`,
           const follow = opts.follow !== false && !opts.exitAtEnd;
           const what = 'stream' in followed ? `stream ${followed.stream}` : `category ${followed.category}`;
           const streams = 'category' in followed ? ` (streams ${followed.category}-*)` : '';
+          // Said once the start is fixed (whatever commits after this line is printed), then the note
+          // on the target, which comes after it whichever is known first.
+          let started = false;
+          let note: string | undefined;
+          const onStarted = () => {
+            warn(`following ${what}${streams}, ${describeStart(from)}${follow ? '; Ctrl-C stops' : ''}`);
+            started = true;
+            if (note) warn(note);
+          };
           // Whether the target exists only adds a note: asked beside the tail's first read, not before.
           const described = describeTailTarget(ctx.pool, ctx.sql, followed).then((info) => {
             if (info.exists) return;
@@ -113,7 +122,8 @@ Ctrl-C stops (exit 0).`,
                 ? `; the closest existing category is ${info.closest.category} (es tail ${info.closest.category})`
                 : `; the closest existing stream is ${info.closest.stream} (es tail ${info.closest.stream})`
               : '';
-            warn(`no messages in ${what} yet${closest}`);
+            note = `no messages in ${what} yet${closest}`;
+            if (started) warn(note);
           });
           described.catch(() => undefined);
           let printed = 0;
@@ -124,9 +134,7 @@ Ctrl-C stops (exit 0).`,
             follow,
             signal: controller.signal,
             definitions: ctx.config.messages,
-            // Said once the start is fixed: whatever commits after this line is printed.
-            onStarted: () =>
-              warn(`following ${what}${streams}, ${describeStart(from)}${follow ? '; Ctrl-C stops' : ''}`),
+            onStarted,
             ...(opts.type ? { types: opts.type } : {}),
           })) {
             if (controller.signal.aborted) break;
