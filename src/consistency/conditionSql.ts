@@ -1,3 +1,4 @@
+import { GENERIC_INDEX_PLANS } from '../db/planSettings.js';
 import type { SqlContext } from '../db/queryable.js';
 import { headSql, splitTagsSql, TAG_SEPARATOR_CHAR, taggedCte } from '../store/appendToStream.js';
 import { takeLocksSql } from './lockKeys.js';
@@ -22,6 +23,19 @@ import type { QueryItem } from './query.js';
  */
 
 export const locksSql = (ctx: SqlContext) => `SELECT ${takeLocksSql(ctx.s, '$1::text[]', '$2::boolean[]')}`;
+
+/*
+ * A batch's lock statement also sets how the batch's INSERT that follows it is planned
+ * (src/db/planSettings.ts): its generic plan, made once per connection, index lookups only. Left to
+ * choose, the server planned that INSERT afresh at every execution whenever batches were small
+ * (unnest() of its arrays is estimated at 100 rows, so the generic plan looked dearer than one made
+ * for arrays of two or three): at 3 writers every batch, 0 generic plans of about 3,300. Only
+ * batches take it: they run on the store's pool in a transaction of their own, while a single
+ * conditional append may run inside the caller's transaction, whose later statements the setting
+ * would reach.
+ */
+export const batchLocksSql = (ctx: SqlContext) =>
+  `SELECT ${GENERIC_INDEX_PLANS}, ${takeLocksSql(ctx.s, '$1::text[]', '$2::boolean[]')}`;
 
 /** What the decision saw: nothing, a log position, or a read snapshot (its xmax and xip). */
 export type After =

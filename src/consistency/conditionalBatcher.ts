@@ -3,7 +3,7 @@ import { GroupCommit } from '../db/groupCommit.js';
 import { runPipelined } from '../db/pipeline.js';
 import { type Queryable, type SqlContext, statement } from '../db/queryable.js';
 import { TAG_SEPARATOR_CHAR } from '../store/appendToStream.js';
-import { type After, gatedInsert, gatedRowValues, gatedShape, locksSql } from './conditionSql.js';
+import { type After, batchLocksSql, gatedInsert, gatedRowValues, gatedShape, locksSql } from './conditionSql.js';
 import type { LockSet } from './lockKeys.js';
 import type { QueryItem } from './query.js';
 
@@ -77,7 +77,9 @@ export async function runGated(
   // One append: its values as they are; a batch: one array per parameter, an element per append.
   const values = batch ? perRow[0]!.map((_, k) => perRow.map((row) => row[k])) : perRow[0]!;
   const rows = await runPipelined(db, [
-    statement(ctx, 'cond_locks', locksSql(ctx), [locks.keys, locks.exclusive]),
+    batch
+      ? statement(ctx, 'cond_locks_batch', batchLocksSql(ctx), [locks.keys, locks.exclusive])
+      : statement(ctx, 'cond_locks', locksSql(ctx), [locks.keys, locks.exclusive]),
     statement(ctx, insert.name, insert.text, values),
   ]);
   return appends.map((_, i) => outcome(rows[i]));
