@@ -215,38 +215,46 @@ export class WakeupCarrier {
   ): Promise<{ rows: R[]; rowCount: number }> {
     const config: pg.QueryConfig =
       typeof textOrConfig === 'string' ? { text: textOrConfig, ...(values ? { values } : {}) } : textOrConfig;
+    return this.queryAll<R>([config]);
+  }
+
+  /**
+   * `statements` in one round trip and one transaction (the wake-up after it when one is due): the
+   * last statement's rows. The statements before it set up its transaction (planSettings.ts).
+   */
+  async queryAll<R extends pg.QueryResultRow>(
+    statements: pg.QueryConfig[],
+  ): Promise<{ rows: R[]; rowCount: number }> {
     this.wakeup.writeStarted?.();
     try {
-      return await this.#query<R>(config);
+      return await this.#query<R>(statements);
     } finally {
       this.wakeup.writeEnded?.();
     }
   }
 
   async #query<R extends pg.QueryResultRow>(
-    config: pg.QueryConfig,
+    statements: pg.QueryConfig[],
   ): Promise<{ rows: R[]; rowCount: number }> {
     const notify = this.carried ? undefined : this.wakeup.claim();
-    if (!notify) {
-      const r = await this.pool.query<R>(config);
-      return { rows: r.rows, rowCount: r.rowCount ?? 0 };
-    }
+    if (!notify) return queryAllOnPool<R>(this.pool, statements);
+    const last = statements.length;
     return withClient(this.pool, async (client) => {
       try {
         const { results, fields } = await runPipelinedWithFields(client, [
           { text: 'BEGIN' },
-          config as PipelinedStatement,
+          ...(statements as PipelinedStatement[]),
           { text: 'COMMIT' },
           notify as PipelinedStatement,
         ]);
         this.carried = true;
-        return rowsOf<R>(results[1]!, fields[1]!);
+        return rowsOf<R>(results[last]!, fields[last]!);
       } catch (err) {
         // Owed again: what the wake-up was taken for may not be announced otherwise.
         this.wakeup.owe();
         // The write committed and only the NOTIFY after it failed (its queue full): the write stands.
         const done = pipelinedPartial(err);
-        if (done && done.completed >= 3) return rowsOf<R>(done.results[1]!, done.fields[1]!);
+        if (done && done.completed >= last + 2) return rowsOf<R>(done.results[last]!, done.fields[last]!);
         // A failed statement leaves the transaction open (aborted): end it before the client goes
         // back (withClient releases a client whose connection broke as broken).
         if (!isConnectionError(err)) await client.query('ROLLBACK').catch(() => undefined);
@@ -254,6 +262,25 @@ export class WakeupCarrier {
       }
     });
   }
+}
+
+/**
+ * `statements` on a client of `pool`, in one round trip and one implicit transaction: the last
+ * statement's rows (one statement: a plain pool.query).
+ */
+export async function queryAllOnPool<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  statements: pg.QueryConfig[],
+): Promise<{ rows: R[]; rowCount: number }> {
+  if (statements.length === 1) {
+    const r = await pool.query<R>(statements[0]!);
+    return { rows: r.rows, rowCount: r.rowCount ?? 0 };
+  }
+  return withClient(pool, async (client) => {
+    const { results, fields } = await runPipelinedWithFields(client, statements as PipelinedStatement[]);
+    const last = statements.length - 1;
+    return rowsOf<R>(results[last]!, fields[last]!);
+  });
 }
 
 function rowsOf<R>(rows: (string | null)[][], fields: PipelinedField[]): { rows: R[]; rowCount: number } {

@@ -31,6 +31,32 @@ async function plans(pool: import('pg').Pool, like: string) {
 }
 
 describe('a batch of appends', () => {
+  it('plain: its INSERT is planned once per connection, however small the batches', async () => {
+    const pool = createPool(db.url, { max: 1 });
+    const store = createMessageStore({ pool, schema: db.schema });
+    try {
+      // Three writers: a lone append, then batches of two; tagged and untagged, one type and two.
+      for (let v = 0; v < 12; v++)
+        await Promise.all(
+          ['a', 'b', 'c'].map((w) =>
+            store.append(
+              `plan-${w}`,
+              { type: v % 2 ? 'Odd' : `Even-${w}`, data: { v }, ...(v % 3 ? { tags: [`w:${w}`] } : {}) },
+              { expectedVersion: v },
+            ),
+          ),
+        );
+      expect(await store.streamVersion('plan-c')).toBe(12);
+      const batches = await plans(pool, '%unnest($1::uuid[]%');
+      expect(batches.filter((p) => p.generic + p.custom > 0).length).toBeGreaterThan(1);
+      for (const p of batches) expect(p).toMatchObject({ custom: 0 });
+      expect(batches.reduce((n, p) => n + p.generic, 0)).toBeGreaterThanOrEqual(10);
+    } finally {
+      await store.close();
+      await pool.end();
+    }
+  });
+
   it('conditional: its INSERT is planned once per connection, however small the batches', async () => {
     // One connection: pg_prepared_statements is per session.
     const pool = createPool(db.url, { max: 1 });
