@@ -3,7 +3,14 @@ import { GroupCommit } from '../db/groupCommit.js';
 import { runPipelined } from '../db/pipeline.js';
 import { type Queryable, type SqlContext, statement } from '../db/queryable.js';
 import { TAG_SEPARATOR_CHAR } from '../store/appendToStream.js';
-import { type After, batchLocksSql, gatedInsert, gatedRowValues, gatedShape, locksSql } from './conditionSql.js';
+import {
+  type After,
+  batchLocksSql,
+  gatedInsert,
+  gatedRowValues,
+  gatedShape,
+  locksSql,
+} from './conditionSql.js';
 import type { LockSet } from './lockKeys.js';
 import type { QueryItem } from './query.js';
 
