@@ -112,3 +112,41 @@ it.each([
     }
   },
 );
+
+it('a batch of conditional appends waits for a matching write in flight and sees it', async () => {
+  const store = db.store;
+  const tag = (who: string) => `email:${who}@batch.example.com`;
+  const registered = (who: string) => ({ type: 'registered', data: { who }, tags: [tag(who)] });
+  const unique = (who: string) => Query.of({ types: ['registered'], tags: [tag(who)] });
+  // A write of a's registration, inserted and not committed: it holds its lock keys shared.
+  const holder = await db.pool.connect();
+  try {
+    await holder.query('BEGIN');
+    await store.withTransaction(holder).append('user-held-a', registered('a'));
+    // b runs alone (nothing in its way); a and c, pushed while b runs, go as one batch, which must
+    // wait for the write of a's registration and then see it.
+    const conditional = (who: string) =>
+      appendWithCondition(
+        store,
+        [{ stream: `user-batch-${who}`, messages: registered(who), expectedVersion: 'no_stream' }],
+        {
+          failIfEventsMatch: unique(who),
+        },
+      );
+    const b = conditional('b');
+    const [a, c] = [conditional('a'), conditional('c')];
+    await b;
+    await until(async () => {
+      const { rows } = await db.pool.query<{ n: string }>(
+        `SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`,
+      );
+      return Number(rows[0]!.n) >= 1;
+    }, 'the batch of a and c to wait for the held write');
+    await holder.query('COMMIT');
+    await expect(a).rejects.toBeInstanceOf(AppendConditionFailedError);
+    await expect(c).resolves.toBeDefined();
+  } finally {
+    await holder.query('ROLLBACK').catch(() => undefined);
+    holder.release();
+  }
+});
