@@ -5,7 +5,7 @@ import { createPool } from '../../src/db/pool.js';
 import { WrongExpectedVersionError } from '../../src/errors.js';
 import { QueueNotifier, queueNotifierFor } from '../../src/queues/queueWakeups.js';
 import { createMessageStore } from '../../src/store/messageStore.js';
-import { channelFor, Notifier } from '../../src/store/notifications.js';
+import { channelFor, Notifier, WakeupCarrier } from '../../src/store/notifications.js';
 import { databaseUrl, setupDb, type TestDb } from '../helpers/db.js';
 import { until } from '../helpers/until.js';
 
@@ -270,5 +270,23 @@ describe('a wake-up carried by the append', () => {
       await listener.end();
       await pool.end();
     }
+  });
+});
+
+describe('a write carrying its wake-up', () => {
+  it('stands when only the NOTIFY after its COMMIT fails, whatever statements set up its transaction', async () => {
+    await db.pool.query(`CREATE TABLE "${db.schema}".carried_rows (n int)`);
+    let owed = 0;
+    // A wake-up whose statement fails: it runs after the write's COMMIT.
+    const failing = { claim: () => ({ text: 'SELECT 1 / 0' }), owe: () => void owed++ };
+    const carrier = new WakeupCarrier(db.pool, failing);
+    const r = await carrier.queryAll<{ n: number }>([
+      { text: "SELECT set_config('application_name', 'carried_rows', true)" },
+      { text: `INSERT INTO "${db.schema}".carried_rows VALUES (7) RETURNING n` },
+    ]);
+    expect(r.rows).toEqual([{ n: 7 }]);
+    expect(owed).toBe(1);
+    const { rows } = await db.pool.query(`SELECT n FROM "${db.schema}".carried_rows`);
+    expect(rows).toEqual([{ n: 7 }]);
   });
 });
