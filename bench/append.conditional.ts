@@ -15,16 +15,10 @@ import { benchDatabaseUrl, describeUrl, dropSchemas, migratedSchema, openPool } 
 import { scaled } from './lib/env.js';
 import { printMeasurements, ratioLine } from './lib/format.js';
 import { type Measurement, medianOf, medianRatio, rate } from './lib/stats.js';
-import { type AppendFn, runWriters, type WriterPlan } from './lib/writers.js';
+import { type AppendFn, runWriters, type WriterPlan, warmJit } from './lib/writers.js';
 
 const STREAMS_PER_WRITER = 10;
 const ROUNDS = 3;
-/**
- * Appends each variant makes once per plan before its timed rounds, untimed, as in append.single:
- * V8 compiles with its optimising tier only after thousands of calls, and a conditional append runs
- * more functions than a plain one (its query, its lock keys, its batch). Not scaled.
- */
-const JIT_WARMUP = 10_000;
 const payload = (i: number) => ({ courseId: `c-${i}`, studentId: 's-42', seats: 3 });
 
 interface Variant {
@@ -131,14 +125,7 @@ async function main(): Promise<void> {
   try {
     for (const { name, plan } of plans) {
       const runs: Measurement[][] = variants.map(() => []);
-      for (const v of variants) {
-        const { append, close } = await v.setup(plan.writers);
-        try {
-          await runWriters('warmup', `jit${name}`, { ...plan, appends: JIT_WARMUP }, append);
-        } finally {
-          await close();
-        }
-      }
+      await warmJit(variants, name, plan);
       for (let round = 0; round < ROUNDS; round++) {
         for (const [i, v] of variants.entries()) {
           const { append, close } = await v.setup(plan.writers);

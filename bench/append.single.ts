@@ -22,19 +22,10 @@ import { scaled } from './lib/env.js';
 import { printMeasurements, ratioLine } from './lib/format.js';
 import { emmettInstallHint, loadEmmett } from './lib/peers.js';
 import { type Measurement, medianOf, medianRatio, rate } from './lib/stats.js';
-import { type AppendFn, runWriters, type WriterPlan } from './lib/writers.js';
+import { type AppendFn, runWriters, type WriterPlan, warmJit } from './lib/writers.js';
 
 const STREAMS_PER_WRITER = 10;
 const ROUNDS = 3;
-/**
- * Appends each variant makes once per plan before its timed rounds, untimed: V8 compiles a function
- * with its optimising tier only after thousands of calls, and the store's append path is many more
- * functions than the raw INSERT's. With the 50 appends of the per-round warm-up alone, the 1-writer
- * rounds (2,500 appends at BENCH_SCALE=0.5) measured mostly that compilation: in a fresh process
- * the store's first 5,000 appends cost about twice the client CPU of its later ones (bench/README,
- * session 15). Not scaled: it is what the code needs, not a share of the run.
- */
-const JIT_WARMUP = 10_000;
 const payload = (i: number) => ({ orderId: `o-${i}`, sku: 'SKU-42', quantity: 3, price: 19.99 });
 
 interface Variant {
@@ -144,14 +135,7 @@ async function main(): Promise<void> {
   try {
     for (const { name, plan } of plans) {
       const runs: Measurement[][] = variants.map(() => []);
-      for (const v of variants) {
-        const { append, close } = await v.setup(plan.writers);
-        try {
-          await runWriters('warmup', `jit${name}`, { ...plan, appends: JIT_WARMUP }, append);
-        } finally {
-          await close();
-        }
-      }
+      await warmJit(variants, name, plan);
       for (let round = 0; round < ROUNDS; round++) {
         for (const [i, v] of variants.entries()) {
           const { append, close } = await v.setup(plan.writers);

@@ -44,3 +44,27 @@ export async function runWriters(
   });
   return { label, messages: perWriter * plan.writers, seconds, latencies };
 }
+
+/**
+ * Appends each variant makes once per plan before its timed rounds, untimed: V8 compiles a function
+ * with its optimising tier only after thousands of calls, and a library's append path is many more
+ * functions than a raw INSERT's. With a short warm-up alone, the 1-writer rounds measured mostly
+ * that compilation (bench/README, session 15). Not scaled: it is what the code needs.
+ */
+export const JIT_WARMUP = 10_000;
+
+/** Warm every variant's code with JIT_WARMUP untimed appends of `plan`, each on a setup of its own. */
+export async function warmJit(
+  variants: readonly { setup(poolSize: number): Promise<{ append: AppendFn; close(): Promise<void> }> }[],
+  name: string,
+  plan: WriterPlan,
+): Promise<void> {
+  for (const v of variants) {
+    const { append, close } = await v.setup(plan.writers);
+    try {
+      await runWriters('warmup', `jit${name}`, { ...plan, appends: JIT_WARMUP }, append);
+    } finally {
+      await close();
+    }
+  }
+}

@@ -84,6 +84,8 @@ export class AppendBatcher {
   readonly #pool: pg.Pool;
   readonly #ctx: SqlContext;
   readonly #batchSql: Record<BatchShape, string>;
+  /** BATCH_PLANS as this store's statement, built once. */
+  readonly #batchPlans: pg.QueryConfig;
   readonly #group: GroupCommit<Pending>;
   readonly #notifier: Notifier | undefined;
 
@@ -97,6 +99,7 @@ export class AppendBatcher {
       untagged: batchSqlText(ctx, 'untagged'),
       one_type: batchSqlText(ctx, 'one_type'),
     };
+    this.#batchPlans = statement(ctx, 'batch_plans', BATCH_PLANS, []);
     this.#group = new GroupCommit<Pending>({
       one: (p) => this.#runOne(p),
       many: (batch) => this.#runMany(batch),
@@ -159,7 +162,7 @@ export class AppendBatcher {
     }
     // The batch's plan settings first, in its transaction (BATCH_PLANS).
     const statements = [
-      statement(this.#ctx, 'batch_plans', BATCH_PLANS, []),
+      this.#batchPlans,
       statement(this.#ctx, `append_batch_${shape}`, this.#batchSql[shape], values),
     ];
     const { rows } = await (carrier
