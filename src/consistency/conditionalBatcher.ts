@@ -147,8 +147,18 @@ export class ConditionalBatcher {
     const lockModes = new Map<string, boolean>();
     for (const [i, key] of a.locks.keys.entries()) lockModes.set(key, a.locks.exclusive[i]!);
     return new Promise((resolve, reject) => {
+      // Its fields listed, not spread: every job then has one object shape (see appendBatcher.ts).
       this.#group.push({
-        ...a,
+        id: a.id,
+        stream: a.stream,
+        expected: a.expected,
+        type: a.type,
+        data: a.data,
+        metadata: a.metadata,
+        tags: a.tags,
+        locks: a.locks,
+        after: a.after,
+        items: a.items,
         shape: gatedShape(a.tags.length > 0, a.after.kind, a.items),
         lockModes,
         resolve,
