@@ -16,6 +16,7 @@ import { until } from '../helpers/until.js';
 
 /*
  * Every way the library writes a message, and the invariants each must keep:
+ * - content: its data and metadata are stored as given (each path's own way of copying them);
  * - tags: its message_tags rows commit with it;
  * - locks: it holds its lock keys (shared) before its position is drawn, so it waits for a
  *   conditional append holding one of them exclusively;
@@ -46,6 +47,7 @@ interface Msg {
   id: string;
   type: string;
   data: Record<string, unknown>;
+  metadata: Record<string, unknown>;
   tags: string[];
 }
 
@@ -83,6 +85,8 @@ async function occurrenceDue(name: string): Promise<void> {
 interface WritePath {
   name: string;
   write(stream: string, m: Msg): Promise<unknown>;
+  /** Carries the message's metadata (recurring messages come from the config, without it). Default true. */
+  metadata?: boolean;
   /** Carries tags (recurring messages come from the config, without tags). Default true. */
   tags?: boolean;
   /** Validates payloads against their type's schema (SQL callers cannot). Default true. */
@@ -161,6 +165,7 @@ const paths: WritePath[] = [
   {
     name: 'recurring delivery',
     tags: false,
+    metadata: false,
     write: async (s, m) => {
       const r = {
         name: s,
@@ -182,16 +187,22 @@ const paths: WritePath[] = [
     notifies: false,
     write: (s, m) =>
       db.pool.query(
-        `SELECT * FROM "${db.schema}".append_to_stream($1, -1, ARRAY[$2::uuid], ARRAY[$3], ARRAY[$4::jsonb], ARRAY['{}'::jsonb], ARRAY[$5])`,
-        [s, m.id, m.type, JSON.stringify(m.data), m.tags.join('\u001f')],
+        `SELECT * FROM "${db.schema}".append_to_stream($1, -1, ARRAY[$2::uuid], ARRAY[$3], ARRAY[$4::jsonb], ARRAY[$6::jsonb], ARRAY[$5])`,
+        [s, m.id, m.type, JSON.stringify(m.data), m.tags.join('\u001f'), JSON.stringify(m.metadata)],
       ),
   },
 ];
 
 const stored = async (stream: string) =>
   (
-    await db.pool.query<{ id: string; type: string; tags: string[] }>(
-      `SELECT m.id::text, m.type,
+    await db.pool.query<{
+      id: string;
+      type: string;
+      data: unknown;
+      metadata: Record<string, unknown>;
+      tags: string[];
+    }>(
+      `SELECT m.id::text, m.type, m.data, m.metadata,
               coalesce((SELECT array_agg(t.tag ORDER BY t.tag) FROM "${db.schema}".message_tags t
                          WHERE t.global_position = m.global_position), '{}') AS tags
          FROM "${db.schema}".messages m WHERE m.stream_name = $1 ORDER BY m.stream_position`,
@@ -214,7 +225,13 @@ describe('every write path keeps every invariant', () => {
     it(path.name, async () => {
       const type = `wp${i}`;
       const stream = `wp${i}-1`;
-      const m: Msg = { id: uuidv7(), type, data: { i }, tags: [`path:${i}`, 'all:paths'] };
+      const m: Msg = {
+        id: uuidv7(),
+        type,
+        data: { i, payload: `data of ${i}` },
+        metadata: { origin: `metadata of ${i}` },
+        tags: [`path:${i}`, 'all:paths'],
+      };
       // Locks: a conditional append on this type holds its key; the write must wait for it.
       const holder = await db.pool.connect();
       let written: Promise<unknown>;
@@ -243,13 +260,17 @@ describe('every write path keeps every invariant', () => {
       const rows = await stored(stream);
       const mine = rows.filter((r) => r.type === type);
       expect(mine).toHaveLength(1);
-      if (path.tags !== false) expect(mine[0]).toEqual({ id: m.id, type, tags: ['all:paths', `path:${i}`] });
+      if (path.tags !== false)
+        expect(mine[0]).toMatchObject({ id: m.id, type, tags: ['all:paths', `path:${i}`] });
+      // Content: data and metadata as given (the store adds its own metadata keys beside them).
+      expect(mine[0]!.data).toEqual(m.data);
+      if (path.metadata !== false) expect(mine[0]!.metadata).toMatchObject(m.metadata);
       // Idempotency: the same message again is stored once.
       await path.write(stream, m).catch(() => undefined);
       expect(await stored(stream)).toEqual(rows);
       // Validation: a payload the type's schema refuses is not written.
       if (path.validates !== false) {
-        const bad: Msg = { id: uuidv7(), type: 'checked', data: { n: 'not a number' }, tags: [] };
+        const bad: Msg = { id: uuidv7(), type: 'checked', data: { n: 'not a number' }, metadata: {}, tags: [] };
         await expect(path.write(`wp${i}-bad`, bad)).rejects.toBeTruthy();
         expect(await stored(`wp${i}-bad`)).toEqual([]);
       }
