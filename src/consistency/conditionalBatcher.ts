@@ -92,7 +92,9 @@ export async function runGated(
   return appends.map((_, i) => outcome(rows[i]));
 }
 
-interface Job extends GatedAppend {
+/** A queued append: the append itself (not a copy, see appendBatcher.ts' Pending) and its promise. */
+interface Job {
+  append: GatedAppend;
   shape: string;
   lockModes: Map<string, boolean>;
   resolve(o: GatedOutcome): void;
@@ -121,13 +123,17 @@ export class ConditionalBatcher {
     this.#group = new GroupCommit<Job>({
       one: async (job) => {
         try {
-          job.resolve((await runGated(pool, ctx, [job]))[0]!);
+          job.resolve((await runGated(pool, ctx, [job.append]))[0]!);
         } catch (err) {
           job.reject(err);
         }
       },
       many: async (batch) => {
-        const outcomes = await runGated(pool, ctx, batch);
+        const outcomes = await runGated(
+          pool,
+          ctx,
+          batch.map((job) => job.append),
+        );
         for (const [i, job] of batch.entries()) job.resolve(outcomes[i]!);
       },
       lost: (job, err) => job.reject(err),
@@ -147,18 +153,8 @@ export class ConditionalBatcher {
     const lockModes = new Map<string, boolean>();
     for (const [i, key] of a.locks.keys.entries()) lockModes.set(key, a.locks.exclusive[i]!);
     return new Promise((resolve, reject) => {
-      // Its fields listed, not spread: every job then has one object shape (see appendBatcher.ts).
       this.#group.push({
-        id: a.id,
-        stream: a.stream,
-        expected: a.expected,
-        type: a.type,
-        data: a.data,
-        metadata: a.metadata,
-        tags: a.tags,
-        locks: a.locks,
-        after: a.after,
-        items: a.items,
+        append: a,
         shape: gatedShape(a.tags.length > 0, a.after.kind, a.items),
         lockModes,
         resolve,

@@ -72,7 +72,14 @@ const batchSqlText = (ctx: SqlContext, shape: BatchShape) => {
 SELECT id, global_position FROM inserted`;
 };
 
-interface Pending extends SingleInsert {
+/**
+ * A queued append: the append itself (not a copy), its carrier and its promise. Spread from the
+ * append instead ({ ...m, carrier, resolve, reject }), jobs got shapes V8 reads slowly in every
+ * function that touches them: about 9 us of client CPU per append at 16 writers (bench/README,
+ * session 17).
+ */
+interface Pending {
+  m: SingleInsert;
   /** The appender's own carrier: told when the batch's round trip carried the wake-up. */
   carrier: WakeupCarrier | undefined;
   /** The new message's global position, or null when the stream was not at the expected version. */
@@ -121,23 +128,7 @@ export class AppendBatcher {
     // promise and job object.
     return (
       this.#group.runAlone(() => this.#insertOne(m, carrier)) ??
-      // The job's fields listed, not spread ({ ...m, carrier, ... }): a spread with added fields
-      // gave jobs shapes V8 reads slowly in every function that touches them, about 9 us of client
-      // CPU per append at 16 writers (bench/README, session 17).
-      new Promise((resolve, reject) =>
-        this.#group.push({
-          id: m.id,
-          stream: m.stream,
-          n: m.n,
-          type: m.type,
-          data: m.data,
-          metadata: m.metadata,
-          tags: m.tags,
-          carrier,
-          resolve,
-          reject,
-        }),
-      )
+      new Promise((resolve, reject) => this.#group.push({ m, carrier, resolve, reject }))
     );
   }
 
@@ -153,20 +144,21 @@ export class AppendBatcher {
   async #runMany(batch: Pending[]): Promise<void> {
     // The batch's round trip carries the store's wake-up when one is due (see WakeupCarrier).
     const carrier = this.#carrier();
+    const inserts = batch.map((p) => p.m);
     const values: unknown[] = [
-      batch.map((p) => p.id),
-      batch.map((p) => p.stream),
-      batch.map((p) => p.n),
-      batch.map((p) => p.type),
-      batch.map((p) => p.data),
-      batch.map((p) => p.metadata),
+      inserts.map((m) => m.id),
+      inserts.map((m) => m.stream),
+      inserts.map((m) => m.n),
+      inserts.map((m) => m.type),
+      inserts.map((m) => m.data),
+      inserts.map((m) => m.metadata),
     ];
-    const keys = messagesLockKeys(batch);
+    const keys = messagesLockKeys(inserts);
     let shape: BatchShape;
-    if (batch.some((p) => p.tags.length > 0)) {
+    if (inserts.some((m) => m.tags.length > 0)) {
       shape = 'tagged';
       values.push(
-        batch.map((p) => p.tags.join(TAG_SEPARATOR_CHAR)),
+        inserts.map((m) => m.tags.join(TAG_SEPARATOR_CHAR)),
         keys,
       );
     } else if (keys.length === 2) {
@@ -187,7 +179,7 @@ export class AppendBatcher {
     const positions = new Map(rows.map((r) => [r.id, r.global_position]));
     for (const p of batch) {
       if (carrier?.carried && p.carrier) p.carrier.carried = true;
-      p.resolve(positions.get(p.id) ?? null);
+      p.resolve(positions.get(p.m.id) ?? null);
     }
   }
 
@@ -198,7 +190,7 @@ export class AppendBatcher {
 
   async #runOne(p: Pending): Promise<void> {
     try {
-      p.resolve(await this.#insertOne(p, p.carrier));
+      p.resolve(await this.#insertOne(p.m, p.carrier));
     } catch (err) {
       p.reject(err);
     }
