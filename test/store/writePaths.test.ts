@@ -270,7 +270,13 @@ describe('every write path keeps every invariant', () => {
       expect(await stored(stream)).toEqual(rows);
       // Validation: a payload the type's schema refuses is not written.
       if (path.validates !== false) {
-        const bad: Msg = { id: uuidv7(), type: 'checked', data: { n: 'not a number' }, metadata: {}, tags: [] };
+        const bad: Msg = {
+          id: uuidv7(),
+          type: 'checked',
+          data: { n: 'not a number' },
+          metadata: {},
+          tags: [],
+        };
         await expect(path.write(`wp${i}-bad`, bad)).rejects.toBeTruthy();
         expect(await stored(`wp${i}-bad`)).toEqual([]);
       }
