@@ -192,6 +192,7 @@ async function appendOnce(
   const db = bound ?? store.pool;
   const conditionFailed = () =>
     new AppendConditionFailedError(typeof after === 'number' ? after : position?.globalPosition);
+  let announced = false;
   const attempt = async (): Promise<Row[]> => {
     let rows: Row[];
     try {
@@ -213,8 +214,10 @@ async function appendOnce(
           after: at,
           items,
         };
-        // On the store's pool, group-committed with concurrent ones (conditionalBatcher.ts).
+        // On the store's pool, group-committed with concurrent ones (conditionalBatcher.ts), which
+        // also announces them.
         const o = bound ? (await runGated(db, ctx, [gated]))[0]! : await store.writer.gated.append(gated);
+        announced = !bound;
         if (o.kind === 'not_read_committed') throw notReadCommitted();
         if (o.kind === 'condition_failed') throw conditionFailed();
         rows =
@@ -321,7 +324,7 @@ async function appendOnce(
       transaction_id: r.transactionId,
     }));
   }
-  if (!bound) store.notify();
+  if (!bound && !announced) store.notify();
   const streams = new Map<string, { streamVersion: number; globalPosition: number }>();
   let last: LogPosition = { transactionId: '0', globalPosition: 0 };
   for (const r of rows) {

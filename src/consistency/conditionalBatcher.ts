@@ -3,6 +3,7 @@ import { GroupCommit } from '../db/groupCommit.js';
 import { runPipelined } from '../db/pipeline.js';
 import { type Queryable, type SqlContext, statement } from '../db/queryable.js';
 import { TAG_SEPARATOR_CHAR } from '../store/appendToStream.js';
+import { type Notifier, WakeupCarrier } from '../store/notifications.js';
 import {
   type After,
   batchLocksSql,
@@ -20,7 +21,9 @@ import type { QueryItem } from './query.js';
  * appends' locks, then runs one gated INSERT for all of them. Only appends of the same statement
  * shape whose locks do not conflict share a batch (an exclusive lock of one is not held, in any
  * mode, by another): then no append's condition can match another's message, and each check
- * against the snapshot taken after the locks is exactly what it would be alone.
+ * against the snapshot taken after the locks is exactly what it would be alone. As the plain
+ * appends' batches (src/store/appendBatcher.ts), each batch takes its even share of the appends
+ * waiting and in flight, and its round trip carries the store's wake-up when one is due.
  */
 
 export interface GatedAppend {
@@ -42,20 +45,33 @@ export type GatedOutcome =
   | { kind: 'wrong_version' }
   | { kind: 'not_read_committed' };
 
-function outcome(row: (string | null)[] | undefined): GatedOutcome {
-  const [readCommitted, conflict, globalPosition, transactionId] = row ?? [];
-  if (readCommitted !== 't') return { kind: 'not_read_committed' };
-  if (conflict === 't') return { kind: 'condition_failed' };
-  if (globalPosition === null || globalPosition === undefined) return { kind: 'wrong_version' };
-  return { kind: 'appended', globalPosition: Number(globalPosition), transactionId: transactionId! };
+/** A row of the gated INSERT (conditionSql.ts), one per append. */
+interface GateRow {
+  read_committed: boolean;
+  conflict: boolean;
+  global_position: string | number | null;
+  transaction_id: string | null;
+}
+
+function outcome(row: GateRow | undefined): GatedOutcome {
+  if (row?.read_committed !== true) return { kind: 'not_read_committed' };
+  if (row.conflict) return { kind: 'condition_failed' };
+  if (row.global_position === null) return { kind: 'wrong_version' };
+  return {
+    kind: 'appended',
+    globalPosition: Number(row.global_position),
+    transactionId: row.transaction_id!,
+  };
 }
 
 /**
  * Appends of one shape (one, or a batch whose locks do not conflict): the union of their locks,
  * then their gated INSERT, in one round trip and one transaction. One outcome per append, in order.
+ * On `db`, or on the store's pool through `carrier`, whose round trip then also carries the
+ * store's wake-up when one is due (notifications.ts).
  */
 export async function runGated(
-  db: Queryable,
+  db: Queryable | WakeupCarrier,
   ctx: SqlContext,
   appends: readonly GatedAppend[],
 ): Promise<GatedOutcome[]> {
@@ -83,12 +99,16 @@ export async function runGated(
   ]);
   // One append: its values as they are; a batch: one array per parameter, an element per append.
   const values = batch ? perRow[0]!.map((_, k) => perRow.map((row) => row[k])) : perRow[0]!;
-  const rows = await runPipelined(db, [
+  const statements = [
     batch
       ? statement(ctx, 'cond_locks_batch', batchLocksSql(ctx), [locks.keys, locks.exclusive])
       : statement(ctx, 'cond_locks', locksSql(ctx), [locks.keys, locks.exclusive]),
     statement(ctx, insert.name, insert.text, values),
-  ]);
+  ];
+  const rows =
+    db instanceof WakeupCarrier
+      ? (await db.queryAll<GateRow>(statements)).rows
+      : await runPipelined<GateRow>(db, statements);
   return appends.map((_, i) => outcome(rows[i]));
 }
 
@@ -119,27 +139,34 @@ function fits(batch: readonly Job[], job: Job): boolean {
 export class ConditionalBatcher {
   readonly #group: GroupCommit<Job>;
 
-  constructor(pool: pg.Pool, ctx: SqlContext) {
+  /**
+   * Each batch's round trip carries the store's wake-up when one is due (as the plain appends'
+   * batches do); a batch that carried none announces its appends after commit.
+   */
+  constructor(pool: pg.Pool, ctx: SqlContext, notifier: Notifier) {
+    const run = async (appends: GatedAppend[]) => {
+      const carrier = new WakeupCarrier(pool, notifier);
+      const outcomes = await runGated(carrier, ctx, appends);
+      if (!carrier.carried) notifier.notify();
+      return outcomes;
+    };
     this.#group = new GroupCommit<Job>({
       one: async (job) => {
         try {
-          job.resolve((await runGated(pool, ctx, [job.append]))[0]!);
+          job.resolve((await run([job.append]))[0]!);
         } catch (err) {
           job.reject(err);
         }
       },
       many: async (batch) => {
-        const outcomes = await runGated(
-          pool,
-          ctx,
-          batch.map((job) => job.append),
-        );
+        const outcomes = await run(batch.map((job) => job.append));
         for (const [i, job] of batch.entries()) job.resolve(outcomes[i]!);
       },
       lost: (job, err) => job.reject(err),
       maxInFlight: MAX_IN_FLIGHT,
       maxBatch: MAX_BATCH,
       fillTurn: true,
+      evenShares: true,
       fits,
     });
   }

@@ -11,13 +11,14 @@ import { isStatementError } from './sqlstate.js';
  * queued in the current turn: the callers a committed batch released queue their next jobs in the
  * microtasks after it, and without the turn the first of them would take the free slot alone and
  * the others would wait behind it (16 writers, bench/append.cpu: 0.23 statements per append
- * without the turn, 0.16 with it). With `evenShares` (the plain appends' batcher), a batch takes at
+ * without the turn, 0.16 with it). With `evenShares` (both append batchers), a batch takes at
  * most its share of the work, (jobs queued + jobs in running batches) / maxInFlight, so the
  * batches in flight stay about the same size and the server runs them side by side on as many
  * backends. Without it, 16 writers settled into one batch of about 15 and one of 1 (the callers
  * of each batch come back together and refill it): one backend did nearly all the work while the
- * other slot turned over a single append. (The conditional appends' batcher got slower with it
- * in bench/append.conditional, its backends then mostly waiting on WAL flushes: it does without.) A batch the server refused (a statement error: nothing of it
+ * other slot turned over a single append (10 conditional writers: batches of 9 and of 1, 0.30
+ * statements per append; 5 and 5 with it, 0.20, and 9 of 10 interleaved rounds faster, bench/README
+ * session 18). A batch the server refused (a statement error: nothing of it
  * written) is rerun one job at a time, so each job gets its own outcome. A batch whose connection
  * was lost is never rerun: its COMMIT may have succeeded with only the reply lost, and a rerun
  * would collide with its own rows; each of its jobs gets `lost()` instead.

@@ -123,6 +123,7 @@ class ParseOnly extends Submission {
 /** Bind/Execute every statement, Describe the last one, one Sync; keeps the last one's rows. */
 class Pipelined extends Submission {
   rows: (string | null)[][] = [];
+  fields: PipelinedField[] = [];
   #described = false;
 
   constructor(readonly statements: PipelinedStatement[]) {
@@ -140,9 +141,10 @@ class Pipelined extends Submission {
     }
   }
 
-  override handleRowDescription(): void {
+  override handleRowDescription(msg: Message): void {
     // Only the last statement is described: rows before its description belong to earlier ones.
     this.#described = true;
+    this.fields = fieldsOf(msg);
   }
 
   override handleDataRow(msg: Message): void {
@@ -345,16 +347,16 @@ export function rowObjects<T>(rows: (string | null)[][], fields: PipelinedField[
   });
 }
 
-async function onClient(
+async function onClient<T>(
   client: pg.PoolClient | pg.Client,
   statements: PipelinedStatement[],
-): Promise<(string | null)[][]> {
+): Promise<T[]> {
   // Named statements are prepared on first use, one round trip each, once per connection.
   await prepareNamed(client, statements);
   const run = new Pipelined(statements);
   client.query(run as unknown as pg.Submittable);
   await run.done;
-  return run.rows;
+  return rowObjects<T>(run.rows, run.fields);
 }
 
 function isPool(db: Queryable): db is pg.Pool {
@@ -363,13 +365,10 @@ function isPool(db: Queryable): db is pg.Pool {
 
 /**
  * Run `statements` in one round trip, in one transaction (the caller's, when `db` is a client
- * inside one); returns the last statement's rows as text values. An error in any statement
- * rejects with pg's error and, outside a caller's transaction, rolls all of them back.
+ * inside one); returns the last statement's rows (parsed as pg.query parses them). An error in any
+ * statement rejects with pg's error and, outside a caller's transaction, rolls all of them back.
  */
-export async function runPipelined(
-  db: Queryable,
-  statements: PipelinedStatement[],
-): Promise<(string | null)[][]> {
-  if (!isPool(db)) return onClient(db, statements);
-  return withClient(db, (client) => onClient(client, statements));
+export async function runPipelined<T>(db: Queryable, statements: PipelinedStatement[]): Promise<T[]> {
+  if (!isPool(db)) return onClient<T>(db, statements);
+  return withClient(db, (client) => onClient<T>(client, statements));
 }

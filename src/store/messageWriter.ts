@@ -30,7 +30,7 @@ export class MessageWriter {
 
   constructor(pool: pg.Pool, ctx: SqlContext, notifier: Notifier) {
     this.plain = new AppendBatcher(pool, ctx, notifier);
-    this.gated = new ConditionalBatcher(pool, ctx);
+    this.gated = new ConditionalBatcher(pool, ctx, notifier);
   }
 
   /** Take no more appends; resolves once every append taken is settled. */

@@ -1,6 +1,8 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendWithCondition } from '../../src/consistency/conditionalAppend.js';
 import { messageLockKeys } from '../../src/consistency/lockKeys.js';
+import { Query } from '../../src/consistency/query.js';
 import { createPool } from '../../src/db/pool.js';
 import { WrongExpectedVersionError } from '../../src/errors.js';
 import { QueueNotifier, queueNotifierFor } from '../../src/queues/queueWakeups.js';
@@ -58,7 +60,8 @@ async function blockedBy(pid: number): Promise<number> {
   }
 }
 
-async function listen(): Promise<{ seen: number[]; close: () => Promise<void> }> {
+/** At each wake-up, how many messages a reader then sees in the streams named like `streams`. */
+async function listen(streams = 'carried-1'): Promise<{ seen: number[]; close: () => Promise<void> }> {
   const listener = await db.client();
   const reader = await db.client();
   const seen: number[] = [];
@@ -66,7 +69,8 @@ async function listen(): Promise<{ seen: number[]; close: () => Promise<void> }>
   listener.on('notification', () => {
     void reader
       .query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM "${db.schema}".messages WHERE stream_name = 'carried-1'`,
+        `SELECT count(*)::int AS n FROM "${db.schema}".messages WHERE stream_name LIKE $1`,
+        [streams],
       )
       .then((r) => seen.push(r.rows[0]!.n));
   });
@@ -93,6 +97,59 @@ describe('a wake-up carried by the append', () => {
       await store.close();
       expect(notifies()).toBe(0);
       expect(l.seen).toEqual([1]);
+    } finally {
+      await l.close();
+      await pool.end();
+    }
+  });
+
+  it('a conditional append on the pool carries its wake-up the same way', async () => {
+    const { pool, notifies } = countingPool();
+    const store = createMessageStore({ pool, schema: db.schema });
+    const l = await listen('carried-cond');
+    try {
+      await appendWithCondition(
+        store,
+        [{ stream: 'carried-cond', messages: { type: 'x', data: {}, tags: ['t:1'] }, expectedVersion: 0 }],
+        { failIfEventsMatch: Query.of({ types: ['x'], tags: ['t:1'] }) },
+      );
+      await until(() => l.seen.length >= 1, 'a wake-up');
+      await store.close();
+      expect(notifies()).toBe(0);
+      expect(l.seen).toEqual([1]);
+    } finally {
+      await l.close();
+      await pool.end();
+    }
+  });
+
+  it('conditional appends group-committed together are all announced, the batch carrying the wake-up', async () => {
+    // One connection: the first append runs alone, the nine queued behind it run as one batch.
+    const { pool, notifies } = countingPool();
+    const store = createMessageStore({ pool, schema: db.schema });
+    const l = await listen('carried-conds-%');
+    try {
+      await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          appendWithCondition(
+            store,
+            [
+              {
+                stream: `carried-conds-${i}`,
+                messages: { type: 'x', data: {}, tags: [`c:${i}`] },
+                expectedVersion: 0,
+              },
+            ],
+            { failIfEventsMatch: Query.of({ types: ['x'], tags: [`c:${i}`] }) },
+          ),
+        ),
+      );
+      // The last wake-up comes after every append committed (close() sends one still owed).
+      await store.close();
+      await until(() => l.seen.includes(10), 'a wake-up after the last append');
+      // The first append carried a wake-up; the batch carried one too, or owed one, sent on its
+      // own (announced once per append instead: two or more).
+      expect(notifies()).toBeLessThanOrEqual(1);
     } finally {
       await l.close();
       await pool.end();
