@@ -65,20 +65,25 @@ async function listen(streams = 'carried-1'): Promise<{ seen: number[]; close: (
   const listener = await db.client();
   const reader = await db.client();
   const seen: number[] = [];
+  const reads: Promise<unknown>[] = [];
   // At each wake-up, what a reader then sees of the stream: the append it announces is committed.
   listener.on('notification', () => {
-    void reader
-      .query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM "${db.schema}".messages WHERE stream_name LIKE $1`,
-        [streams],
-      )
-      .then((r) => seen.push(r.rows[0]!.n));
+    reads.push(
+      reader
+        .query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM "${db.schema}".messages WHERE stream_name LIKE $1`,
+          [streams],
+        )
+        .then((r) => seen.push(r.rows[0]!.n)),
+    );
   });
   await listener.query(`LISTEN "${channelFor(db.schema)}"`);
   return {
     seen,
     close: async () => {
       await listener.end();
+      // A read started by a late wake-up finishes before its connection closes.
+      await Promise.all(reads);
       await reader.end();
     },
   };
