@@ -143,6 +143,45 @@ describe('a reply lost after COMMIT', () => {
     }
   });
 
+  it('conditional appends whose group-committed round trip carries the wake-up: unknown outcome, then the original results', async () => {
+    // A new store owes its first wake-up at once: its first round trip carries it (BEGIN, the
+    // locks, the gated INSERT, COMMIT, the NOTIFY). The first append runs alone, the nine queued
+    // behind it in batches; the reply of the first is lost after its COMMIT.
+    const carrying = createMessageStore({ pool, schema: db.schema });
+    const ids = Array.from({ length: 10 }, () => uuidv7());
+    const append = (i: number) =>
+      appendWithCondition(
+        carrying,
+        [
+          {
+            stream: `carried-${i}`,
+            messages: { id: ids[i], type: 'seat', data: { i }, tags: [`carried-seat:${i}`] },
+            expectedVersion: 0,
+          },
+        ],
+        { failIfEventsMatch: Query.of({ types: ['seat'], tags: [`carried-seat:${i}`] }) },
+      );
+    try {
+      proxy.dropReplyTo('carried-0');
+      const dropped = proxy.dropped;
+      const results = await Promise.allSettled(ids.map((_, i) => append(i)));
+      expect(proxy.dropped).toBe(dropped + 1);
+      const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ i, reason: r.reason }] : []));
+      expect(failed.map((f) => f.i)).toEqual([0]);
+      expect(failed[0]!.reason).toBeInstanceOf(AppendOutcomeUnknownError);
+      for (let i = 0; i < 10; i++) expect((await rows(`carried-${i}`)).map((r) => r.id)).toEqual([ids[i]]);
+      // Retried with the same id: the original result, nothing written twice.
+      const retried = await append(0);
+      const [stored] = await rows('carried-0');
+      expect(retried.streams.get('carried-0')).toEqual({
+        streamVersion: 1,
+        globalPosition: stored!.global_position,
+      });
+    } finally {
+      await carrying.close();
+    }
+  });
+
   it('CommandExecutor retries an unknown outcome with the same ids: each command runs once', async () => {
     const decider: Decider<number, { note: string }> = {
       initialState: () => 0,
