@@ -4,6 +4,7 @@ import {
   type PipelinedStatement,
   pipelinedPartial,
   rowObjects,
+  runPipelined,
   runPipelinedWithFields,
 } from '../db/pipeline.js';
 import { NO_FLUSH } from '../db/planSettings.js';
@@ -276,11 +277,8 @@ export async function queryAllOnPool<R extends pg.QueryResultRow>(
     const r = await pool.query<R>(statements[0]!);
     return { rows: r.rows, rowCount: r.rowCount ?? 0 };
   }
-  return withClient(pool, async (client) => {
-    const { results, fields } = await runPipelinedWithFields(client, statements as PipelinedStatement[]);
-    const last = statements.length - 1;
-    return rowsOf<R>(results[last]!, fields[last]!);
-  });
+  const rows = await runPipelined<R>(pool, statements as PipelinedStatement[]);
+  return { rows, rowCount: rows.length };
 }
 
 function rowsOf<R>(rows: (string | null)[][], fields: PipelinedField[]): { rows: R[]; rowCount: number } {

@@ -6,7 +6,7 @@ import { Query } from '../../src/consistency/query.js';
 import { createPool } from '../../src/db/pool.js';
 import { WrongExpectedVersionError } from '../../src/errors.js';
 import { QueueNotifier, queueNotifierFor } from '../../src/queues/queueWakeups.js';
-import { createMessageStore } from '../../src/store/messageStore.js';
+import { createMessageStore, type MessageStore } from '../../src/store/messageStore.js';
 import { channelFor, Notifier, WakeupCarrier } from '../../src/store/notifications.js';
 import { databaseUrl, setupDb, type TestDb } from '../helpers/db.js';
 import { until } from '../helpers/until.js';
@@ -90,46 +90,44 @@ async function listen(streams = 'carried-1'): Promise<{ seen: number[]; close: (
 }
 
 describe('a wake-up carried by the append', () => {
-  it('wakes listeners once, after the append committed, with no NOTIFY of the store its own', async () => {
-    const { pool, notifies } = countingPool();
-    const store = createMessageStore({ pool, schema: db.schema });
-    const l = await listen();
-    try {
-      await store.append('carried-1', { type: 'x', data: {} });
-      await until(() => l.seen.length >= 1, 'a wake-up');
-      expect(l.seen[0]).toBe(1);
-      // close() sends any wake-up still owed: there is none.
-      await store.close();
-      expect(notifies()).toBe(0);
-      expect(l.seen).toEqual([1]);
-    } finally {
-      await l.close();
-      await pool.end();
-    }
-  });
-
-  it('a conditional append on the pool carries its wake-up the same way', async () => {
-    const { pool, notifies } = countingPool();
-    const store = createMessageStore({ pool, schema: db.schema });
-    const l = await listen('carried-cond');
-    try {
-      await appendWithCondition(
-        store,
-        [{ stream: 'carried-cond', messages: { type: 'x', data: {}, tags: ['t:1'] }, expectedVersion: 0 }],
-        { failIfEventsMatch: Query.of({ types: ['x'], tags: ['t:1'] }) },
-      );
-      await until(() => l.seen.length >= 1, 'a wake-up');
-      await store.close();
-      expect(notifies()).toBe(0);
-      expect(l.seen).toEqual([1]);
-    } finally {
-      await l.close();
-      await pool.end();
-    }
-  });
+  const appends: { name: string; stream: string; append: (store: MessageStore) => Promise<unknown> }[] = [
+    {
+      name: 'wakes listeners once, after the append committed, with no NOTIFY of the store its own',
+      stream: 'carried-1',
+      append: (store) => store.append('carried-1', { type: 'x', data: {} }),
+    },
+    {
+      name: 'a conditional append on the pool carries its wake-up the same way',
+      stream: 'carried-cond',
+      append: (store) =>
+        appendWithCondition(
+          store,
+          [{ stream: 'carried-cond', messages: { type: 'x', data: {}, tags: ['t:1'] }, expectedVersion: 0 }],
+          { failIfEventsMatch: Query.of({ types: ['x'], tags: ['t:1'] }) },
+        ),
+    },
+  ];
+  for (const c of appends)
+    it(c.name, async () => {
+      const { pool, notifies } = countingPool();
+      const store = createMessageStore({ pool, schema: db.schema });
+      const l = await listen(c.stream);
+      try {
+        await c.append(store);
+        await until(() => l.seen.length >= 1, 'a wake-up');
+        expect(l.seen[0]).toBe(1);
+        // close() sends any wake-up still owed: there is none.
+        await store.close();
+        expect(notifies()).toBe(0);
+        expect(l.seen).toEqual([1]);
+      } finally {
+        await l.close();
+        await pool.end();
+      }
+    });
 
   it('conditional appends group-committed together are all announced, the batch carrying the wake-up', async () => {
-    // One connection: the first append runs alone, the nine queued behind it run as one batch.
+    // One connection: the first append runs alone, the nine queued behind it run in batches.
     const { pool, notifies } = countingPool();
     const store = createMessageStore({ pool, schema: db.schema });
     const l = await listen('carried-conds-%');
