@@ -8,7 +8,8 @@ import {
   TAG_SEPARATOR_CHAR,
   UNKNOWN_VERSION,
 } from '../store/appendToStream.js';
-import { checkStreamName, type MessageStore } from '../store/messageStore.js';
+import { assertExpectedVersion, checkStreamName, type MessageStore } from '../store/messageStore.js';
+import { assertDistinctIds } from '../store/prepareMessage.js';
 import { streamVersion } from '../store/readStream.js';
 import { settleFailedWrite } from '../store/storedAppends.js';
 import type { ExpectedVersion, LogPosition, NewMessage } from '../store/types.js';
@@ -84,11 +85,7 @@ async function prepare(store: MessageStore, appends: ConditionalStreamAppend[]) 
     if (p.streams.includes(a.stream))
       throw new InvalidInputError(`Stream "${a.stream}" appears twice in one append: merge its messages.`);
     const expected = a.expectedVersion ?? 'any';
-    if (
-      !(expected === 'any' || expected === 'no_stream' || expected === 'stream_exists') &&
-      !(typeof expected === 'number' && Number.isInteger(expected) && expected >= 0)
-    )
-      throw new InvalidInputError(`Invalid expected version ${JSON.stringify(expected)} for "${a.stream}".`);
+    assertExpectedVersion(expected);
     p.streams.push(a.stream);
     p.expected.push(expectedVersionCode(expected));
     const messages = Array.isArray(a.messages) ? a.messages : [a.messages];
@@ -104,6 +101,7 @@ async function prepare(store: MessageStore, appends: ConditionalStreamAppend[]) 
       p.forLocks.push({ type: m.type, tags: m.tags });
     }
   }
+  if (p.streams.length > 1) assertDistinctIds(p.ids.map((id) => ({ id })));
   return p;
 }
 

@@ -1,6 +1,10 @@
 import { createRequire } from 'node:module';
 import type { Cron } from 'croner';
 import type { ResolvedRecurringMessage } from '../config/types.js';
+import { InvalidInputError } from '../errors.js';
+import { assertTypeName, isStreamName, STREAM_NAME_RULE } from '../validation/names.js';
+import { assertMessageData } from '../validation/payload.js';
+import { quoteValue } from '../validation/quoteValue.js';
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -13,6 +17,16 @@ const describe = (v: unknown): string =>
         ? 'an array'
         : typeof v;
 const NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,99}$/;
+
+/** Run a check that throws InvalidInputError; its message becomes the problem at `key`. */
+function checked(bad: (key: string, msg: string) => void, key: string, check: () => void): void {
+  try {
+    check();
+  } catch (err) {
+    if (!(err instanceof InvalidInputError)) throw err;
+    bad(key, err.hint ? `${err.message} ${err.hint}` : err.message);
+  }
+}
 
 /** True when `tz` is an IANA time zone this runtime knows. */
 export function isValidTimeZone(tz: string): boolean {
@@ -89,17 +103,19 @@ export function resolveRecurring(raw: unknown, problem: (line: string) => void):
         bad('cron', `invalid cron expression "${r.cron}": ${(err as Error).message}`);
       }
     }
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
-    if (typeof r.stream !== 'string' || r.stream === '' || /[\s\u0000-\u001f]/.test(r.stream))
-      bad('stream', `expected a stream name such as "reports-daily", got ${describe(r.stream)}`);
+    // The rules every append applies (a message refused at each delivery would hold its schedule).
+    if (!isStreamName(r.stream))
+      bad(
+        'stream',
+        `expected a stream name such as "reports-daily" (${STREAM_NAME_RULE}), got ${quoteValue(r.stream, 80)}`,
+      );
     const m = r.message;
     if (!isRecord(m)) bad('message', `expected { type, data }, got ${describe(m)}`);
     else {
       for (const key of Object.keys(m))
         if (!['type', 'data'].includes(key)) bad(`message.${key}`, 'unknown key (allowed: type, data)');
-      if (typeof m.type !== 'string' || m.type === '')
-        bad('message.type', `expected a message type name, got ${describe(m.type)}`);
-      if (m.data === undefined) bad('message.data', 'expected the message data (use {} for none)');
+      checked(bad, 'message.type', () => assertTypeName(m.type));
+      checked(bad, 'message.data', () => assertMessageData(m.data, String(m.type)));
     }
     if (ok && out.length === before && isRecord(m)) {
       out.push({

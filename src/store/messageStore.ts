@@ -21,7 +21,7 @@ import { appendToStream, type PreparedMessage, UNKNOWN_VERSION } from './appendT
 import { upcast } from './messageTypes.js';
 import { MessageWriter } from './messageWriter.js';
 import { Notifier, WakeupCarrier } from './notifications.js';
-import { prepareMessageList } from './prepareMessage.js';
+import { assertDistinctIds, prepareMessageList } from './prepareMessage.js';
 import { readCategory, readLog } from './readLog.js';
 import { readStream, streamVersion } from './readStream.js';
 import { type SentAppend, settleFailedWrite } from './storedAppends.js';
@@ -124,6 +124,7 @@ export async function prepareStreamAppends(
       messages: await prepare(Array.isArray(a.messages) ? a.messages : [a.messages]),
     });
   }
+  if (prepared.length > 1) assertDistinctIds(prepared.flatMap((p) => p.messages));
   return prepared.sort((x, y) => (x.stream < y.stream ? -1 : x.stream > y.stream ? 1 : 0));
 }
 
@@ -132,7 +133,7 @@ export function checkStreamName(stream: string): void {
   assertStreamName(stream);
 }
 
-function assertExpectedVersion(v: unknown): asserts v is ExpectedVersion {
+export function assertExpectedVersion(v: unknown): asserts v is ExpectedVersion {
   if (v === 'any' || v === 'no_stream' || v === 'stream_exists') return;
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return;
   throw new InvalidInputError(

@@ -28,14 +28,36 @@ export function prepareMessageList(
     if (p instanceof Promise) pending = true;
     out.push(p);
   }
-  if (!pending) return out as PreparedMessage[];
+  if (!pending) {
+    if (out.length > 1) assertDistinctIds(out as PreparedMessage[]);
+    return out as PreparedMessage[];
+  }
   // Every promise settled (none left unhandled); the first refusal in list order is the error.
-  return Promise.allSettled(out).then((results) =>
-    results.map((r) => {
+  return Promise.allSettled(out).then((results) => {
+    const prepared = results.map((r) => {
       if (r.status === 'rejected') throw r.reason;
       return r.value;
-    }),
-  );
+    });
+    assertDistinctIds(prepared);
+    return prepared;
+  });
+}
+
+/**
+ * Throws InvalidInputError when two messages of one append (of one stream or of several) share an
+ * id: a message id appears once in the store, and the database would refuse the whole append
+ * with a unique violation.
+ */
+export function assertDistinctIds(messages: readonly { id: string }[]): void {
+  const seen = new Set<string>();
+  for (const { id } of messages) {
+    if (seen.has(id))
+      throw new InvalidInputError(
+        `Message id ${id} appears twice in one append: each message needs its own id.`,
+        'Give each message a different id, or leave the ids out for new UUIDv7s.',
+      );
+    seen.add(id);
+  }
 }
 
 /**

@@ -26,9 +26,28 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
 const CONTROL_OR_SPACE = /[\s\u0000-\u001f\u007f-\u009f]/;
 
-/** True when the text holds a control character (including NUL and line breaks). */
+/**
+ * True when the text holds a control character (including NUL and line breaks) or an unpaired
+ * UTF-16 surrogate. A lone surrogate has no UTF-8 form: the driver would send U+FFFD in its place,
+ * so "a-\ud800" and "a-\udc00" would both be stored as one stream "a-\ufffd".
+ */
 export function hasControlCharacter(text: string): boolean {
-  return CONTROL.test(text);
+  return CONTROL.test(text) || !isWellFormed(text);
+}
+
+/** String.prototype.isWellFormed (Node 20; not in the ES2023 typings): no unpaired surrogate. */
+export const isWellFormed = (text: string): boolean =>
+  (text as unknown as { isWellFormed(): boolean }).isWellFormed();
+
+/** True when `stream` is a valid stream name (see assertStreamName). */
+export function isStreamName(stream: unknown): stream is string {
+  return (
+    typeof stream === 'string' &&
+    stream.length > 0 &&
+    stream.length <= MAX_STREAM_NAME &&
+    !CONTROL_OR_SPACE.test(stream) &&
+    !hasControlCharacter(stream)
+  );
 }
 
 /** Throws InvalidInputError unless `type` is a valid message type name. */
@@ -41,17 +60,14 @@ export function assertTypeName(type: unknown, what = 'message type'): asserts ty
   }
 }
 
+/** What a stream name may hold, for error messages. */
+export const STREAM_NAME_RULE = `use 1-${MAX_STREAM_NAME} characters without spaces, control characters or unpaired surrogates`;
+
 /** Throws InvalidInputError unless `stream` is a valid stream name. */
 export function assertStreamName(stream: unknown): asserts stream is string {
-  if (
-    typeof stream !== 'string' ||
-    stream.length === 0 ||
-    stream.length > MAX_STREAM_NAME ||
-    CONTROL_OR_SPACE.test(stream) ||
-    CONTROL.test(stream)
-  ) {
+  if (!isStreamName(stream)) {
     throw new InvalidInputError(
-      `Invalid stream name ${quoteValue(stream)}: use 1-${MAX_STREAM_NAME} characters without spaces or control characters.`,
+      `Invalid stream name ${quoteValue(stream)}: ${STREAM_NAME_RULE}.`,
       'Stream names look like category-id, for example order-123.',
     );
   }
@@ -65,7 +81,7 @@ export function assertCategory(category: unknown): asserts category is string {
     category.includes('-') ||
     category.length > MAX_STREAM_NAME ||
     CONTROL_OR_SPACE.test(category) ||
-    CONTROL.test(category)
+    hasControlCharacter(category)
   ) {
     throw new InvalidInputError(
       `Invalid category ${quoteValue(category)}: a category is the stream name's part before the first "-".`,
@@ -80,10 +96,10 @@ export function assertTag(tag: unknown, where = ''): asserts tag is string {
     tag.length === 0 ||
     tag.length > MAX_TAG ||
     CONTROL_OR_SPACE.test(tag) ||
-    CONTROL.test(tag)
+    hasControlCharacter(tag)
   ) {
     throw new InvalidInputError(
-      `Invalid tag ${quoteValue(tag)}${where}: tags are 1-${MAX_TAG} characters without spaces or control characters, such as "course:c1".`,
+      `Invalid tag ${quoteValue(tag)}${where}: tags are 1-${MAX_TAG} characters without spaces, control characters or unpaired surrogates, such as "course:c1".`,
     );
   }
 }

@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../errors.js';
-import { hasControlCharacter } from './names.js';
+import { hasControlCharacter, isWellFormed } from './names.js';
 import { quoteValue } from './quoteValue.js';
 
 /** Deepest nesting of objects and arrays accepted in data and metadata. */
@@ -14,11 +14,18 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> => {
   return proto === Object.prototype || proto === null;
 };
 
+const unpairedSurrogate = (what: string, at: string) =>
+  new InvalidInputError(
+    `${what} with an unpaired UTF-16 surrogate${at}: it has no UTF-8 form, so PostgreSQL cannot store it.`,
+    'Remove the lone surrogate (a half of a split emoji, often), or replace it: text.toWellFormed().',
+  );
+
 /**
  * Checks that `value` is stored by PostgreSQL's jsonb as it is: JSON values only (no BigInt,
- * function, symbol, NaN or Infinity), no cycle, no NUL character in a string or key (jsonb cannot
- * hold \u0000), nesting at most MAX_DEPTH. Objects with toJSON (Date) are taken as JSON.stringify
- * takes them. Throws InvalidInputError naming the path of the first bad value.
+ * function, symbol, NaN or Infinity), no cycle, no NUL character or unpaired surrogate in a string
+ * or key (jsonb cannot hold \u0000, and a lone surrogate has no UTF-8 form), nesting at most
+ * MAX_DEPTH. Objects with toJSON (Date) are taken as JSON.stringify takes them. Throws
+ * InvalidInputError naming the path of the first bad value.
  */
 export function assertJsonValue(value: unknown, what: string): void {
   const seen = new Set<object>();
@@ -31,6 +38,7 @@ export function assertJsonValue(value: unknown, what: string): void {
             `${what} holds a NUL character (\\u0000)${at()}: PostgreSQL cannot store it.`,
             'Remove the NUL character, or encode binary content (base64).',
           );
+        if (!isWellFormed(v)) throw unpairedSurrogate(`${what} holds a string`, at());
         return;
       case 'number':
         if (!Number.isFinite(v))
@@ -80,6 +88,7 @@ export function assertJsonValue(value: unknown, what: string): void {
           throw new InvalidInputError(
             `${what} has a key with a NUL character (\\u0000)${at()}: PostgreSQL cannot store it.`,
           );
+        if (!isWellFormed(key)) throw unpairedSurrogate(`${what} has a key`, at());
         visit(
           (obj as Record<string, unknown>)[key],
           path ? `${path}.${key.slice(0, 50)}` : key.slice(0, 50),

@@ -150,6 +150,23 @@ export function messageStoreContract(label: string, open: () => Promise<Contract
         await expect(
           store.append(s, { type: 't', data: {} }, { expectedVersion: 'latest' as 'any' }),
         ).rejects.toBeInstanceOf(InvalidInputError);
+        // One id twice in an append; names and strings with an unpaired surrogate (no UTF-8 form).
+        const id = randomUUID();
+        await expect(
+          store.append(s, [
+            { type: 't', data: {}, id },
+            { type: 't', data: {}, id },
+          ]),
+        ).rejects.toThrow(/appears twice in one append/);
+        await expect(store.append(`${s}\ud800`, { type: 't', data: {} })).rejects.toBeInstanceOf(
+          InvalidInputError,
+        );
+        await expect(store.append(s, { type: 't', data: {}, tags: ['g:\udc00'] })).rejects.toBeInstanceOf(
+          InvalidInputError,
+        );
+        await expect(store.append(s, { type: 't', data: { a: '\ud83d' } })).rejects.toThrow(
+          /unpaired UTF-16 surrogate at a/,
+        );
         expect(await store.streamVersion(s)).toBe(0);
       });
 
@@ -305,6 +322,13 @@ export function messageStoreContract(label: string, open: () => Promise<Contract
             { stream: 'bad name', messages: { type: 'y', data: {} } },
           ]),
         ).rejects.toBeInstanceOf(InvalidInputError);
+        const id = randomUUID();
+        await expect(
+          store.appendMultiple([
+            { stream: a, messages: { type: 'x', data: {}, id } },
+            { stream: `${a}b`, messages: { type: 'y', data: {}, id } },
+          ]),
+        ).rejects.toThrow(/appears twice in one append/);
         expect(await store.streamVersion(a)).toBe(0);
       });
     });

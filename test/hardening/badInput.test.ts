@@ -41,6 +41,7 @@ import { rowCounts, schemasLike } from './footprint.js';
 const SECRET = 'sekret-4d1f';
 const PREFIX = 'hbad';
 const LONG = 'x'.repeat(10_000);
+const DUP_ID = '0190c1a2-1111-7000-8000-00000000d0b1';
 const deep = (n: number): unknown => (n === 0 ? {} : { a: deep(n - 1) });
 
 let pool: pg.Pool;
@@ -204,6 +205,12 @@ const cliCases: CliCase[] = [
     args: () => [...s(), 'append', 'order-1', 'placed', '{"a":"x\\u0000y"}'],
     exit: 2,
     message: /NUL character \(\\u0000\) at a/,
+  },
+  {
+    name: 'data with an unpaired surrogate',
+    args: () => [...s(), 'append', 'order-1', 'placed', '{"a":"x\\ud800y"}'],
+    exit: 2,
+    message: /unpaired UTF-16 surrogate at a/,
   },
   {
     name: 'data with a NUL in a key',
@@ -829,6 +836,85 @@ const libCases: LibCase[] = [
       ]),
     error: InvalidInputError,
     message: /appears twice/,
+  },
+  {
+    name: 'one message id twice in one append',
+    run: () =>
+      store.append('order-1', [placed({ id: DUP_ID }), placed({ id: DUP_ID })] as never, {
+        expectedVersion: 1,
+      }),
+    error: InvalidInputError,
+    message: /Message id 0190c1a2-1111-7000-8000-00000000d0b1 appears twice in one append/,
+  },
+  {
+    name: 'one message id in two streams of appendMultiple',
+    run: () =>
+      store.appendMultiple([
+        { stream: 'ok-1', messages: placed({ id: DUP_ID }) as never },
+        { stream: 'ok-2', messages: placed({ id: DUP_ID }) as never },
+      ]),
+    error: InvalidInputError,
+    message: /appears twice in one append/,
+  },
+  {
+    name: 'one message id in two streams of a conditional append',
+    run: () =>
+      appendWithCondition(
+        store,
+        [
+          { stream: 'c-1', messages: placed({ id: DUP_ID }) as never },
+          { stream: 'c-2', messages: placed({ id: DUP_ID }) as never },
+        ],
+        { failIfEventsMatch: Query.of({ types: ['placed'], tags: ['c:1'] }) },
+      ),
+    error: InvalidInputError,
+    message: /appears twice in one append/,
+  },
+  {
+    name: 'conditional append expecting version 1e300',
+    run: () =>
+      appendWithCondition(store, [{ stream: 'c-1', messages: placed({}) as never, expectedVersion: 1e300 }], {
+        failIfEventsMatch: Query.all(),
+      }),
+    error: InvalidInputError,
+    message: /Invalid expected version 1e\+300/,
+  },
+  {
+    // The driver would send U+FFFD in its place: "a-\ud800" and "a-\udc00" would be one stream.
+    name: 'stream name with an unpaired surrogate',
+    run: append(placed({}), 'order-\ud800'),
+    error: InvalidInputError,
+    message: /Invalid stream name "order-\\ud800": .*unpaired surrogates/,
+  },
+  {
+    name: 'readStream of a name with an unpaired surrogate',
+    run: () => store.readStream('order-\udc00'),
+    error: InvalidInputError,
+    message: /Invalid stream name/,
+  },
+  {
+    name: 'tag with an unpaired surrogate',
+    run: append(placed({ tags: ['order:\ud83d'] })),
+    error: InvalidInputError,
+    message: /Invalid tag "order:\\ud83d"/,
+  },
+  {
+    name: 'data with an unpaired surrogate',
+    run: append(placed({ data: { note: { text: 'half an emoji \ud83d' } } })),
+    error: InvalidInputError,
+    message: /unpaired UTF-16 surrogate at note\.text/,
+  },
+  {
+    name: 'data with an unpaired surrogate in a key',
+    run: append(placed({ data: { 'k\udc00': 1 } })),
+    error: InvalidInputError,
+    message: /key with an unpaired UTF-16 surrogate/,
+  },
+  {
+    name: 'correlation id with an unpaired surrogate',
+    run: append(placed({ metadata: { correlationId: 'c-\ud800' } })),
+    error: InvalidInputError,
+    message: /metadata\.correlationId .* printable characters/,
   },
   {
     name: 'readStream direction sideways',

@@ -85,6 +85,35 @@ describe('recurring config', () => {
     expect(msg).toMatch(/recurring\[1\]\.message\.type: /);
     expect(() => resolveConfig({ recurring: {} })).toThrow(/recurring: expected an array/);
   });
+
+  it('refuses at load a stream, type or data that every delivery would have refused', () => {
+    let err: unknown;
+    try {
+      resolveConfig({
+        recurring: [
+          { name: 'a', cron: '* * * * *', stream: 'x'.repeat(501), message: { type: 't', data: {} } },
+          { name: 'b', cron: '* * * * *', stream: 's-\u007f', message: { type: 'bad type', data: {} } },
+          { name: 'c', cron: '* * * * *', stream: 's-1', message: { type: 't', data: [1] } },
+          {
+            name: 'd',
+            cron: '* * * * *',
+            stream: 's-\ud800',
+            message: { type: 't', data: { a: 'x\u0000' } },
+          },
+        ],
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const msg = (err as Error).message;
+    expect(msg).toMatch(/recurring\[0\]\.stream: expected a stream name .*1-500 characters/);
+    expect(msg).toMatch(/recurring\[1\]\.stream: /);
+    expect(msg).toMatch(/recurring\[1\]\.message\.type: Invalid message type "bad type"/);
+    expect(msg).toMatch(/recurring\[2\]\.message\.data: .*must be a JSON object/);
+    expect(msg).toMatch(/recurring\[3\]\.stream: /);
+    expect(msg).toMatch(/recurring\[3\]\.message\.data: .*NUL character/);
+  });
 });
 
 describe('recurring delivery', () => {
