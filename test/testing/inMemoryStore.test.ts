@@ -29,8 +29,10 @@ describe('in-memory store', () => {
     await expect(store.append('s-1', batch, { expectedVersion: 2 })).rejects.toMatchObject({
       code: 'MESSAGE_ID_CONFLICT',
     });
+    // One id twice in one append is refused as such, stored or not.
     await expect(store.append('s-3', [batch[0]!, batch[0]!])).rejects.toMatchObject({
-      code: 'MESSAGE_ID_CONFLICT',
+      code: 'INVALID_INPUT',
+      message: expect.stringMatching(/appears twice in one append/),
     });
     expect(await store.streamVersion('s-2')).toBe(0);
     expect(await store.streamVersion('s-3')).toBe(0);
