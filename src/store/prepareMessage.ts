@@ -23,13 +23,16 @@ export function prepareMessageList(
   const traceparent = currentTraceparent();
   const out: (PreparedMessage | Promise<PreparedMessage>)[] = [];
   let pending = false;
+  // Ids drawn here are distinct: only a list with ids given can hold one twice.
+  let givenIds = false;
   for (const m of messages) {
     const p = prepareMessage(m, defs, inherited, traceparent);
     if (p instanceof Promise) pending = true;
+    if (m.id !== undefined) givenIds = true;
     out.push(p);
   }
   if (!pending) {
-    if (out.length > 1) assertDistinctIds(out as PreparedMessage[]);
+    if (givenIds && out.length > 1) assertDistinctIds(out as PreparedMessage[]);
     return out as PreparedMessage[];
   }
   // Every promise settled (none left unhandled); the first refusal in list order is the error.
@@ -38,7 +41,7 @@ export function prepareMessageList(
       if (r.status === 'rejected') throw r.reason;
       return r.value;
     });
-    assertDistinctIds(prepared);
+    if (givenIds) assertDistinctIds(prepared);
     return prepared;
   });
 }

@@ -28,77 +28,97 @@ const unpairedSurrogate = (what: string, at: string) =>
  * InvalidInputError naming the path of the first bad value.
  */
 export function assertJsonValue(value: unknown, what: string): void {
-  const seen = new Set<object>();
-  const visit = (v: unknown, path: string, depth: number): void => {
-    const at = () => (path ? ` at ${path}` : '');
-    switch (typeof v) {
-      case 'string':
-        if (v.includes('\u0000'))
-          throw new InvalidInputError(
-            `${what} holds a NUL character (\\u0000)${at()}: PostgreSQL cannot store it.`,
-            'Remove the NUL character, or encode binary content (base64).',
-          );
-        if (!isWellFormed(v)) throw unpairedSurrogate(`${what} holds a string`, at());
-        return;
-      case 'number':
-        if (!Number.isFinite(v))
-          throw new InvalidInputError(`${what} holds ${String(v)}${at()}: JSON has no such number.`);
-        return;
-      case 'boolean':
-      case 'undefined':
-        return;
-      case 'bigint':
+  check(value, 0, { what, ancestors: [], keys: [] });
+}
+
+/**
+ * One walk of assertJsonValue: the objects from the root to the value checked (a cycle is one of
+ * them met again) and the keys leading to it, made into a path only for an error. Every message's
+ * data and metadata is walked on every append: no closure, set or path string per value.
+ */
+interface Walk {
+  what: string;
+  ancestors: object[];
+  keys: (string | number)[];
+}
+
+/** ` at a.b[2]`: where the walk is, for an error ('' at the root). */
+function at(w: Walk): string {
+  let path = '';
+  for (const k of w.keys)
+    path = typeof k === 'number' ? `${path}[${k}]` : path ? `${path}.${k.slice(0, 50)}` : k.slice(0, 50);
+  return path ? ` at ${path}` : '';
+}
+
+function check(v: unknown, depth: number, w: Walk): void {
+  switch (typeof v) {
+    case 'string':
+      if (v.includes('\u0000'))
         throw new InvalidInputError(
-          `${what} holds a BigInt (${quoteValue(v)})${at()}: JSON cannot represent it.`,
-          'Convert it to a string (value.toString()) or a number.',
+          `${w.what} holds a NUL character (\\u0000)${at(w)}: PostgreSQL cannot store it.`,
+          'Remove the NUL character, or encode binary content (base64).',
         );
-      case 'function':
-      case 'symbol':
-        throw new InvalidInputError(`${what} holds a ${typeof v}${at()}: only JSON values can be stored.`);
-    }
-    if (v === null) return;
-    const obj = v as object;
-    if (typeof (obj as { toJSON?: unknown }).toJSON === 'function') {
-      let json: unknown;
-      try {
-        json = (obj as { toJSON: () => unknown }).toJSON();
-      } catch (err) {
-        throw new InvalidInputError(`${what}${at()}: its toJSON() failed: ${(err as Error).message}`);
-      }
-      if (json !== obj) {
-        visit(json, path, depth);
-        return;
-      }
-    }
-    if (depth >= MAX_DEPTH)
+      if (!isWellFormed(v)) throw unpairedSurrogate(`${w.what} holds a string`, at(w));
+      return;
+    case 'number':
+      if (!Number.isFinite(v))
+        throw new InvalidInputError(`${w.what} holds ${String(v)}${at(w)}: JSON has no such number.`);
+      return;
+    case 'boolean':
+    case 'undefined':
+      return;
+    case 'bigint':
       throw new InvalidInputError(
-        `${what} is nested deeper than ${MAX_DEPTH} levels${at()}.`,
-        'Flatten the structure.',
+        `${w.what} holds a BigInt (${quoteValue(v)})${at(w)}: JSON cannot represent it.`,
+        'Convert it to a string (value.toString()) or a number.',
       );
-    if (seen.has(obj))
-      throw new InvalidInputError(`${what} holds a circular reference${at()}: JSON cannot represent it.`);
-    seen.add(obj);
-    if (Array.isArray(obj)) {
-      obj.forEach((item, i) => {
-        visit(item, `${path}[${i}]`, depth + 1);
-      });
-    } else {
-      for (const key of Object.keys(obj)) {
-        if (key.includes('\u0000'))
-          throw new InvalidInputError(
-            `${what} has a key with a NUL character (\\u0000)${at()}: PostgreSQL cannot store it.`,
-          );
-        if (!isWellFormed(key)) throw unpairedSurrogate(`${what} has a key`, at());
-        visit(
-          (obj as Record<string, unknown>)[key],
-          path ? `${path}.${key.slice(0, 50)}` : key.slice(0, 50),
-          depth + 1,
-        );
-      }
+    case 'function':
+    case 'symbol':
+      throw new InvalidInputError(`${w.what} holds a ${typeof v}${at(w)}: only JSON values can be stored.`);
+  }
+  if (v !== null) checkObject(v as object, depth, w);
+}
+
+function checkObject(obj: object, depth: number, w: Walk): void {
+  if (typeof (obj as { toJSON?: unknown }).toJSON === 'function') {
+    let json: unknown;
+    try {
+      json = (obj as { toJSON: () => unknown }).toJSON();
+    } catch (err) {
+      throw new InvalidInputError(`${w.what}${at(w)}: its toJSON() failed: ${(err as Error).message}`);
     }
-    seen.delete(obj);
-  };
-  visit(value, '', 0);
+    if (json !== obj) {
+      check(json, depth, w);
+      return;
+    }
+  }
+  if (depth >= MAX_DEPTH)
+    throw new InvalidInputError(
+      `${w.what} is nested deeper than ${MAX_DEPTH} levels${at(w)}.`,
+      'Flatten the structure.',
+    );
+  if (w.ancestors.includes(obj))
+    throw new InvalidInputError(`${w.what} holds a circular reference${at(w)}: JSON cannot represent it.`);
+  w.ancestors.push(obj);
+  if (Array.isArray(obj)) {
+    for (let i = 0; i < obj.length; i++) {
+      w.keys.push(i);
+      check(obj[i], depth + 1, w);
+      w.keys.pop();
+    }
+  } else {
+    for (const key of Object.keys(obj)) {
+      if (key.includes('\u0000'))
+        throw new InvalidInputError(
+          `${w.what} has a key with a NUL character (\\u0000)${at(w)}: PostgreSQL cannot store it.`,
+        );
+      if (!isWellFormed(key)) throw unpairedSurrogate(`${w.what} has a key`, at(w));
+      w.keys.push(key);
+      check((obj as Record<string, unknown>)[key], depth + 1, w);
+      w.keys.pop();
+    }
+  }
+  w.ancestors.pop();
 }
 
 /**

@@ -130,6 +130,18 @@ export function messageStoreContract(label: string, open: () => Promise<Contract
         );
       });
 
+      it('stores a value referenced twice (not a cycle) and a Date as JSON.stringify writes them', async () => {
+        const s = `order-${uid()}`;
+        const shared = { n: 1 };
+        const at = new Date('2030-01-02T03:04:05.000Z');
+        await store.append(s, { type: 't', data: { a: shared, b: [shared, shared], at } });
+        expect((await store.readStream(s))[0]!.data).toEqual({
+          a: { n: 1 },
+          b: [{ n: 1 }, { n: 1 }],
+          at: '2030-01-02T03:04:05.000Z',
+        });
+      });
+
       it('refuses bad input and writes nothing', async () => {
         const s = `order-${uid()}`;
         await expect(store.append('has space', { type: 't', data: {} })).rejects.toBeInstanceOf(

@@ -620,6 +620,22 @@ const libCases: LibCase[] = [
     message: /BigInt \(10n\) at n/,
   },
   {
+    name: 'data holds a BigInt inside an array',
+    run: append(placed({ data: { items: [{ ok: 1 }, { shared: { n: 1 }, bad: { deep: 1n } }] } })),
+    error: InvalidInputError,
+    message: /BigInt \(1n\) at items\[1\]\.bad\.deep/,
+  },
+  {
+    name: 'data is circular through an array',
+    run: () => {
+      const o: Record<string, unknown> = { list: [] };
+      (o.list as unknown[]).push({ back: o });
+      return append(placed({ data: o }))();
+    },
+    error: InvalidInputError,
+    message: /circular reference at list\[0\]\.back/,
+  },
+  {
     name: 'data is circular',
     run: append(placed({ data: circular() })),
     error: InvalidInputError,
