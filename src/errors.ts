@@ -321,7 +321,12 @@ export class AppendOutcomeUnknownError extends BeckettError {
 export class MessageIdConflictError extends BeckettError {
   readonly ids: readonly string[];
   constructor(ids: readonly string[], detail: string) {
-    super('MESSAGE_ID_CONFLICT', `Message id ${ids.join(', ')} is already stored ${detail}.`, {
+    // The first ids only (an append of a thousand messages would make a line of 37,000 characters);
+    // `ids` holds them all.
+    const named =
+      ids.length <= 3 ? ids.join(', ') : `${ids.slice(0, 3).join(', ')} and ${ids.length - 3} more`;
+    const what = ids.length > 1 ? `Message ids ${named} are` : `Message id ${named} is`;
+    super('MESSAGE_ID_CONFLICT', `${what} already stored ${detail}.`, {
       exitCode: ExitCode.conflict,
       hint: 'Message ids are unique in the store: give new messages new ids (or leave them out), and retry an append only with its own ids, stream and expected version.',
     });

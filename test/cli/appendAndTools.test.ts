@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +99,26 @@ describe('es append', () => {
     expect(undeclared.exitCode).toBe(2);
     expect(undeclared.stderr).toContain('declares no message type "nope"');
     expect(await db.store.streamVersion('bulk-2')).toBe(0);
+  });
+
+  it('checks every message as the store will, and every id once, before the first batch', async () => {
+    // A full batch of good lines, then a line the store refuses: nothing appended (it was 2 before).
+    const good = (n: number, id?: string) =>
+      JSON.stringify({ type: 'item_added', data: { n }, ...(id ? { id } : {}) });
+    const notObject = `${good(1)}\n${good(2)}\n{"type":"item_added","data":5}\n`;
+    const r1 = await inDir(['append', 'bulk-3', '-', '--batch-size', '2'], notObject);
+    expect(r1.exitCode).toBe(2);
+    expect(r1.stderr).toContain('stdin line 3: The data of a "item_added" message must be a JSON object');
+    const id = randomUUID();
+    const twice = `${good(1, id)}\n${good(2)}\n\n${good(3, id.toUpperCase())}\n`;
+    const r2 = await inDir(['append', 'bulk-3', '-', '--batch-size', '2'], twice);
+    expect(r2.exitCode).toBe(2);
+    expect(r2.stderr).toContain(`stdin line 4: message id ${id} is on line 1 too`);
+    const badTag = `${good(1)}\n${good(2)}\n{"type":"item_added","data":{},"tags":["a b"]}\n`;
+    const r3 = await inDir(['append', 'bulk-3', '-', '--batch-size', '2'], badTag);
+    expect(r3.exitCode).toBe(2);
+    expect(r3.stderr).toContain('stdin line 3: Invalid tag "a b"');
+    expect(await db.store.streamVersion('bulk-3')).toBe(0);
   });
 });
 

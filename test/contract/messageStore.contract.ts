@@ -8,6 +8,7 @@ import { Query } from '../../src/consistency/query.js';
 import {
   AppendConditionFailedError,
   InvalidInputError,
+  MessageIdConflictError,
   MessageValidationError,
   NotFoundError,
   WrongExpectedVersionError,
@@ -128,6 +129,21 @@ export function messageStoreContract(label: string, open: () => Promise<Contract
         await expect(store.append(s, { type: 't', data: {}, id: 'nope' })).rejects.toBeInstanceOf(
           InvalidInputError,
         );
+      });
+
+      it('ids stored elsewhere: MessageIdConflictError with every id, naming the first three', async () => {
+        const s = `order-${uid()}`;
+        const batch = Array.from({ length: 10 }, (_, i) => ({ type: 't', data: { i }, id: randomUUID() }));
+        await store.append(s, batch);
+        const err = await store.append(`${s}x`, batch).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(MessageIdConflictError);
+        expect((err as MessageIdConflictError).ids).toHaveLength(10);
+        expect((err as Error).message).toMatch(
+          new RegExp(
+            `^Message ids ${batch[0]!.id}, [0-9a-f-]{36}, [0-9a-f-]{36} and 7 more are already stored`,
+          ),
+        );
+        expect(await store.streamVersion(`${s}x`)).toBe(0);
       });
 
       it('stores a value referenced twice (not a cycle) and a Date as JSON.stringify writes them', async () => {

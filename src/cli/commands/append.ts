@@ -53,7 +53,8 @@ the same ids). Blank lines are skipped. Messages are appended in batches of --ba
 one transaction. --expected-version applies to the first batch; every later batch expects the
 version the previous one left, so a load into a stream someone else writes to stops with exit 7
 (batches already appended stay). Nothing is appended when a line is not valid JSON or not a
-message: every line is checked before the first batch.
+message the store would take (its type, data, schema, metadata, tags or id), or when two lines
+give one id: every line is checked before the first batch.
 
 When the config declares message types (messages: in beckett.config.ts), a type it does not declare
 is refused (exit 2): usually a typo. --allow-unknown-type appends it anyway, with a warning.
@@ -78,6 +79,8 @@ fails the schema declared for the type in the config.`,
         (await import('../../store/messageStore.js')).checkStreamName(stream);
         type Message = import('../../store/types.js').NewMessage;
         let messages: Message[];
+        /** With NDJSON, the stdin line of each message. */
+        let lines: number[] | undefined;
         if (ndjson) {
           if (data !== undefined || (opts.ndjson && type !== undefined && type !== '-'))
             throw new InvalidInputError(
@@ -85,7 +88,7 @@ fails the schema declared for the type in the config.`,
             );
           if (opts.metadata !== undefined || opts.tag)
             throw new InvalidInputError('With --ndjson put metadata and tags on each line, not in flags.');
-          messages = parseNdjson(await readStdin(), parseJson, InvalidInputError);
+          ({ messages, lines } = parseNdjson(await readStdin(), parseJson, InvalidInputError));
         } else {
           if (type === undefined || data === undefined)
             throw new InvalidInputError(
@@ -127,6 +130,7 @@ fails the schema declared for the type in the config.`,
           }
           // A schema migrated by a newer beckett is refused, as es migrate refuses it (exit 6).
           await (await import('../../db/migrate.js')).assertSchemaCurrent(ctx.pool, ctx.schema);
+          if (lines) await checkMessages(ctx.store, messages, lines);
           let expected = expectedVersion;
           let last: { streamVersion: number; globalPosition: number } | undefined;
           for (let i = 0; i < messages.length; i += batchSize) {
@@ -175,15 +179,45 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Every line checked before anything is appended; errors name the line. */
+/**
+ * Every NDJSON message checked as the store checks it (type, data and its declared schema,
+ * metadata, tags, id), and every id given at most once in the load, before the first batch is
+ * appended: a bad line appends nothing (the batches before it were appended once). Errors name the
+ * line and keep their class and exit code.
+ */
+async function checkMessages(
+  store: import('../../store/messageStore.js').MessageStore,
+  messages: import('../../store/types.js').NewMessage[],
+  lines: number[],
+): Promise<void> {
+  const { BeckettError, InvalidInputError } = await import('../../errors.js');
+  const firstLine = new Map<string, number>();
+  for (const [i, m] of messages.entries()) {
+    try {
+      const [prepared] = await store.prepareMessages([m]);
+      if (m.id === undefined) continue;
+      const seen = firstLine.get(prepared!.id);
+      if (seen !== undefined)
+        throw new InvalidInputError(
+          `message id ${prepared!.id} is on line ${seen} too: each message needs its own id.`,
+        );
+      firstLine.set(prepared!.id, lines[i]!);
+    } catch (err) {
+      if (err instanceof BeckettError) err.message = `stdin line ${lines[i]}: ${err.message}`;
+      throw err;
+    }
+  }
+}
+
+/** Every line parsed before anything is appended; errors name the line. */
 function parseNdjson(
   text: string,
   parseJson: (value: string, what: string) => unknown,
   Invalid: typeof import('../../errors.js').InvalidInputError,
-): import('../../store/types.js').NewMessage[] {
+): { messages: import('../../store/types.js').NewMessage[]; lines: number[] } {
   const out: import('../../store/types.js').NewMessage[] = [];
-  const lines = text.split('\n');
-  for (const [i, raw] of lines.entries()) {
+  const lineOf: number[] = [];
+  for (const [i, raw] of text.split('\n').entries()) {
     const line = raw.trim();
     if (line === '') continue;
     const value = parseJson(line, `stdin line ${i + 1}`);
@@ -203,6 +237,7 @@ function parseNdjson(
       throw new Invalid(`stdin line ${i + 1} has no "type" (a message type name).`);
     if (!('data' in m)) throw new Invalid(`stdin line ${i + 1} has no "data".`);
     out.push(m as unknown as import('../../store/types.js').NewMessage);
+    lineOf.push(i + 1);
   }
-  return out;
+  return { messages: out, lines: lineOf };
 }
