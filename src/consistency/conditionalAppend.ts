@@ -101,9 +101,7 @@ async function prepare(store: MessageStore, appends: ConditionalStreamAppend[]) 
       p.forLocks.push({ type: m.type, tags: m.tags });
     }
   }
-  // Ids the store drew are distinct: only ids given can be one twice, across streams too.
-  if (p.streams.length > 1 && appends.some((a) => [a.messages].flat().some((m) => m.id !== undefined)))
-    assertDistinctIds(p.ids.map((id) => ({ id })));
+  if (p.streams.length > 1) assertDistinctIds(p.ids);
   return p;
 }
 

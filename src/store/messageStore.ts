@@ -124,9 +124,7 @@ export async function prepareStreamAppends(
       messages: await prepare(Array.isArray(a.messages) ? a.messages : [a.messages]),
     });
   }
-  // Ids the store drew are distinct: only ids given can be one twice, across streams too.
-  if (prepared.length > 1 && appends.some((a) => [a.messages].flat().some((m) => m.id !== undefined)))
-    assertDistinctIds(prepared.flatMap((p) => p.messages));
+  if (prepared.length > 1) assertDistinctIds(prepared.flatMap((p) => p.messages.map((m) => m.id)));
   return prepared.sort((x, y) => (x.stream < y.stream ? -1 : x.stream > y.stream ? 1 : 0));
 }
 

@@ -32,7 +32,7 @@ export function prepareMessageList(
     out.push(p);
   }
   if (!pending) {
-    if (givenIds && out.length > 1) assertDistinctIds(out as PreparedMessage[]);
+    if (givenIds && out.length > 1) assertDistinctIds((out as PreparedMessage[]).map((m) => m.id));
     return out as PreparedMessage[];
   }
   // Every promise settled (none left unhandled); the first refusal in list order is the error.
@@ -41,7 +41,7 @@ export function prepareMessageList(
       if (r.status === 'rejected') throw r.reason;
       return r.value;
     });
-    if (givenIds) assertDistinctIds(prepared);
+    if (givenIds) assertDistinctIds(prepared.map((m) => m.id));
     return prepared;
   });
 }
@@ -49,11 +49,12 @@ export function prepareMessageList(
 /**
  * Throws InvalidInputError when two messages of one append (of one stream or of several) share an
  * id: a message id appears once in the store, and the database would refuse the whole append
- * with a unique violation.
+ * with a unique violation. Each stream's list is checked here when its caller gave ids (ids drawn
+ * are distinct); an append to several streams checks all of its ids once more.
  */
-export function assertDistinctIds(messages: readonly { id: string }[]): void {
+export function assertDistinctIds(ids: readonly string[]): void {
   const seen = new Set<string>();
-  for (const { id } of messages) {
+  for (const id of ids) {
     if (seen.has(id))
       throw new InvalidInputError(
         `Message id ${id} appears twice in one append: each message needs its own id.`,
