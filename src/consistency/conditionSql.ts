@@ -11,18 +11,25 @@ import type { QueryItem } from './query.js';
  *  1. locksSql() takes the advisory locks (lockKeys.ts) in ascending id order.
  *  2. One INSERT of all the messages, each gated by its condition: its snapshot is taken after
  *     statement 1 got every lock, so each check sees every commit made under them.
- * One row per append comes from unnest(), every condition parameter an array with one element per
- * append. Each check is a LATERAL probe per row and per query item (and per part of the position;
- * an EXISTS here may be planned as one hash of a whole table), written for the item's shape: an
- * item with tags looks up its first tag in message_tags (every match carries it) and filters on
- * type and the other tags; an item without tags reads the log after the position. Per row, the
- * statement reports whether the transaction is READ COMMITTED (the check is only sound then),
- * whether the condition failed and, if the message was inserted, its position. A batch's appends
- * have the same shape and no conflicting locks, so no append's check can be about another one's
- * message.
+ * Each check is a LATERAL probe per query item (and per part of the position; an EXISTS here may be
+ * planned as one hash of a whole table), written for the item's shape: an item with tags looks up
+ * its first tag in message_tags (every match carries it) and filters on type and the other tags; an
+ * item without tags reads the log after the position. Nothing is inserted unless the transaction
+ * is READ COMMITTED (the check is only sound then).
+ *
+ * One append (buildOne) gets one row: whether the transaction is READ COMMITTED, whether its
+ * condition failed and, if its message was inserted, its position. A batch (buildBatch) takes one
+ * row per append from unnest(), every parameter an array with one element per append, and returns
+ * only what it inserted, with its snapshot: reporting every append's outcome from the one statement
+ * (a CTE of the checked rows joined back to the inserted ones, or a second branch for the rest) cost
+ * a tenth of the statement's server time at 10 writers (bench/README, session 20), and an append
+ * that was not inserted is rare. Which of its checks failed, its condition or its version, is read
+ * afterwards in that snapshot (conflictSql): while the batch held its locks no message its condition
+ * matches could commit, and one committed since is not in it. A batch's appends have the same shape
+ * and no conflicting locks, so no append's check can be about another one's message.
  */
 
-export const locksSql = (ctx: SqlContext) => `SELECT ${takeLocksSql(ctx.s, '$1::text[]', '$2::boolean[]')}`;
+export const locksSql = (ctx: SqlContext) => `SELECT ${takeLocksSql(ctx.s, '$1::text[]', '$2::int')}`;
 
 /*
  * A batch's lock statement also sets how the batch's INSERT that follows it is planned
@@ -35,7 +42,7 @@ export const locksSql = (ctx: SqlContext) => `SELECT ${takeLocksSql(ctx.s, '$1::
  * would reach.
  */
 export const batchLocksSql = (ctx: SqlContext) =>
-  `SELECT ${GENERIC_INDEX_PLANS}, ${takeLocksSql(ctx.s, '$1::text[]', '$2::boolean[]')}`;
+  `SELECT ${GENERIC_INDEX_PLANS}, ${takeLocksSql(ctx.s, '$1::text[]', '$2::int')}`;
 
 /** What the decision saw: nothing, a log position, or a read snapshot (its xmax and xip). */
 export type After =
@@ -68,8 +75,8 @@ export function gatedShape(tagged: boolean, after: After['kind'], items: readonl
 }
 
 /**
- * The gated INSERT for this shape, for one append or for a batch (cached per schema, shape and
- * kind). Both return per append: read_committed, conflict, global_position, transaction_id.
+ * The gated INSERT for this shape, for one append (its read_committed, conflict, global_position,
+ * transaction_id) or for a batch (see buildBatch), cached per schema, shape and kind.
  */
 export function gatedInsert(
   ctx: SqlContext,
@@ -91,13 +98,15 @@ export function gatedInsert(
 /**
  * The condition's checks, one `SELECT true AS hit ... LIMIT 1` per query item (and per part of
  * the position), in gatedRowValues()'s parameter order: `param(type)` names each parameter, a
- * scalar for one append, a column of the unnest()ed rows for a batch.
+ * scalar for one append, a column of the unnest()ed rows for a batch. With `visibleIn` (a
+ * pg_snapshot expression), only messages visible in that snapshot count.
  */
 function probes(
   ctx: SqlContext,
   after: After['kind'],
   items: readonly QueryItem[],
   param: (type: string) => string,
+  visibleIn?: string,
 ): string[] {
   let parts: ((x: string) => string)[] = [() => ''];
   if (after === 'position') {
@@ -118,7 +127,10 @@ function probes(
     const all = tags.length > 1 ? param('text') : undefined;
     const typeFilter = (x: string) =>
       types ? ` AND ${x}.type = ANY(string_to_array(${types}, chr(31)))` : '';
-    for (const part of parts) {
+    for (const position of parts) {
+      const part = visibleIn
+        ? (x: string) => `${position(x)} AND pg_visible_in_snapshot(${x}.transaction_id, ${visibleIn})`
+        : position;
       if (first)
         found.push(`SELECT true AS hit FROM ${ctx.s}.message_tags t${
           all
@@ -135,7 +147,8 @@ function probes(
   return found;
 }
 
-const RESULT = `current_setting('transaction_isolation') = 'read committed' AS read_committed`;
+const READ_COMMITTED = `current_setting('transaction_isolation') = 'read committed'`;
+const RESULT = `${READ_COMMITTED} AS read_committed`;
 
 /** One append: scalar parameters, the checks as EXISTS, the store's probe of the stream's head. */
 function buildOne(
@@ -160,7 +173,12 @@ SELECT gate.read_committed, gate.conflict, i.global_position, i.transaction_id::
   FROM gate LEFT JOIN inserted i ON true`;
 }
 
-/** A batch: one row per append from unnest(), each check a LATERAL probe per row. */
+/**
+ * A batch: one row per append from unnest(), each check a LATERAL probe per row. Returns a row per
+ * inserted message (id, global_position, transaction_id), each with whether the transaction is READ
+ * COMMITTED and the statement's snapshot (pg_current_snapshot()), or one row of those two alone when
+ * nothing was inserted.
+ */
 function buildBatch(
   ctx: SqlContext,
   tagged: boolean,
@@ -183,22 +201,37 @@ function buildBatch(
     return `u.c${arrays.length}`;
   });
   const laterals = found.map((p, i) => `\n    LEFT JOIN LATERAL (${p}) k${i} ON true`).join('');
-  const conflict = found.length ? found.map((_, i) => `k${i}.hit IS NOT NULL`).join(' OR ') : 'false';
-  return `WITH gate AS (
-  SELECT u.*, (${conflict}) AS conflict
-    FROM unnest(${arrays.join(', ')}) WITH ORDINALITY AS u(${names.join(', ')}, ord)${laterals}
-), inserted AS (
+  const noMatch = found.map((_, i) => ` AND k${i}.hit IS NULL`).join('');
+  return `WITH inserted AS (
   INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
-  SELECT g.id, g.stream_name, g.n + 1, g.type, g.data, g.metadata,
-         ${splitTagsSql('g.tags')}
-    FROM gate g
-   WHERE NOT g.conflict AND ${headSql(ctx, 'g.stream_name')} = g.n
-   ORDER BY g.ord
+  SELECT u.id, u.stream_name, u.n + 1, u.type, u.data, u.metadata,
+         ${splitTagsSql('u.tags')}
+    FROM unnest(${arrays.join(', ')}) WITH ORDINALITY AS u(${names.join(', ')}, ord)${laterals}
+   WHERE ${READ_COMMITTED}${noMatch} AND ${headSql(ctx, 'u.stream_name')} = u.n
+   ORDER BY u.ord
   ON CONFLICT (stream_name, stream_position) DO NOTHING
   RETURNING id, global_position, transaction_id, type, tags
 )${tagged ? `, ${taggedCte(ctx)}` : ''}
-SELECT ${RESULT}, g.conflict, i.global_position, i.transaction_id::text
-  FROM gate g LEFT JOIN inserted i ON i.id = g.id ORDER BY g.ord`;
+SELECT s.read_committed, s.snapshot, i.id, i.global_position, i.transaction_id::text
+  FROM (SELECT ${READ_COMMITTED} AS read_committed, pg_current_snapshot()::text AS snapshot) s
+  LEFT JOIN inserted i ON true`;
+}
+
+/**
+ * One append's condition as it was in a batch's snapshot ($1, the text of a pg_snapshot): true when
+ * a message it matches is visible in that snapshot. Its other parameters are gatedRowValues()'.
+ */
+export function conflictSql(ctx: SqlContext, after: After['kind'], items: readonly QueryItem[]): GatedInsert {
+  const key = `${ctx.s}|check|${gatedShape(false, after, items)}`;
+  let found = cache.get(key);
+  if (!found) {
+    let n = 1;
+    const checks = probes(ctx, after, items, (type) => `$${++n}::${type}`, '$1::pg_snapshot');
+    const text = `SELECT ${checks.length ? checks.map((c) => `EXISTS (${c})`).join(' OR ') : 'false'} AS conflict`;
+    found = { name: `cond_check_${cache.size}`, text };
+    cache.set(key, found);
+  }
+  return found;
 }
 
 /** One append's condition parameters, in probes()'s order. */

@@ -216,6 +216,7 @@ async function appendOnce(
         // also announces them.
         const o = bound ? (await runGated(db, ctx, [gated]))[0]! : await store.writer.gated.append(gated);
         announced = !bound;
+        if (o.kind === 'unchecked') throw o.error;
         if (o.kind === 'not_read_committed') throw notReadCommitted();
         if (o.kind === 'condition_failed') throw conditionFailed();
         rows =

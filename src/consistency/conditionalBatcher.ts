@@ -7,12 +7,13 @@ import { type Notifier, WakeupCarrier } from '../store/notifications.js';
 import {
   type After,
   batchLocksSql,
+  conflictSql,
   gatedInsert,
   gatedRowValues,
   gatedShape,
   locksSql,
 } from './conditionSql.js';
-import type { LockSet } from './lockKeys.js';
+import { type LockSet, lockParams } from './lockKeys.js';
 import type { QueryItem } from './query.js';
 
 /*
@@ -43,12 +44,23 @@ export type GatedOutcome =
   | { kind: 'appended'; globalPosition: number; transactionId: string }
   | { kind: 'condition_failed' }
   | { kind: 'wrong_version' }
-  | { kind: 'not_read_committed' };
+  | { kind: 'not_read_committed' }
+  /** Not written, in a batch; reading whether its condition or its version failed failed with `error`. */
+  | { kind: 'unchecked'; error: unknown };
 
-/** A row of the gated INSERT (conditionSql.ts), one per append. */
+/** The row of one append's gated INSERT (conditionSql.ts buildOne). */
 interface GateRow {
   read_committed: boolean;
   conflict: boolean;
+  global_position: string | number | null;
+  transaction_id: string | null;
+}
+
+/** A row of a batch's gated INSERT (conditionSql.ts buildBatch): one per message inserted. */
+interface BatchRow {
+  read_committed: boolean;
+  snapshot: string;
+  id: string | null;
   global_position: string | number | null;
   transaction_id: string | null;
 }
@@ -100,16 +112,60 @@ export async function runGated(
   // One append: its values as they are; a batch: one array per parameter, an element per append.
   const values = batch ? perRow[0]!.map((_, k) => perRow.map((row) => row[k])) : perRow[0]!;
   const statements = [
-    batch
-      ? statement(ctx, 'cond_locks_batch', batchLocksSql(ctx), [locks.keys, locks.exclusive])
-      : statement(ctx, 'cond_locks', locksSql(ctx), [locks.keys, locks.exclusive]),
+    statement(
+      ctx,
+      batch ? 'cond_locks_batch' : 'cond_locks',
+      (batch ? batchLocksSql : locksSql)(ctx),
+      lockParams(locks),
+    ),
     statement(ctx, insert.name, insert.text, values),
   ];
   const rows =
     db instanceof WakeupCarrier
-      ? (await db.queryAll<GateRow>(statements)).rows
-      : await runPipelined<GateRow>(db, statements);
-  return appends.map((_, i) => outcome(rows[i]));
+      ? (await db.queryAll<pg.QueryResultRow>(statements)).rows
+      : await runPipelined<pg.QueryResultRow>(db, statements);
+  if (!batch) return [outcome(rows[0] as GateRow | undefined)];
+  return batchOutcomes(db instanceof WakeupCarrier ? db.pool : db, ctx, appends, rows as BatchRow[]);
+}
+
+/**
+ * Each append's outcome from its batch's rows: appended (a row), or, without a row, not READ
+ * COMMITTED (nothing was inserted then), or its condition or its version failed: which, is read in
+ * the batch's snapshot (conditionSql.ts conflictSql), one statement per such append. That read
+ * failing fails only its append (not written; why, unknown).
+ */
+async function batchOutcomes(
+  db: Queryable,
+  ctx: SqlContext,
+  appends: readonly GatedAppend[],
+  rows: BatchRow[],
+): Promise<GatedOutcome[]> {
+  const first = rows[0];
+  if (first?.read_committed !== true) return appends.map(() => ({ kind: 'not_read_committed' }));
+  const inserted = new Map<string, BatchRow>();
+  for (const r of rows) if (r.id !== null) inserted.set(r.id, r);
+  const outcomes: GatedOutcome[] = [];
+  for (const a of appends) {
+    const r = inserted.get(a.id);
+    if (r) {
+      outcomes.push({
+        kind: 'appended',
+        globalPosition: Number(r.global_position),
+        transactionId: r.transaction_id!,
+      });
+      continue;
+    }
+    const check = conflictSql(ctx, a.after.kind, a.items);
+    try {
+      const { rows: found } = await db.query<{ conflict: boolean }>(
+        statement(ctx, check.name, check.text, [first.snapshot, ...gatedRowValues(a.after, a.items)]),
+      );
+      outcomes.push(found[0]?.conflict === true ? { kind: 'condition_failed' } : { kind: 'wrong_version' });
+    } catch (error) {
+      outcomes.push({ kind: 'unchecked', error });
+    }
+  }
+  return outcomes;
 }
 
 /** A queued append: the append itself (not a copy, see appendBatcher.ts' Pending) and its promise. */
@@ -160,7 +216,11 @@ export class ConditionalBatcher {
       },
       many: async (batch) => {
         const outcomes = await run(batch.map((job) => job.append));
-        for (const [i, job] of batch.entries()) job.resolve(outcomes[i]!);
+        for (const [i, job] of batch.entries()) {
+          const o = outcomes[i]!;
+          if (o.kind === 'unchecked') job.reject(o.error);
+          else job.resolve(o);
+        }
       },
       lost: (job, err) => job.reject(err),
       maxInFlight: MAX_IN_FLIGHT,

@@ -90,17 +90,27 @@ export function messagesLockKeys(messages: readonly { type: string; tags?: reado
 }
 
 /**
- * SQL taking the advisory locks `keys` (a text[] expression) in ascending id order, shared, or
- * with the modes `exclusive` (a boolean[] expression, exclusive winning for a repeated id). It is
- * a scalar subquery (evaluating to the number of keys, > 0), run once per statement.
+ * SQL taking the advisory locks `keys` (a text[] expression) in ascending id order, all shared, or
+ * the first `exclusiveCount` (an int expression) exclusively and the rest shared (as lockParams()
+ * orders a LockSet). It is a scalar subquery (evaluating to the number of keys, > 0), run once per
+ * statement. Two keys of one id (a hash collision) are taken one after the other, the exclusive
+ * one first: a lock its own transaction holds exclusively is granted to it shared at once.
  */
-export function takeLocksSql(s: string, keys: string, exclusive?: string): string {
-  if (exclusive === undefined)
+export function takeLocksSql(s: string, keys: string, exclusiveCount?: string): string {
+  if (exclusiveCount === undefined)
     return `(SELECT count(pg_advisory_xact_lock_shared(l.id))
        FROM (SELECT DISTINCT ${s}.lock_id(k) AS id FROM unnest(${keys}) AS k ORDER BY 1) l)`;
-  return `(SELECT count(CASE WHEN l.e THEN pg_advisory_xact_lock(l.id) ELSE pg_advisory_xact_lock_shared(l.id) END)
-       FROM (SELECT ${s}.lock_id(u.k) AS id, bool_or(u.e) AS e FROM unnest(${keys}, ${exclusive}) AS u(k, e)
-              GROUP BY 1 ORDER BY 1) l)`;
+  return `(SELECT count(CASE WHEN l.i <= ${exclusiveCount} THEN pg_advisory_xact_lock(l.id) ELSE pg_advisory_xact_lock_shared(l.id) END)
+       FROM (SELECT ${s}.lock_id(u.k) AS id, u.i FROM unnest(${keys}) WITH ORDINALITY AS u(k, i) ORDER BY 1, 2) l)`;
+}
+
+/** A LockSet as takeLocksSql()'s parameters: its keys, the exclusive ones first, and their number. */
+export function lockParams(locks: LockSet): [keys: string[], exclusiveCount: number] {
+  const keys: string[] = [];
+  for (const [i, key] of locks.keys.entries()) if (locks.exclusive[i]) keys.push(key);
+  const exclusiveCount = keys.length;
+  for (const [i, key] of locks.keys.entries()) if (!locks.exclusive[i]) keys.push(key);
+  return [keys, exclusiveCount];
 }
 
 /**
