@@ -76,7 +76,7 @@ describe('a batch of appends', () => {
       // Three writers: a lone append, then batches of two.
       for (let v = 0; v < 12; v++) await Promise.all(['a', 'b', 'c'].map((w) => one(`seat-${w}`, v)));
       expect(await store.streamVersion('seat-c')).toBe(12);
-      const batches = await plans(pool, '%WITH ORDINALITY%');
+      const batches = await plans(pool, '%INSERT INTO%WITH ORDINALITY%');
       expect(batches.length).toBeGreaterThan(0);
       for (const p of batches) expect(p).toMatchObject({ custom: 0 });
       expect(batches.reduce((n, p) => n + p.generic, 0)).toBeGreaterThanOrEqual(10);
