@@ -9,6 +9,14 @@ import { type Queryable, withClient } from './queryable.js';
  * runs), and a plpgsql function that can costs a call, SPI and a plan cache of its own.
  *
  * Built on pg's Submittable interface (the one pg-cursor uses): pg has no per-query pipelining.
+ *
+ * A named statement is prepared on its first use on a connection by a Parse sent inline, just
+ * before its Bind, in the same write. It was once parsed in a round trip of its own before the
+ * pipeline: a statement's Parse takes locks on the tables it reads, so with one of them locked (DDL,
+ * a test's barrier) everything before it in the pipeline, a completion's COMMIT say, waited for
+ * that lock too; and every new connection paid one round trip per statement. Its name is recorded
+ * as parsed (pg's `parsedStatements`, which pg's own queries read as well) only when the server
+ * confirms the Parse: after an error, the Parses the server skipped are sent again next time.
  */
 
 /** A statement as statement() (queryable.ts) builds it: named (prepared once per connection) or not. */
@@ -33,6 +41,8 @@ interface Connection {
   flush(): void;
   sync(): void;
   stream: { cork?: () => void; uncork?: () => void };
+  on(event: 'parseComplete', listener: () => void): void;
+  removeListener(event: 'parseComplete', listener: () => void): void;
 }
 
 interface Message {
@@ -60,14 +70,6 @@ function arrayElement(v: unknown): string {
   return `"${String(v).replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
 }
 
-/** Parse (unnamed only: named ones are prepared before), Bind, optionally Describe, Execute. */
-function sendStatement(connection: Connection, s: PipelinedStatement, describe: boolean): void {
-  if (s.name === undefined) connection.parse({ name: '', text: s.text, types: [] });
-  connection.bind({ portal: '', statement: s.name ?? '', values: s.values ?? [], valueMapper: toParam });
-  if (describe) connection.describe({ type: 'P', name: '' });
-  connection.execute({ portal: '', rows: 0 });
-}
-
 /** A RowDescription's columns. */
 function fieldsOf(msg: Message): PipelinedField[] {
   const fields = (msg.fields ?? []) as { name: string; dataTypeID?: number }[];
@@ -77,11 +79,23 @@ function fieldsOf(msg: Message): PipelinedField[] {
 /**
  * Base of the submittables: settles on ReadyForQuery, or on an error (pg's client then drops
  * the query and reads the ReadyForQuery that follows itself, before it sends anything else).
+ * Sends each statement with its Parse when it needs one (see the top of this file).
  */
 abstract class Submission {
   readonly done: Promise<void>;
   #resolve!: () => void;
   #reject!: (err: Error) => void;
+  /** The Parses sent, in order: the statement's name (none: the unnamed statement) and text. */
+  readonly #parses: { name: string | undefined; text: string }[] = [];
+  /** ParseComplete messages received so far. */
+  #parsed = 0;
+  /** The connection whose ParseComplete messages are counted (while a named Parse is pending). */
+  #counting: Connection | undefined;
+  /** The server's ParseComplete messages come in the order the Parses went. */
+  readonly #onParseComplete = () => {
+    const parse = this.#parses[this.#parsed++];
+    if (parse?.name !== undefined && this.#counting) this.#counting.parsedStatements[parse.name] = parse.text;
+  };
 
   constructor() {
     this.done = new Promise<void>((resolve, reject) => {
@@ -91,6 +105,34 @@ abstract class Submission {
   }
 
   abstract submit(connection: Connection): void;
+
+  /**
+   * Parse (unless named and parsed on this connection or earlier in this pipeline), Bind,
+   * optionally Describe, Execute.
+   */
+  protected send(connection: Connection, s: PipelinedStatement, describe: boolean): void {
+    const name = s.name;
+    if (
+      name === undefined ||
+      (connection.parsedStatements[name] === undefined && !this.#parses.some((p) => p.name === name))
+    ) {
+      if (name !== undefined && this.#counting === undefined) {
+        this.#counting = connection;
+        connection.on('parseComplete', this.#onParseComplete);
+      }
+      this.#parses.push({ name, text: s.text });
+      connection.parse({ name: name ?? '', text: s.text, types: [] });
+    }
+    connection.bind({ portal: '', statement: name ?? '', values: s.values ?? [], valueMapper: toParam });
+    if (describe) connection.describe({ type: 'P', name: '' });
+    connection.execute({ portal: '', rows: 0 });
+  }
+
+  #stopCounting(): void {
+    this.#counting?.removeListener('parseComplete', this.#onParseComplete);
+    this.#counting = undefined;
+  }
+
   handleRowDescription(_msg: Message): void {}
   handleDataRow(_msg: Message): void {}
   handleCommandComplete(): void {}
@@ -99,24 +141,13 @@ abstract class Submission {
   handleCopyInResponse(): void {}
   handleCopyData(): void {}
   handleError(err: Error): void {
+    // The server skips every message after an error up to the Sync: no ParseComplete follows.
+    this.#stopCounting();
     this.#reject(err);
   }
   handleReadyForQuery(): void {
+    this.#stopCounting();
     this.#resolve();
-  }
-}
-
-/** Parse (prepare) one named statement; pg's client records it as parsed on ParseComplete. */
-class ParseOnly extends Submission {
-  constructor(
-    readonly name: string,
-    readonly text: string,
-  ) {
-    super();
-  }
-  submit(connection: Connection): void {
-    connection.parse({ name: this.name, text: this.text, types: [] });
-    connection.sync();
   }
 }
 
@@ -134,7 +165,7 @@ class Pipelined extends Submission {
     connection.stream.cork?.();
     try {
       const last = this.statements.length - 1;
-      for (const [i, s] of this.statements.entries()) sendStatement(connection, s, i === last);
+      for (const [i, s] of this.statements.entries()) this.send(connection, s, i === last);
       connection.sync();
     } finally {
       connection.stream.uncork?.();
@@ -179,7 +210,7 @@ class PipelinedEach extends Submission {
   submit(connection: Connection): void {
     connection.stream.cork?.();
     try {
-      for (const s of this.statements) sendStatement(connection, s, true);
+      for (const s of this.statements) this.send(connection, s, true);
       connection.sync();
     } finally {
       connection.stream.uncork?.();
@@ -224,7 +255,7 @@ class RowsBeforeCommit extends Submission {
   submit(connection: Connection): void {
     connection.stream.cork?.();
     try {
-      sendStatement(connection, this.statement, true);
+      this.send(connection, this.statement, true);
       connection.flush();
       connection.sync();
     } finally {
@@ -269,7 +300,6 @@ export function runRowsBeforeCommit<T>(
 ): Promise<RowsBeforeCommitResult<T>> {
   return new Promise((resolve, reject) => {
     const committed: Promise<void> = withClient(pool, async (client) => {
-      await prepareNamed(client, [statement]);
       const run = new RowsBeforeCommit(statement);
       client.query(run as unknown as pg.Submittable);
       run.ready.then(() => resolve({ rows: rowObjects<T>(run.rows, run.fields), committed }), reject);
@@ -278,20 +308,6 @@ export function runRowsBeforeCommit<T>(
     // Before the rows: the statement's failure (then nothing is committed). After: a no-op.
     committed.catch(reject);
   });
-}
-
-async function prepareNamed(
-  client: pg.PoolClient | pg.Client,
-  statements: PipelinedStatement[],
-): Promise<void> {
-  const connection = (client as unknown as { connection: Connection }).connection;
-  for (const s of statements) {
-    if (s.name !== undefined && connection.parsedStatements[s.name] === undefined) {
-      const parse = new ParseOnly(s.name, s.text);
-      client.query(parse as unknown as pg.Submittable);
-      await parse.done;
-    }
-  }
 }
 
 /**
@@ -324,7 +340,6 @@ export async function runPipelinedWithFields(
   client: pg.PoolClient | pg.Client,
   statements: PipelinedStatement[],
 ): Promise<{ results: (string | null)[][][]; fields: PipelinedField[][] }> {
-  await prepareNamed(client, statements);
   const run = new PipelinedEach(statements);
   client.query(run as unknown as pg.Submittable);
   await run.done;
@@ -351,8 +366,6 @@ async function onClient<T>(
   client: pg.PoolClient | pg.Client,
   statements: PipelinedStatement[],
 ): Promise<T[]> {
-  // Named statements are prepared on first use, one round trip each, once per connection.
-  await prepareNamed(client, statements);
   const run = new Pipelined(statements);
   client.query(run as unknown as pg.Submittable);
   await run.done;
