@@ -25,8 +25,10 @@ import type { QueryItem } from './query.js';
  * a tenth of the statement's server time at 10 writers (bench/README, session 20), and an append
  * that was not inserted is rare. Which of its checks failed, its condition or its version, is read
  * afterwards in that snapshot (conflictSql): while the batch held its locks no message its condition
- * matches could commit, and one committed since is not in it. A batch's appends have the same shape
- * and no conflicting locks, so no append's check can be about another one's message.
+ * matches could commit, and one committed since is not in it. (Retention deleting that match in
+ * the meantime would make the append read as a version failure; refused either way.) A batch's
+ * appends have the same shape and no conflicting locks, so no append's check can be about another
+ * one's message.
  */
 
 export const locksSql = (ctx: SqlContext) => `SELECT ${takeLocksSql(ctx.s, '$1::text[]', '$2::int')}`;
