@@ -53,7 +53,8 @@ describe('the pipeline', () => {
       running.catch(() => undefined);
       await until(
         async () =>
-          Number((await db.pool.query(`SELECT count(*) AS n FROM "${db.schema}".done_marks`)).rows[0].n) === 1,
+          Number((await db.pool.query(`SELECT count(*) AS n FROM "${db.schema}".done_marks`)).rows[0].n) ===
+          1,
         'the statements before the blocked Parse to commit',
         10_000,
       );
@@ -63,7 +64,9 @@ describe('the pipeline', () => {
       expect(results[3]).toEqual([['0']]);
       expect(parsedOn(c).pipeline_reads_barrier).toBeDefined();
       // Parsed once: the next run binds it without a Parse (a second Parse of the name would fail).
-      expect(await runPipelinedEach(c, [{ name: 'pipeline_reads_barrier', text: 'unused' }])).toEqual([[['0']]]);
+      expect(await runPipelinedEach(c, [{ name: 'pipeline_reads_barrier', text: 'unused' }])).toEqual([
+        [['0']],
+      ]);
       expect(await preparedOnServer(c)).toEqual(['pipeline_reads_barrier']);
     } finally {
       await holder.query('ROLLBACK').catch(() => undefined);
@@ -93,7 +96,9 @@ describe('the pipeline', () => {
       ).toEqual([[['1']], [['3']], [['3']]]);
       expect(await preparedOnServer(c)).toEqual(['pipeline_a', 'pipeline_c']);
       // A Parse that fails is not recorded either.
-      await expect(runPipelinedEach(c, [{ name: 'pipeline_bad', text: 'SELEC 1' }])).rejects.toThrow(/syntax/);
+      await expect(runPipelinedEach(c, [{ name: 'pipeline_bad', text: 'SELEC 1' }])).rejects.toThrow(
+        /syntax/,
+      );
       expect(parsedOn(c).pipeline_bad).toBeUndefined();
       expect(await runPipelinedEach(c, [{ name: 'pipeline_bad', text: 'SELECT 4' }])).toEqual([[['4']]]);
     } finally {

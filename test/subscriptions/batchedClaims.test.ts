@@ -3,7 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool } from '../../src/db/pool.js';
 import type { SqlContext } from '../../src/db/queryable.js';
 import { ClaimBatcher, CompleteBatcher } from '../../src/subscriptions/batchedClaims.js';
-import { type ClaimArgs, claimCheckpoint, claimCheckpoints } from '../../src/subscriptions/claimCheckpoint.js';
+import {
+  type ClaimArgs,
+  claimCheckpoint,
+  claimCheckpoints,
+} from '../../src/subscriptions/claimCheckpoint.js';
 import { setupDb, type TestDb } from '../helpers/db.js';
 import { until } from '../helpers/until.js';
 
