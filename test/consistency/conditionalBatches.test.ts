@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendWithCondition } from '../../src/consistency/conditionalAppend.js';
 import { type GatedAppend, runGated } from '../../src/consistency/conditionalBatcher.js';
-import type { After } from '../../src/consistency/conditionSql.js';
+import { type After, snapshotBounds } from '../../src/consistency/conditionSql.js';
 import { appendLocks } from '../../src/consistency/lockKeys.js';
 import { Query } from '../../src/consistency/query.js';
 import { createPool } from '../../src/db/pool.js';
@@ -81,6 +81,20 @@ describe('a batch of conditional appends', () => {
       `SELECT id::text FROM "${db.schema}".messages WHERE stream_name = 'b1-ok'`,
     );
     expect(rows.map((r) => r.id)).toEqual([batch[0]!.id]);
+  });
+
+  it('does the same for decisions made on a read snapshot (readForDecision)', async () => {
+    const { rows } = await db.pool.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s');
+    const read: After = { kind: 'snapshot', ...snapshotBounds(rows[0]!.s) };
+    // Committed after the decision's read: its condition sees it.
+    await db.store.append('b5-taken', { type: TYPE, data: {}, tags: ['b5:taken'] });
+    const outcomes = await runGated(db.pool, db.store.sqlContext, [
+      gated('b5-ok', 0, 'b5:ok', read),
+      gated('b5-cond', 0, 'b5:taken', read),
+      gated('b5-version', 2, 'b5:version', read),
+    ]);
+    expect(outcomes.map((o) => o.kind)).toEqual(['appended', 'condition_failed', 'wrong_version']);
+    expect(await countWhere(`stream_name LIKE 'b5-%'`, [])).toBe(2);
   });
 
   it('tells a failed version from a failed condition by what the batch saw, not by what committed after it', async () => {
