@@ -58,13 +58,13 @@ export function snapshotBounds(snapshot: string): { xmax: string; xip: string[] 
   return { xmax, xip: xip === '' ? [] : xip.split(',') };
 }
 
-interface GatedInsert {
+interface CachedStatement {
   /** Statement name suffix, unique per shape. */
   name: string;
   text: string;
 }
 
-const cache = new Map<string, GatedInsert>();
+const cache = new Map<string, CachedStatement>();
 
 function itemShape(item: QueryItem): string {
   const tags = item.tags?.length ?? 0;
@@ -86,7 +86,7 @@ export function gatedInsert(
   after: After['kind'],
   items: readonly QueryItem[],
   batch: boolean,
-): GatedInsert {
+): CachedStatement {
   const key = `${ctx.s}|${batch ? 'b' : '1'}|${gatedShape(tagged, after, items)}`;
   let found = cache.get(key);
   if (!found) {
@@ -149,6 +149,10 @@ function probes(
   return found;
 }
 
+/** Whether any of the probes finds a message (false without probes). */
+const anyMatch = (checks: string[]) =>
+  checks.length ? checks.map((c) => `EXISTS (${c})`).join('\n      OR ') : 'false';
+
 const READ_COMMITTED = `current_setting('transaction_isolation') = 'read committed'`;
 const RESULT = `${READ_COMMITTED} AS read_committed`;
 
@@ -160,9 +164,9 @@ function buildOne(
   items: readonly QueryItem[],
 ): string {
   let n = 7;
-  const checks = probes(ctx, after, items, (type) => `$${++n}::${type}`).map((p) => `EXISTS (${p})`);
+  const checks = probes(ctx, after, items, (type) => `$${++n}::${type}`);
   return `WITH gate AS (
-  SELECT ${RESULT}, ${checks.length ? checks.join('\n      OR ') : 'false'} AS conflict
+  SELECT ${RESULT}, ${anyMatch(checks)} AS conflict
 ), inserted AS (
   INSERT INTO ${ctx.s}.messages (id, stream_name, stream_position, type, data, metadata, tags)
   SELECT $1::uuid, $2::text, $3::bigint + 1, $4::text, $5::jsonb, $6::jsonb,
@@ -223,13 +227,17 @@ SELECT s.read_committed, s.snapshot, i.id, i.global_position, i.transaction_id::
  * One append's condition as it was in a batch's snapshot ($1, the text of a pg_snapshot): true when
  * a message it matches is visible in that snapshot. Its other parameters are gatedRowValues()'.
  */
-export function conflictSql(ctx: SqlContext, after: After['kind'], items: readonly QueryItem[]): GatedInsert {
+export function conflictSql(
+  ctx: SqlContext,
+  after: After['kind'],
+  items: readonly QueryItem[],
+): CachedStatement {
   const key = `${ctx.s}|check|${gatedShape(false, after, items)}`;
   let found = cache.get(key);
   if (!found) {
     let n = 1;
     const checks = probes(ctx, after, items, (type) => `$${++n}::${type}`, '$1::pg_snapshot');
-    const text = `SELECT ${checks.length ? checks.map((c) => `EXISTS (${c})`).join(' OR ') : 'false'} AS conflict`;
+    const text = `SELECT ${anyMatch(checks)} AS conflict`;
     found = { name: `cond_check_${cache.size}`, text };
     cache.set(key, found);
   }
