@@ -206,6 +206,8 @@ describe('a worker whose heartbeat goes stale', () => {
     await a.start();
     const id = await db.store.enqueue('live', { type: 'x', data: { hold: true } });
     await until(() => calls.length === 1, 'A holds the job');
+    // A's handler starts before its dequeue's commit is confirmed (rows before commit): wait for it.
+    await until(async () => (await jobRow(id))?.lease_token != null, 'A’s dequeue committed');
     const token = (await jobRow(id))!.lease_token;
     await worker(queues, { ...live, workerId: `B-${randomUUID()}` }).start();
     // Long past staleWorkerMs (2 s), by the database's clock.
