@@ -66,6 +66,16 @@ interface CachedStatement {
 
 const cache = new Map<string, CachedStatement>();
 
+/** The statement cached under `key`, built (and named `prefix` + a number) on first use. */
+function cachedStatement(key: string, prefix: string, build: () => string): CachedStatement {
+  let found = cache.get(key);
+  if (!found) {
+    found = { name: `${prefix}_${cache.size}`, text: build() };
+    cache.set(key, found);
+  }
+  return found;
+}
+
 function itemShape(item: QueryItem): string {
   const tags = item.tags?.length ?? 0;
   return `${item.types?.length ? 'T' : ''}${tags === 0 ? '' : tags === 1 ? 'g' : 'G'}`;
@@ -88,13 +98,9 @@ export function gatedInsert(
   batch: boolean,
 ): CachedStatement {
   const key = `${ctx.s}|${batch ? 'b' : '1'}|${gatedShape(tagged, after, items)}`;
-  let found = cache.get(key);
-  if (!found) {
-    const text = (batch ? buildBatch : buildOne)(ctx, tagged, after, items);
-    found = { name: `cond_insert_${cache.size}`, text };
-    cache.set(key, found);
-  }
-  return found;
+  return cachedStatement(key, 'cond_insert', () =>
+    (batch ? buildBatch : buildOne)(ctx, tagged, after, items),
+  );
 }
 
 /**
@@ -232,16 +238,11 @@ export function conflictSql(
   after: After['kind'],
   items: readonly QueryItem[],
 ): CachedStatement {
-  const key = `${ctx.s}|check|${gatedShape(false, after, items)}`;
-  let found = cache.get(key);
-  if (!found) {
+  return cachedStatement(`${ctx.s}|check|${gatedShape(false, after, items)}`, 'cond_check', () => {
     let n = 1;
     const checks = probes(ctx, after, items, (type) => `$${++n}::${type}`, '$1::pg_snapshot');
-    const text = `SELECT ${anyMatch(checks)} AS conflict`;
-    found = { name: `cond_check_${cache.size}`, text };
-    cache.set(key, found);
-  }
-  return found;
+    return `SELECT ${anyMatch(checks)} AS conflict`;
+  });
 }
 
 /** One append's condition parameters, in probes()'s order. */
