@@ -1,10 +1,11 @@
 import { messageLockKeys, messagesLockKeys, takeLocksSql, takeTwoLocksSql } from '../consistency/lockKeys.js';
+import { runFirstValue } from '../db/pipeline.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
 import { statement } from '../db/queryable.js';
 import { SqlState, sqlStateOf } from '../db/sqlstate.js';
 import { WrongExpectedVersionError } from '../errors.js';
 import type { AppendBatcher } from './appendBatcher.js';
-import type { WakeupCarrier } from './notifications.js';
+import { WakeupCarrier } from './notifications.js';
 import { streamVersion } from './readStream.js';
 import type { AppendResult, ExpectedVersion, Metadata } from './types.js';
 
@@ -252,17 +253,18 @@ export interface SingleInsert {
 export async function insertOne(db: Queryable, ctx: SqlContext, m: SingleInsert): Promise<number | null> {
   const tagged = m.tags.length > 0;
   const keys = messageLockKeys(m);
-  const { rows } = await db.query<{ global_position: number }>(
-    statement(
-      ctx,
-      `append_one${tagged ? '_tagged' : ''}`,
-      cachedSql(appendOneSqlText, 'one', ctx, tagged),
-      tagged
-        ? [m.id, m.stream, m.n, m.type, m.data, m.metadata, m.tags, keys]
-        : [m.id, m.stream, m.n, m.type, m.data, m.metadata, keys[0], keys[1]],
-    ),
+  const insert = statement(
+    ctx,
+    `append_one${tagged ? '_tagged' : ''}`,
+    cachedSql(appendOneSqlText, 'one', ctx, tagged),
+    tagged
+      ? [m.id, m.stream, m.n, m.type, m.data, m.metadata, m.tags, keys]
+      : [m.id, m.stream, m.n, m.type, m.data, m.metadata, keys[0], keys[1]],
   );
-  return rows[0]?.global_position ?? null;
+  // Its one value read as it comes (runFirstValue): the hot path of every single append.
+  const position =
+    db instanceof WakeupCarrier ? await db.firstValue(insert) : await runFirstValue(db, insert);
+  return position == null ? null : Number(position);
 }
 
 /** The outcome of one exact single append, run alone or through the store's group commit. */

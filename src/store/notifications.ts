@@ -4,6 +4,7 @@ import {
   type PipelinedStatement,
   pipelinedPartial,
   rowObjects,
+  runFirstValue,
   runPipelined,
   runPipelinedWithFields,
 } from '../db/pipeline.js';
@@ -234,11 +235,35 @@ export class WakeupCarrier {
     }
   }
 
+  /**
+   * One statement as runFirstValue (pipeline.ts) runs it, the wake-up after it when one is due: the
+   * first column of its first row as text, undefined when it returns no row.
+   */
+  async firstValue(statement: pg.QueryConfig): Promise<string | null | undefined> {
+    this.wakeup.writeStarted?.();
+    try {
+      const notify = this.carried ? undefined : this.wakeup.claim();
+      if (!notify) return await runFirstValue(this.pool, statement as PipelinedStatement);
+      return (await this.#carry([statement], notify)).rows[0]?.[0];
+    } finally {
+      this.wakeup.writeEnded?.();
+    }
+  }
+
   async #query<R extends pg.QueryResultRow>(
     statements: pg.QueryConfig[],
   ): Promise<{ rows: R[]; rowCount: number }> {
     const notify = this.carried ? undefined : this.wakeup.claim();
     if (!notify) return queryAllOnPool<R>(this.pool, statements);
+    const { rows, fields } = await this.#carry(statements, notify);
+    return rowsOf<R>(rows, fields);
+  }
+
+  /** `statements` as BEGIN, them, COMMIT, then the claimed wake-up `notify`: the last one's text rows. */
+  #carry(
+    statements: pg.QueryConfig[],
+    notify: pg.QueryConfig,
+  ): Promise<{ rows: (string | null)[][]; fields: PipelinedField[] }> {
     const last = statements.length;
     return withClient(this.pool, async (client) => {
       try {
@@ -249,13 +274,14 @@ export class WakeupCarrier {
           notify as PipelinedStatement,
         ]);
         this.carried = true;
-        return rowsOf<R>(results[last]!, fields[last]!);
+        return { rows: results[last]!, fields: fields[last]! };
       } catch (err) {
         // Owed again: what the wake-up was taken for may not be announced otherwise.
         this.wakeup.owe();
         // The write committed and only the NOTIFY after it failed (its queue full): the write stands.
         const done = pipelinedPartial(err);
-        if (done && done.completed >= last + 2) return rowsOf<R>(done.results[last]!, done.fields[last]!);
+        if (done && done.completed >= last + 2)
+          return { rows: done.results[last]!, fields: done.fields[last]! };
         // A failed statement leaves the transaction open (aborted): end it before the client goes
         // back (withClient releases a client whose connection broke as broken).
         if (!isConnectionError(err)) await client.query('ROLLBACK').catch(() => undefined);
