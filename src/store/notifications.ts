@@ -224,39 +224,42 @@ export class WakeupCarrier {
    * `statements` in one round trip and one transaction (the wake-up after it when one is due): the
    * last statement's rows. The statements before it set up its transaction (planSettings.ts).
    */
-  async queryAll<R extends pg.QueryResultRow>(
+  queryAll<R extends pg.QueryResultRow>(
     statements: pg.QueryConfig[],
   ): Promise<{ rows: R[]; rowCount: number }> {
-    this.wakeup.writeStarted?.();
-    try {
-      return await this.#query<R>(statements);
-    } finally {
-      this.wakeup.writeEnded?.();
-    }
+    return this.#write(
+      statements,
+      () => queryAllOnPool<R>(this.pool, statements),
+      ({ rows, fields }) => rowsOf<R>(rows, fields),
+    );
   }
 
   /**
    * One statement as runFirstValue (pipeline.ts) runs it, the wake-up after it when one is due: the
    * first column of its first row as text, undefined when it returns no row.
    */
-  async firstValue(statement: pg.QueryConfig): Promise<string | null | undefined> {
+  firstValue(statement: pg.QueryConfig): Promise<string | null | undefined> {
+    return this.#write(
+      [statement],
+      () => runFirstValue(this.pool, statement as PipelinedStatement),
+      ({ rows }) => rows[0]?.[0],
+    );
+  }
+
+  /** The write: `alone` when no wake-up is due, else `statements` carrying it, read by `fromCarried`. */
+  async #write<T>(
+    statements: pg.QueryConfig[],
+    alone: () => Promise<T>,
+    fromCarried: (last: { rows: (string | null)[][]; fields: PipelinedField[] }) => T,
+  ): Promise<T> {
     this.wakeup.writeStarted?.();
     try {
       const notify = this.carried ? undefined : this.wakeup.claim();
-      if (!notify) return await runFirstValue(this.pool, statement as PipelinedStatement);
-      return (await this.#carry([statement], notify)).rows[0]?.[0];
+      if (!notify) return await alone();
+      return fromCarried(await this.#carry(statements, notify));
     } finally {
       this.wakeup.writeEnded?.();
     }
-  }
-
-  async #query<R extends pg.QueryResultRow>(
-    statements: pg.QueryConfig[],
-  ): Promise<{ rows: R[]; rowCount: number }> {
-    const notify = this.carried ? undefined : this.wakeup.claim();
-    if (!notify) return queryAllOnPool<R>(this.pool, statements);
-    const { rows, fields } = await this.#carry(statements, notify);
-    return rowsOf<R>(rows, fields);
   }
 
   /** `statements` as BEGIN, them, COMMIT, then the claimed wake-up `notify`: the last one's text rows. */
