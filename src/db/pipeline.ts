@@ -191,7 +191,11 @@ class PipelinedEach extends Submission {
   fields: PipelinedField[][];
   #at = 0;
 
-  constructor(readonly statements: PipelinedStatement[]) {
+  constructor(
+    readonly statements: PipelinedStatement[],
+    /** The statements to Describe (their columns are wanted); all of them when undefined. */
+    readonly described?: (i: number) => boolean,
+  ) {
     super();
     this.results = statements.map(() => []);
     this.fields = statements.map(() => []);
@@ -210,7 +214,8 @@ class PipelinedEach extends Submission {
   submit(connection: Connection): void {
     connection.stream.cork?.();
     try {
-      for (const s of this.statements) this.send(connection, s, true);
+      for (const [i, s] of this.statements.entries())
+        this.send(connection, s, this.described ? this.described(i) : true);
       connection.sync();
     } finally {
       connection.stream.uncork?.();
@@ -363,8 +368,10 @@ export function pipelinedPartial(err: unknown): PipelinedPartial | undefined {
 export async function runPipelinedWithFields(
   client: pg.PoolClient | pg.Client,
   statements: PipelinedStatement[],
+  /** The statements whose columns are wanted (Describe); all when undefined. */
+  described?: (i: number) => boolean,
 ): Promise<{ results: (string | null)[][][]; fields: PipelinedField[][] }> {
-  const run = new PipelinedEach(statements);
+  const run = new PipelinedEach(statements, described);
   client.query(run as unknown as pg.Submittable);
   await run.done;
   return { results: run.results, fields: run.fields };

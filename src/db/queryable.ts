@@ -36,6 +36,20 @@ export function statement(ctx: SqlContext, name: string, text: string, values: u
 }
 
 /**
+ * BEGIN and COMMIT for a pipeline (pipeline.ts), named when prepared statements are allowed: parsed
+ * once per connection instead of at every use. Their text is the same in every schema, so one name
+ * serves all.
+ */
+export function transactionStatements(prepared: boolean): { begin: pg.QueryConfig; commit: pg.QueryConfig } {
+  return prepared ? NAMED_TRANSACTION : UNNAMED_TRANSACTION;
+}
+const NAMED_TRANSACTION = {
+  begin: { name: 'beckett_begin', text: 'BEGIN' },
+  commit: { name: 'beckett_commit', text: 'COMMIT' },
+};
+const UNNAMED_TRANSACTION = { begin: { text: 'BEGIN' }, commit: { text: 'COMMIT' } };
+
+/**
  * Run `fn` on a client of the pool's. A connection lost under it fails the running query; the
  * client's 'error' event (which a checked-out client has no listener for: it would crash the
  * process) is caught here, and a broken client is released as such, never handed out again.

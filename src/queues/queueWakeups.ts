@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { NO_FLUSH } from '../db/planSettings.js';
-import type { SqlContext } from '../db/queryable.js';
+import { type SqlContext, statement } from '../db/queryable.js';
 import { type CarriedWakeup, channelFor } from '../store/notifications.js';
 import { transactionStatuses } from './queueJobsSql.js';
 
@@ -36,6 +36,7 @@ const WATCH_GIVE_UP_MS = 10 * 60_000;
 export class QueueNotifier {
   readonly #pool: pg.Pool;
   readonly #channel: string;
+  readonly #ctx: SqlContext;
   readonly #pending = new Set<string>();
   #inFlight = false;
   /** Transaction id -> queues it enqueued to, and when it was first seen. */
@@ -47,6 +48,7 @@ export class QueueNotifier {
   constructor(pool: pg.Pool, ctx: SqlContext) {
     this.#pool = pool;
     this.#channel = channelFor(ctx.schema);
+    this.#ctx = ctx;
   }
 
   /** Jobs were committed to `queue`: a NOTIFY follows (after the one in flight). Never throws. */
@@ -66,7 +68,7 @@ export class QueueNotifier {
         if (this.#inFlight) return undefined;
         const queues = [...new Set([queue, ...this.#pending])];
         this.#pending.clear();
-        return { text: NOTIFY_QUEUES_SQL, values: [this.#channel, queues] };
+        return statement(this.#ctx, 'notify_queues', NOTIFY_QUEUES_SQL, [this.#channel, queues]);
       },
       owe: () => this.notify(queue),
     };
@@ -124,7 +126,9 @@ export class QueueNotifier {
     const queues = [...this.#pending];
     this.#pending.clear();
     try {
-      await this.#pool.query(NOTIFY_QUEUES_SQL, [this.#channel, queues]).catch(() => undefined);
+      await this.#pool
+        .query(statement(this.#ctx, 'notify_queues', NOTIFY_QUEUES_SQL, [this.#channel, queues]))
+        .catch(() => undefined);
     } finally {
       this.#inFlight = false;
       this.#schedule();

@@ -9,7 +9,14 @@ import {
   runPipelinedWithFields,
 } from '../db/pipeline.js';
 import { NO_FLUSH } from '../db/planSettings.js';
-import { type Queryable, type SqlContext, schemaTag, statement, withClient } from '../db/queryable.js';
+import {
+  type Queryable,
+  type SqlContext,
+  schemaTag,
+  statement,
+  transactionStatements,
+  withClient,
+} from '../db/queryable.js';
 import { isConnectionError } from '../db/sqlstate.js';
 
 /** The LISTEN/NOTIFY channel that wakes readers of a schema (an identifier: at most 63 bytes). */
@@ -268,14 +275,17 @@ export class WakeupCarrier {
     notify: pg.QueryConfig,
   ): Promise<{ rows: (string | null)[][]; fields: PipelinedField[] }> {
     const last = statements.length;
+    // The wake-up's statement is named exactly when the store's context allows prepared statements
+    // (statement() in queryable.ts): BEGIN and COMMIT follow it.
+    const { begin, commit } = transactionStatements(notify.name !== undefined);
     return withClient(this.pool, async (client) => {
       try {
-        const { results, fields } = await runPipelinedWithFields(client, [
-          { text: 'BEGIN' },
-          ...(statements as PipelinedStatement[]),
-          { text: 'COMMIT' },
-          notify as PipelinedStatement,
-        ]);
+        // Only the write's columns are wanted: the rest go without a Describe.
+        const { results, fields } = await runPipelinedWithFields(
+          client,
+          [begin, ...statements, commit, notify] as PipelinedStatement[],
+          (i) => i === last,
+        );
         this.carried = true;
         return { rows: results[last]!, fields: fields[last]! };
       } catch (err) {

@@ -8,7 +8,7 @@ import {
 } from '../db/pipeline.js';
 import { GENERIC_INDEX_PLANS, NO_FLUSH, setForTransaction } from '../db/planSettings.js';
 import type { SqlContext } from '../db/queryable.js';
-import { statement, withClient } from '../db/queryable.js';
+import { statement, transactionStatements, withClient } from '../db/queryable.js';
 import { isStatementError } from '../db/sqlstate.js';
 import {
   type Claim,
@@ -123,6 +123,19 @@ export class CompleteBatcher {
   readonly #commit: GroupCommit<CompleteJob>;
 
   constructor(pool: pg.Pool, ctx: SqlContext, group: string, consumers: number, claimArgs?: ClaimArgs) {
+    const transaction = transactionStatements(ctx.prepared);
+    const loneSettings = statement(
+      ctx,
+      'lone_completion_settings',
+      LONE_COMPLETION_SETTINGS,
+      [],
+    ) as PipelinedStatement;
+    const manySettings = statement(
+      ctx,
+      'completions_settings',
+      COMPLETIONS_SETTINGS,
+      [],
+    ) as PipelinedStatement;
     const many = async (batch: CompleteJob[]) => {
       const next = batch.flatMap((j) => (j.next ? [j.next] : []));
       if (next.length > 0 && !claimArgs) throw new Error('CompleteBatcher: claims need ClaimArgs');
@@ -138,8 +151,8 @@ export class CompleteBatcher {
       // several are one update over their arrays, planned for them.
       const one = batch.length === 1 ? batch[0]! : undefined;
       const statements: PipelinedStatement[] = [
-        { text: 'BEGIN' },
-        { text: one ? LONE_COMPLETION_SETTINGS : COMPLETIONS_SETTINGS },
+        transaction.begin as PipelinedStatement,
+        one ? loneSettings : manySettings,
         (one
           ? completeStatement(ctx, one.claim, one.position)
           : statement(ctx, 'complete_checkpoints', completeManySql(ctx), [
@@ -149,7 +162,7 @@ export class CompleteBatcher {
               batch.map((j) => j.claim.leaseId),
               batch.map((j) => j.position),
             ])) as PipelinedStatement,
-        { text: 'COMMIT' },
+        transaction.commit as PipelinedStatement,
       ];
       const completed = 2;
       const committed = 4;
@@ -165,7 +178,8 @@ export class CompleteBatcher {
       let claimError: unknown;
       const { results, fields } = await withClient(pool, async (client) => {
         try {
-          return await runPipelinedWithFields(client, statements);
+          // Only the claim's columns are wanted (the completion's rows are its lease ids).
+          return await runPipelinedWithFields(client, statements, (i) => i === claimed);
         } catch (err) {
           // The claim failed after the completion committed: the completion stands, the claims fail.
           const partial = pipelinedPartial(err);
