@@ -40,8 +40,15 @@ export function statement(ctx: SqlContext, name: string, text: string, values: u
  * once per connection instead of at every use. Their text is the same in every schema, so one name
  * serves all.
  */
-export function transactionStatements(prepared: boolean): { begin: pg.QueryConfig; commit: pg.QueryConfig } {
+export function transactionStatements(prepared: boolean): {
+  begin: TransactionStatement;
+  commit: TransactionStatement;
+} {
   return prepared ? NAMED_TRANSACTION : UNNAMED_TRANSACTION;
+}
+interface TransactionStatement {
+  name?: string;
+  text: string;
 }
 const NAMED_TRANSACTION = {
   begin: { name: 'beckett_begin', text: 'BEGIN' },

@@ -51,6 +51,11 @@ export class QueueNotifier {
     this.#ctx = ctx;
   }
 
+  /** The NOTIFY of `queues`, one payload each. */
+  #statement(queues: string[]): pg.QueryConfig {
+    return statement(this.#ctx, 'notify_queues', NOTIFY_QUEUES_SQL, [this.#channel, queues]);
+  }
+
   /** Jobs were committed to `queue`: a NOTIFY follows (after the one in flight). Never throws. */
   notify(queue: string): void {
     this.#pending.add(queue);
@@ -68,7 +73,7 @@ export class QueueNotifier {
         if (this.#inFlight) return undefined;
         const queues = [...new Set([queue, ...this.#pending])];
         this.#pending.clear();
-        return statement(this.#ctx, 'notify_queues', NOTIFY_QUEUES_SQL, [this.#channel, queues]);
+        return this.#statement(queues);
       },
       owe: () => this.notify(queue),
     };
@@ -126,9 +131,7 @@ export class QueueNotifier {
     const queues = [...this.#pending];
     this.#pending.clear();
     try {
-      await this.#pool
-        .query(statement(this.#ctx, 'notify_queues', NOTIFY_QUEUES_SQL, [this.#channel, queues]))
-        .catch(() => undefined);
+      await this.#pool.query(this.#statement(queues)).catch(() => undefined);
     } finally {
       this.#inFlight = false;
       this.#schedule();

@@ -151,7 +151,7 @@ export class CompleteBatcher {
       // several are one update over their arrays, planned for them.
       const one = batch.length === 1 ? batch[0]! : undefined;
       const statements: PipelinedStatement[] = [
-        transaction.begin as PipelinedStatement,
+        transaction.begin,
         one ? loneSettings : manySettings,
         (one
           ? completeStatement(ctx, one.claim, one.position)
@@ -162,7 +162,7 @@ export class CompleteBatcher {
               batch.map((j) => j.claim.leaseId),
               batch.map((j) => j.position),
             ])) as PipelinedStatement,
-        transaction.commit as PipelinedStatement,
+        transaction.commit,
       ];
       const completed = 2;
       const committed = 4;

@@ -3,7 +3,7 @@ import type { ResolvedGroup } from '../config/types.js';
 import { type PipelinedStatement, rowObjects, runPipelinedWithFields } from '../db/pipeline.js';
 import { GENERIC_INDEX_PLANS, NO_FLUSH, setForTransaction } from '../db/planSettings.js';
 import type { Queryable, SqlContext } from '../db/queryable.js';
-import { statement } from '../db/queryable.js';
+import { statement, transactionStatements } from '../db/queryable.js';
 import { TransactionIdsAheadError } from '../errors.js';
 import { describeBlocker, oldestOpenTransaction } from '../store/readLog.js';
 import { transactionIdCounter } from '../store/transactionIdCounter.js';
@@ -287,15 +287,17 @@ export async function readerRound(
   // Before the round's BEGIN: at or before the server's now() for its claims.
   const sent = performance.now();
   const claiming = claim !== undefined && claim.leaseIds.length > 0;
+  const transaction = transactionStatements(ctx.prepared);
   const statements: PipelinedStatement[] = [
-    { text: 'BEGIN' },
-    { text: ROUND_SETTINGS },
+    transaction.begin,
+    statement(ctx, 'round_settings', ROUND_SETTINGS, []) as PipelinedStatement,
     roundStatement(ctx, group, workerId, batchSize) as PipelinedStatement,
   ];
   if (claiming) statements.push(claimStatement(ctx, claim.args, claim.leaseIds) as PipelinedStatement);
-  statements.push({ text: 'COMMIT' });
+  statements.push(transaction.commit);
   try {
-    const { results, fields } = await runPipelinedWithFields(client, statements);
+    // Only the round's and the claim's columns are read.
+    const { results, fields } = await runPipelinedWithFields(client, statements, (i) => i === 2 || i === 3);
     const r = rowObjects<RoundRow>(results[2]!, fields[2]!)[0]!;
     if (!r.locked) return { locked: true, read: 0, dispatched: 0, full: false, xid: r.xid };
     const claims = claiming
